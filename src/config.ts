@@ -1,0 +1,225 @@
+// Server configuration from environment variables. Every variable, its default and its
+// meaning is in CONFIG_VARS (the source for `.env.example` and the docs); loadConfig()
+// validates all of them up front and throws a ConfigError naming the variable, the bad
+// value and what is expected, so a misconfigured server refuses to start instead of
+// failing later. An empty value counts as unset (common in .env files).
+
+import os from "node:os";
+import path from "node:path";
+import { parseApiKey } from "./domain/api_keys.js";
+import {
+  DEFAULT_SHARD_QUEUE_MAX_ITEMS,
+  DEFAULT_WAL_SEGMENT_BYTES,
+  MAX_SHARD_QUEUE_MAX_ITEMS,
+  MAX_SHARDS,
+  MAX_WAL_SEGMENT_BYTES,
+  MIN_WAL_SEGMENT_BYTES,
+  WAL_ALIGNMENT_BYTES,
+} from "./domain/limits.js";
+
+export const DEFAULT_PORT = 18180;
+export const DEFAULT_BIND_ADDR = `127.0.0.1:${DEFAULT_PORT}`;
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  /** As given, e.g. "127.0.0.1:18180" or "[::1]:18180". */
+  bindAddr: string;
+  /** Host part without brackets, e.g. "127.0.0.1", "::1", "0.0.0.0". */
+  bindHost: string;
+  /** 0 means "any free port" (tests). */
+  bindPort: number;
+  /** Absolute paths. */
+  dataDir: string;
+  walDir: string;
+  dbDir: string;
+  /** `<dataDir>/meta`: API keys, agents, aliases, epochs, audit (not configurable). */
+  metaDir: string;
+  shardCount: number;
+  logLevel: LogLevel;
+  allowUwsFallback: boolean;
+  /** Imported as the first admin key of an empty data directory; null = generate one. */
+  adminKey: string | null;
+  walSegmentBytes: number;
+  shardQueueMaxItems: number;
+  metricsPublic: boolean;
+  meterEnabled: boolean;
+  aphoriaEnabled: boolean;
+}
+
+export interface ConfigVar {
+  name: string;
+  /** The default as written in .env.example ("" = unset/none). */
+  default: string;
+  meaning: string;
+}
+
+/** Every environment variable the server reads. Keep in sync with loadConfig(). */
+export const CONFIG_VARS: readonly ConfigVar[] = [
+  { name: "STEMEDB_BIND_ADDR", default: DEFAULT_BIND_ADDR, meaning: "host:port to listen on (IPv6 as [::1]:18180); port 0 picks a free port" },
+  { name: "STEMEDB_DATA_DIR", default: "./data", meaning: "data directory: manifest.json, admin.key, meta/ (keys, agents, audit)" },
+  { name: "STEMEDB_WAL_DIR", default: "<STEMEDB_DATA_DIR>/wal", meaning: "write-ahead log segments, one subdirectory per shard" },
+  { name: "STEMEDB_DB_DIR", default: "<STEMEDB_DATA_DIR>/db", meaning: "LMDB environments, one per shard" },
+  { name: "STEMEDB_SHARDS", default: "<os.availableParallelism()>", meaning: `number of shards (1..${MAX_SHARDS}); fixed when the data directory is created` },
+  { name: "STEMEDB_LOG_LEVEL", default: "info", meaning: `log level: ${LOG_LEVELS.join(", ")}` },
+  { name: "STEMEDB_ALLOW_UWS_FALLBACK", default: "0", meaning: "1 = start even if the native uWebSockets.js binary fails to load (slow JS fallback)" },
+  { name: "STEMEDB_ADMIN_KEY", default: "", meaning: "admin key (stm_<keyId>_<secret>) to install on first start instead of generating one" },
+  { name: "STEMEDB_WAL_SEGMENT_BYTES", default: String(DEFAULT_WAL_SEGMENT_BYTES), meaning: `WAL segment size in bytes: a multiple of ${WAL_ALIGNMENT_BYTES}, ${MIN_WAL_SEGMENT_BYTES}..${MAX_WAL_SEGMENT_BYTES}` },
+  { name: "STEMEDB_SHARD_QUEUE_MAX", default: String(DEFAULT_SHARD_QUEUE_MAX_ITEMS), meaning: `most queued write items per shard before writes get 503 (1..${MAX_SHARD_QUEUE_MAX_ITEMS})` },
+  { name: "STEMEDB_METRICS_PUBLIC", default: "true", meaning: "true = /metrics needs no key; false = /metrics needs a reader key" },
+  { name: "STEMEDB_METER_ENABLED", default: "false", meaning: "true = per-API-key metering of requests, assertions and bytes" },
+  { name: "STEMEDB_APHORIA", default: "off", meaning: "on = enable the Aphoria policy drift endpoints" },
+];
+
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, value: string, expected: string) {
+    super(`${variable}=${JSON.stringify(value)} is invalid: expected ${expected}`);
+    this.name = "ConfigError";
+    this.variable = variable;
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function get(env: Env, name: string): string | undefined {
+  const v = env[name];
+  if (v === undefined) return undefined;
+  const trimmed = v.trim();
+  return trimmed === "" ? undefined : trimmed;
+}
+
+const TRUE_WORDS = new Set(["1", "true", "yes", "on"]);
+const FALSE_WORDS = new Set(["0", "false", "no", "off"]);
+
+function parseBool(env: Env, name: string, dflt: boolean): boolean {
+  const v = get(env, name);
+  if (v === undefined) return dflt;
+  const lower = v.toLowerCase();
+  if (TRUE_WORDS.has(lower)) return true;
+  if (FALSE_WORDS.has(lower)) return false;
+  throw new ConfigError(name, v, "one of 1/0, true/false, yes/no, on/off");
+}
+
+function parseInteger(env: Env, name: string, dflt: number, min: number, max: number): number {
+  const v = get(env, name);
+  if (v === undefined) return dflt;
+  if (!/^[0-9]+$/.test(v)) throw new ConfigError(name, v, `an integer in [${min}, ${max}]`);
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new ConfigError(name, v, `an integer in [${min}, ${max}]`);
+  }
+  return n;
+}
+
+/** Parse "host:port", "[v6]:port". */
+export function parseBindAddr(name: string, v: string): { host: string; port: number } {
+  const expected = 'host:port, e.g. "127.0.0.1:18180", "0.0.0.0:18180" or "[::1]:18180"';
+  let host: string;
+  let portText: string;
+  if (v.startsWith("[")) {
+    const m = /^\[([0-9a-fA-F:.]+)\]:([0-9]+)$/.exec(v);
+    if (!m) throw new ConfigError(name, v, expected);
+    host = m[1] as string;
+    portText = m[2] as string;
+  } else {
+    const i = v.lastIndexOf(":");
+    if (i <= 0 || v.indexOf(":") !== i) throw new ConfigError(name, v, expected);
+    host = v.slice(0, i);
+    portText = v.slice(i + 1);
+    if (!/^[A-Za-z0-9.-]+$/.test(host)) throw new ConfigError(name, v, expected);
+  }
+  if (!/^[0-9]{1,5}$/.test(portText) || Number(portText) > 65535) {
+    throw new ConfigError(name, v, `${expected}, with a port in 0..65535`);
+  }
+  return { host, port: Number(portText) };
+}
+
+function defaultShardCount(): number {
+  const cores =
+    typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length;
+  return Math.min(MAX_SHARDS, Math.max(1, cores));
+}
+
+/** Read and validate the configuration. Throws ConfigError on the first invalid variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const bindAddr = get(env, "STEMEDB_BIND_ADDR") ?? DEFAULT_BIND_ADDR;
+  const { host, port } = parseBindAddr("STEMEDB_BIND_ADDR", bindAddr);
+
+  const dataDir = path.resolve(get(env, "STEMEDB_DATA_DIR") ?? "./data");
+  const walDir = path.resolve(get(env, "STEMEDB_WAL_DIR") ?? path.join(dataDir, "wal"));
+  const dbDir = path.resolve(get(env, "STEMEDB_DB_DIR") ?? path.join(dataDir, "db"));
+  if (walDir === dbDir) {
+    throw new ConfigError("STEMEDB_WAL_DIR", walDir, "a directory different from STEMEDB_DB_DIR");
+  }
+
+  const shardCount = parseInteger(env, "STEMEDB_SHARDS", defaultShardCount(), 1, MAX_SHARDS);
+
+  const levelText = get(env, "STEMEDB_LOG_LEVEL") ?? "info";
+  const logLevel = levelText.toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigError("STEMEDB_LOG_LEVEL", levelText, `one of ${LOG_LEVELS.join(", ")}`);
+  }
+
+  const adminKey = get(env, "STEMEDB_ADMIN_KEY") ?? null;
+  if (adminKey !== null && parseApiKey(adminKey) === null) {
+    // Do not echo a secret-looking value back into logs: show only its shape.
+    throw new ConfigError(
+      "STEMEDB_ADMIN_KEY",
+      `<${adminKey.length} characters, redacted>`,
+      "a key of the form stm_<12 chars a-z2-7>_<43 chars base64url>, e.g. one printed by a previous start",
+    );
+  }
+
+  const walSegmentBytes = parseInteger(
+    env,
+    "STEMEDB_WAL_SEGMENT_BYTES",
+    DEFAULT_WAL_SEGMENT_BYTES,
+    MIN_WAL_SEGMENT_BYTES,
+    MAX_WAL_SEGMENT_BYTES,
+  );
+  if (walSegmentBytes % WAL_ALIGNMENT_BYTES !== 0) {
+    throw new ConfigError(
+      "STEMEDB_WAL_SEGMENT_BYTES",
+      String(walSegmentBytes),
+      `a multiple of ${WAL_ALIGNMENT_BYTES} bytes (O_DIRECT alignment)`,
+    );
+  }
+
+  return {
+    bindAddr,
+    bindHost: host,
+    bindPort: port,
+    dataDir,
+    walDir,
+    dbDir,
+    metaDir: path.join(dataDir, "meta"),
+    shardCount,
+    logLevel: logLevel as LogLevel,
+    allowUwsFallback: parseBool(env, "STEMEDB_ALLOW_UWS_FALLBACK", false),
+    adminKey,
+    walSegmentBytes,
+    shardQueueMaxItems: parseInteger(
+      env,
+      "STEMEDB_SHARD_QUEUE_MAX",
+      DEFAULT_SHARD_QUEUE_MAX_ITEMS,
+      1,
+      MAX_SHARD_QUEUE_MAX_ITEMS,
+    ),
+    metricsPublic: parseBool(env, "STEMEDB_METRICS_PUBLIC", true),
+    meterEnabled: parseBool(env, "STEMEDB_METER_ENABLED", false),
+    aphoriaEnabled: parseBool(env, "STEMEDB_APHORIA", false),
+  };
+}
+
+/** Render CONFIG_VARS as an `.env.example` file (defaults commented out). */
+export function renderEnvExample(): string {
+  const lines = ["# StemeDB server configuration. Empty or unset = the default shown.", ""];
+  for (const v of CONFIG_VARS) {
+    lines.push(`# ${v.meaning}`);
+    lines.push(`#${v.name}=${v.default}`);
+    lines.push("");
+  }
+  return lines.join("\n");
+}

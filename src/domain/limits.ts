@@ -1,0 +1,85 @@
+// Every upper bound StemeDB enforces, in one place, with its unit in the name or comment.
+// Why: bounds that live next to the code that checks them drift apart; documentation,
+// OpenAPI schemas, config validation and tests all import these constants instead.
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+
+// ---- HTTP requests -------------------------------------------------------------------
+
+/** Largest accepted request body, in bytes (413 beyond). */
+export const MAX_BODY_BYTES = 4 * MiB;
+/** Most assertions in one `{"assertions":[…]}` batch. */
+export const MAX_BATCH_ITEMS = 10_000;
+/** Deepest nesting of arrays/objects in a request body (422 `too_deep` beyond). */
+export const MAX_JSON_DEPTH = 32;
+
+// ---- Assertions ----------------------------------------------------------------------
+
+/** Largest assertion value, measured as UTF-8 bytes of its canonical JSON. */
+export const MAX_VALUE_JSON_BYTES = 16 * KiB;
+/** Most source ids cited by one assertion. */
+export const MAX_SOURCES = 32;
+/** Longest opaque identifier (source ids, assertion ids, agent ids), in UTF-16 code units. */
+export const MAX_ID_LENGTH = 128;
+/** Longest client nonce, in UTF-16 code units. */
+export const MAX_NONCE_LENGTH = 128;
+/**
+ * Largest accepted time value in ms since the epoch (the ECMAScript Date range, year 275760).
+ * Keeps every time exactly representable as a double and as an int64.
+ */
+export const MAX_TIME_MS = 8_640_000_000_000_000;
+
+// ---- Concept paths ----------------------------------------------------------------------
+
+/** Longest canonical concept path, in UTF-8 bytes. */
+export const MAX_CONCEPT_PATH_BYTES = 512;
+/** Most `/`-separated segments in a concept path. */
+export const MAX_CONCEPT_SEGMENTS = 16;
+/**
+ * Longest raw (not yet normalized) concept string we even try to normalize, in UTF-16 code
+ * units. A valid canonical path is ASCII, and ASCII characters have no decompositions, so an
+ * accepted raw string is never longer than its canonical form; the slack only lets error
+ * messages report the real size of moderately long inputs. Rejecting early bounds the work.
+ */
+export const MAX_RAW_CONCEPT_LENGTH = 4 * MAX_CONCEPT_PATH_BYTES;
+
+// ---- Queries ----------------------------------------------------------------------------
+
+/** Largest `limit` a query may ask for. */
+export const MAX_QUERY_LIMIT = 1000;
+/** `limit` used when a query does not give one. */
+export const DEFAULT_QUERY_LIMIT = 100;
+
+// ---- API keys -------------------------------------------------------------------------
+
+/** Longest principal (agent id) a key may carry, in characters of `[a-zA-Z0-9_.:-]`. */
+export const MAX_PRINCIPAL_LENGTH = 128;
+/** Most labels on one API key. */
+export const MAX_API_KEY_LABELS = 16;
+/** Longest label name, in characters of `[a-zA-Z0-9_.:-]`. */
+export const MAX_LABEL_KEY_LENGTH = 64;
+/** Longest label value, in UTF-16 code units. */
+export const MAX_LABEL_VALUE_LENGTH = 256;
+/** Most API keys the meta store holds (revoked ones included); all are cached in memory. */
+export const MAX_API_KEYS = 100_000;
+
+// ---- Shards and storage --------------------------------------------------------------------
+
+/** Most shards a data directory may be created with. */
+export const MAX_SHARDS = 256;
+/** Smallest WAL segment, in bytes. */
+export const MIN_WAL_SEGMENT_BYTES = 1 * MiB;
+/** Largest WAL segment, in bytes. */
+export const MAX_WAL_SEGMENT_BYTES = 1 * GiB;
+/** Default WAL segment size, in bytes. */
+export const DEFAULT_WAL_SEGMENT_BYTES = 64 * MiB;
+/** WAL I/O alignment (O_DIRECT), in bytes; segment sizes must be a multiple of it. */
+export const WAL_ALIGNMENT_BYTES = 4096;
+/** Default bound of each shard's inbound queue, in items (503 beyond). */
+export const DEFAULT_SHARD_QUEUE_MAX_ITEMS = 65_536;
+/** Largest configurable shard queue bound, in items. */
+export const MAX_SHARD_QUEUE_MAX_ITEMS = 1_048_576;
+/** Largest manifest.json we are willing to read, in bytes (it is ~100 bytes in practice). */
+export const MAX_MANIFEST_BYTES = 64 * KiB;

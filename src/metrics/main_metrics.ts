@@ -1,0 +1,296 @@
+/**
+ * Main-thread metrics: HTTP, errors, auth, quarantine, circuit breakers, build info, plus
+ * prom-client's process/Node default metrics. The main thread's registry is one source of
+ * the merged /metrics (see merge.ts); shard registries are the others.
+ *
+ * Default (process_*, nodejs_*) metrics are collected here only: process-level values are
+ * the same in every thread, so collecting them in workers too would double them on merge.
+ * nodejs_heap_* and nodejs_eventloop_lag_* therefore describe the main thread's isolate and
+ * loop; per-thread loop/CPU figures are the stemedb_thread_* families.
+ */
+import { readFileSync } from "node:fs";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry } from "prom-client";
+import { bucketsFor, HTTP_LATENCY_BUCKETS_SECONDS } from "./buckets.js";
+import { MERGE_METRIC_NAMES } from "./merge.js";
+import {
+  type CounterChild,
+  createThreadMetrics,
+  type GaugeChild,
+  type HistogramChild,
+  LabelChildCache,
+  OVERFLOW_LABEL_VALUE,
+  SHARD_METRIC_NAMES,
+  THREAD_METRIC_NAMES,
+} from "./shard_metrics.js";
+
+export const MAIN_METRIC = {
+  httpRequests: "stemedb_http_requests_total",
+  httpDuration: "stemedb_http_request_duration_seconds",
+  errors: "stemedb_errors_total",
+  authFailures: "stemedb_auth_failures_total",
+  quarantinePending: "stemedb_quarantine_pending",
+  circuitBreakerState: "stemedb_circuit_breaker_state",
+  httpEngine: "stemedb_http_engine",
+  buildInfo: "stemedb_build_info",
+} as const;
+export const MAIN_METRIC_NAMES: readonly string[] = Object.freeze(Object.values(MAIN_METRIC));
+
+/**
+ * Families registered by prom-client 15.1 `collectDefaultMetrics` on Linux / Node 20
+ * (process_open_fds, process_max_fds and the process memory trio are Linux-only).
+ */
+export const DEFAULT_METRIC_NAMES: readonly string[] = Object.freeze([
+  "process_cpu_user_seconds_total",
+  "process_cpu_system_seconds_total",
+  "process_cpu_seconds_total",
+  "process_start_time_seconds",
+  "process_resident_memory_bytes",
+  "process_virtual_memory_bytes",
+  "process_heap_bytes",
+  "process_open_fds",
+  "process_max_fds",
+  "nodejs_eventloop_lag_seconds",
+  "nodejs_eventloop_lag_min_seconds",
+  "nodejs_eventloop_lag_max_seconds",
+  "nodejs_eventloop_lag_mean_seconds",
+  "nodejs_eventloop_lag_stddev_seconds",
+  "nodejs_eventloop_lag_p50_seconds",
+  "nodejs_eventloop_lag_p90_seconds",
+  "nodejs_eventloop_lag_p99_seconds",
+  "nodejs_active_resources",
+  "nodejs_active_resources_total",
+  "nodejs_active_handles",
+  "nodejs_active_handles_total",
+  "nodejs_active_requests",
+  "nodejs_active_requests_total",
+  "nodejs_heap_size_total_bytes",
+  "nodejs_heap_size_used_bytes",
+  "nodejs_external_memory_bytes",
+  "nodejs_heap_space_size_total_bytes",
+  "nodejs_heap_space_size_used_bytes",
+  "nodejs_heap_space_size_available_bytes",
+  "nodejs_version_info",
+  "nodejs_gc_duration_seconds",
+]);
+
+/** Every metric family name the server's /metrics exports (main + shards + merge). */
+export const EXPORTED_METRIC_NAMES: readonly string[] = Object.freeze([
+  ...MAIN_METRIC_NAMES,
+  ...SHARD_METRIC_NAMES,
+  ...THREAD_METRIC_NAMES,
+  ...MERGE_METRIC_NAMES,
+  ...DEFAULT_METRIC_NAMES,
+]);
+
+export const CIRCUIT_BREAKER_STATES = ["closed", "open", "half_open"] as const;
+export type CircuitBreakerState = (typeof CIRCUIT_BREAKER_STATES)[number];
+export const HTTP_ENGINES = ["native", "fallback"] as const;
+export type HttpEngine = (typeof HTTP_ENGINES)[number];
+
+/** Bounds on HTTP label cardinality: (method, route) pairs and (method, route, status) series. */
+export const MAX_HTTP_ROUTES = 256;
+export const MAX_HTTP_STATUS_SERIES = 2048;
+const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
+
+export interface MainMetrics {
+  /** Records one finished request. Route must be the router's pattern, not the raw path. */
+  recordHttp(method: string, routePattern: string, status: number, durationSeconds: number): void;
+  /** Counter child for an error code (bounded; excess codes count as "other"). */
+  errors(code: string): CounterChild;
+  authFailures(reason: string): CounterChild;
+  readonly quarantinePending: GaugeChild;
+  /** Number of breakers currently in each state. */
+  setCircuitBreakerCounts(counts: Readonly<Record<CircuitBreakerState, number>>): void;
+  setHttpEngine(engine: HttpEngine): void;
+}
+
+export interface MainMetricsOptions {
+  /** Defaults to package.json's version. */
+  version?: string;
+}
+
+function packageVersion(): string {
+  try {
+    // dist/src/metrics/main_metrics.js -> package.json at the project root.
+    const url = new URL("../../../package.json", import.meta.url);
+    const pkg: unknown = JSON.parse(readFileSync(url, "utf8"));
+    const v = (pkg as { version?: unknown }).version;
+    return typeof v === "string" ? v : "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+interface RouteEntry {
+  readonly method: string;
+  readonly route: string;
+  readonly duration: HistogramChild;
+  readonly byStatus: Map<number, CounterChild>;
+}
+
+export function createMainMetrics(
+  registry: Registry,
+  options: MainMetricsOptions = {},
+): MainMetrics {
+  const registers = [registry];
+  collectDefaultMetrics({ register: registry });
+  createThreadMetrics(registry, "main");
+
+  const httpRequests = new Counter({
+    name: MAIN_METRIC.httpRequests,
+    help: "HTTP requests by method, route pattern and status.",
+    labelNames: ["method", "route", "status"],
+    registers,
+  });
+  const httpDuration = new Histogram({
+    name: MAIN_METRIC.httpDuration,
+    help: "Seconds from request start to response end, by method and route pattern.",
+    labelNames: ["method", "route"],
+    buckets: bucketsFor(HTTP_LATENCY_BUCKETS_SECONDS),
+    registers,
+  });
+  const errorsC = new Counter({
+    name: MAIN_METRIC.errors,
+    help: "Errors returned to clients, by error code.",
+    labelNames: ["code"],
+    registers,
+  });
+  const authC = new Counter({
+    name: MAIN_METRIC.authFailures,
+    help: "Rejected authentications, by reason.",
+    labelNames: ["reason"],
+    registers,
+  });
+  // Main-thread-only gauges: "first" states that a second source must never be summed in.
+  const quarantinePending = new Gauge({
+    name: MAIN_METRIC.quarantinePending,
+    help: "Assertions waiting in quarantine.",
+    aggregator: "first",
+    registers,
+  });
+  quarantinePending.set(0);
+  const breakerG = new Gauge({
+    name: MAIN_METRIC.circuitBreakerState,
+    help: "Circuit breakers currently in each state.",
+    labelNames: ["state"],
+    aggregator: "first",
+    registers,
+  });
+  const engineG = new Gauge({
+    name: MAIN_METRIC.httpEngine,
+    help: "1 for the HTTP engine in use (native uWebSockets.js or node:http fallback).",
+    labelNames: ["engine"],
+    aggregator: "first",
+    registers,
+  });
+  const buildInfo = new Gauge({
+    name: MAIN_METRIC.buildInfo,
+    help: "Always 1; the version label identifies the running build.",
+    labelNames: ["version"],
+    aggregator: "first",
+    registers,
+  });
+  buildInfo.set({ version: options.version ?? packageVersion() }, 1);
+
+  const breakerChildren = new Map<CircuitBreakerState, GaugeChild>();
+  for (const state of CIRCUIT_BREAKER_STATES) {
+    const child = breakerG.labels({ state });
+    child.set(0);
+    breakerChildren.set(state, child);
+  }
+  const engineChildren = new Map<HttpEngine, GaugeChild>();
+  for (const engine of HTTP_ENGINES) {
+    const child = engineG.labels({ engine });
+    child.set(0);
+    engineChildren.set(engine, child);
+  }
+
+  const zeroed = (c: CounterChild): CounterChild => {
+    c.inc(0);
+    return c;
+  };
+  const errorCache = new LabelChildCache((code) => zeroed(errorsC.labels({ code })));
+  const authCache = new LabelChildCache((reason) => zeroed(authC.labels({ reason })), 16);
+
+  // Upper- and lower-case spellings map to one canonical label (uWS reports lowercase).
+  const canonicalMethod = new Map<string, string>();
+  for (const m of HTTP_METHODS) {
+    canonicalMethod.set(m, m);
+    canonicalMethod.set(m.toLowerCase(), m);
+  }
+  // method -> route -> entry; nested maps so the hot path builds no key strings.
+  const routes = new Map<string, Map<string, RouteEntry>>();
+  let routeCount = 0;
+  let statusSeries = 0;
+  let overflowRoute: RouteEntry | undefined;
+
+  const makeRoute = (method: string, route: string): RouteEntry => ({
+    method,
+    route,
+    duration: httpDuration.labels({ method, route }),
+    byStatus: new Map(),
+  });
+
+  const routeEntry = (method: string, route: string): RouteEntry => {
+    let byRoute = routes.get(method);
+    const hit = byRoute?.get(route);
+    if (hit !== undefined) return hit;
+    if (routeCount >= MAX_HTTP_ROUTES) {
+      overflowRoute ??= makeRoute(OVERFLOW_LABEL_VALUE, OVERFLOW_LABEL_VALUE);
+      return overflowRoute;
+    }
+    if (byRoute === undefined) {
+      byRoute = new Map();
+      routes.set(method, byRoute);
+    }
+    const entry = makeRoute(method, route);
+    byRoute.set(route, entry);
+    routeCount++;
+    return entry;
+  };
+
+  return {
+    recordHttp(method, routePattern, status, durationSeconds) {
+      let entry = routeEntry(canonicalMethod.get(method) ?? "OTHER", routePattern);
+      const code = Number.isInteger(status) && status >= 100 && status <= 599 ? status : 0;
+      let counter = entry.byStatus.get(code);
+      if (counter === undefined) {
+        if (statusSeries >= MAX_HTTP_STATUS_SERIES && entry !== overflowRoute) {
+          overflowRoute ??= makeRoute(OVERFLOW_LABEL_VALUE, OVERFLOW_LABEL_VALUE);
+          entry = overflowRoute;
+          counter = entry.byStatus.get(code);
+        }
+        if (counter === undefined) {
+          // The overflow route may add at most 501 statuses (100..599 and 0): still bounded.
+          const statusLabel = code === 0 ? "invalid" : String(code);
+          counter = httpRequests.labels({
+            method: entry.method,
+            route: entry.route,
+            status: statusLabel,
+          });
+          entry.byStatus.set(code, counter);
+          statusSeries++;
+        }
+      }
+      counter.inc();
+      if (Number.isFinite(durationSeconds) && durationSeconds >= 0) {
+        entry.duration.observe(durationSeconds);
+      }
+    },
+    errors: (code) => errorCache.get(code),
+    authFailures: (reason) => authCache.get(reason),
+    quarantinePending,
+    setCircuitBreakerCounts(counts) {
+      for (const state of CIRCUIT_BREAKER_STATES) {
+        const n = counts[state];
+        if (!Number.isInteger(n) || n < 0) {
+          throw new Error(`circuit breaker count for ${state} must be a non-negative integer`);
+        }
+        breakerChildren.get(state)?.set(n);
+      }
+    },
+    setHttpEngine(engine) {
+      for (const e of HTTP_ENGINES) engineChildren.get(e)?.set(e === engine ? 1 : 0);
+    },
+  };
+}

@@ -1,0 +1,194 @@
+// Assertion <-> FlatBuffer bytes. The encoded bytes are what the WAL carries and what the
+// shard store keeps in LMDB as-is, so reads can be zero-copy (see assertionView).
+import assert from "node:assert/strict";
+import * as flatbuffers from "flatbuffers";
+import * as fb from "../schema/generated/stemedb_generated.js";
+
+export type AssertionStatusName = "active" | "superseded" | "retracted" | "quarantined" | "rejected";
+
+export interface AssertionRecord {
+  id: string;
+  concept: string;
+  agent: string;
+  valueJson: string;
+  confidence: number;
+  sources: string[];
+  validFromMs: number | null;
+  validToMs: number | null;
+  nonce: string | null;
+  recordedAtMs: number;
+  epoch: number;
+  shard: number;
+  lsn: number;
+  status: AssertionStatusName;
+  supersedes: string | null;
+  supersededBy: string | null;
+}
+
+/** Thrown when stored bytes are not a well-formed Assertion (missing required fields). */
+export class CorruptRecordError extends Error {
+  readonly code = "corrupt_record";
+  constructor(message: string) {
+    super(message);
+    this.name = "CorruptRecordError";
+  }
+}
+
+const STATUS_TO_FB: Readonly<Record<AssertionStatusName, fb.AssertionStatus>> = {
+  active: fb.AssertionStatus.Active,
+  superseded: fb.AssertionStatus.Superseded,
+  retracted: fb.AssertionStatus.Retracted,
+  quarantined: fb.AssertionStatus.Quarantined,
+  rejected: fb.AssertionStatus.Rejected,
+};
+
+const FB_TO_STATUS: ReadonlyArray<AssertionStatusName> = [
+  "active",
+  "superseded",
+  "retracted",
+  "quarantined",
+  "rejected",
+];
+
+export function statusToFb(status: AssertionStatusName): fb.AssertionStatus {
+  const v = STATUS_TO_FB[status];
+  if (v === undefined) throw new RangeError(`unknown assertion status: ${String(status)}`);
+  return v;
+}
+
+export function statusFromFb(value: fb.AssertionStatus): AssertionStatusName {
+  const name = FB_TO_STATUS[value];
+  // A status from a newer binary (appended enum value) must not be silently misread.
+  if (name === undefined) throw new CorruptRecordError(`unknown assertion status value ${value}`);
+  return name;
+}
+
+// Bounds: an assertion is a few KiB at most (value JSON is bounded upstream); the builder
+// grows on demand, and this initial size only avoids regrowth for typical records.
+const BUILDER_INITIAL_BYTES = 1024;
+// Reused across calls: encoding is synchronous, so one builder per thread is enough.
+const builder = new flatbuffers.Builder(BUILDER_INITIAL_BYTES);
+
+function toInt64(ms: number, field: string): bigint {
+  if (!Number.isSafeInteger(ms)) throw new RangeError(`${field} must be a safe integer, got ${ms}`);
+  return BigInt(ms);
+}
+
+function toSafeNumber(v: bigint, field: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) {
+    throw new CorruptRecordError(`${field} ${v} is outside the safe integer range`);
+  }
+  return n;
+}
+
+export function encodeAssertion(rec: AssertionRecord): Uint8Array {
+  if (!Number.isSafeInteger(rec.lsn) || rec.lsn < 0) {
+    throw new RangeError(`lsn must be a non-negative safe integer, got ${rec.lsn}`);
+  }
+  if (!Number.isInteger(rec.epoch) || rec.epoch < 0 || rec.epoch > 0xffff_ffff) {
+    throw new RangeError(`epoch must be a uint32, got ${rec.epoch}`);
+  }
+  if (!Number.isInteger(rec.shard) || rec.shard < 0 || rec.shard > 0xffff) {
+    throw new RangeError(`shard must be a uint16, got ${rec.shard}`);
+  }
+  const status = statusToFb(rec.status);
+  const b = builder;
+  b.clear();
+  // Every scalar is written, even at its default: lsn and status are patched in place later
+  // (mutate_* fails on absent fields), and flatc 2.0.x passes 0 (not null) as the "default"
+  // of optional scalars, so without this a valid_from_ms of 0 would read back as null.
+  b.forceDefaults(true);
+  // Children (strings, vectors) must be created before the table is started.
+  const idOff = b.createString(rec.id);
+  const conceptOff = b.createString(rec.concept);
+  const agentOff = b.createString(rec.agent);
+  const valueOff = b.createString(rec.valueJson);
+  const sourceOffs = rec.sources.map((s) => b.createString(s));
+  const sourcesOff = fb.Assertion.createSourcesVector(b, sourceOffs);
+  const nonceOff = rec.nonce === null ? 0 : b.createString(rec.nonce);
+  const supersedesOff = rec.supersedes === null ? 0 : b.createString(rec.supersedes);
+  const supersededByOff = rec.supersededBy === null ? 0 : b.createString(rec.supersededBy);
+
+  fb.Assertion.startAssertion(b);
+  fb.Assertion.addId(b, idOff);
+  fb.Assertion.addConcept(b, conceptOff);
+  fb.Assertion.addAgent(b, agentOff);
+  fb.Assertion.addValueJson(b, valueOff);
+  fb.Assertion.addConfidence(b, rec.confidence);
+  fb.Assertion.addSources(b, sourcesOff);
+  if (rec.validFromMs !== null) {
+    fb.Assertion.addValidFromMs(b, toInt64(rec.validFromMs, "validFromMs"));
+  }
+  if (rec.validToMs !== null) {
+    fb.Assertion.addValidToMs(b, toInt64(rec.validToMs, "validToMs"));
+  }
+  // Offset 0 means "absent": addFieldOffset skips it even with forceDefaults, so null
+  // strings stay absent and read back as null.
+  if (nonceOff !== 0) fb.Assertion.addNonce(b, nonceOff);
+  fb.Assertion.addRecordedAtMs(b, toInt64(rec.recordedAtMs, "recordedAtMs"));
+  fb.Assertion.addEpoch(b, rec.epoch);
+  fb.Assertion.addShard(b, rec.shard);
+  fb.Assertion.addLsn(b, BigInt(rec.lsn));
+  fb.Assertion.addStatus(b, status);
+  if (supersedesOff !== 0) fb.Assertion.addSupersedes(b, supersedesOff);
+  if (supersededByOff !== 0) fb.Assertion.addSupersededBy(b, supersededByOff);
+  const root = fb.Assertion.endAssertion(b);
+  fb.Assertion.finishAssertionBuffer(b, root);
+  // The builder's buffer is reused by the next call, so hand out a copy.
+  return b.asUint8Array().slice();
+}
+
+/** Zero-copy accessor over the bytes; valid as long as the bytes are. */
+export function assertionView(bytes: Uint8Array): fb.Assertion {
+  return fb.Assertion.getRootAsAssertion(new flatbuffers.ByteBuffer(bytes));
+}
+
+export function setRecordLsn(bytes: Uint8Array, lsn: number): void {
+  if (!Number.isSafeInteger(lsn) || lsn < 0) {
+    throw new RangeError(`lsn must be a non-negative safe integer, got ${lsn}`);
+  }
+  const ok = assertionView(bytes).mutate_lsn(BigInt(lsn));
+  assert.ok(ok, "setRecordLsn: lsn field absent (record not encoded with forceDefaults)");
+}
+
+export function setRecordStatus(bytes: Uint8Array, status: AssertionStatusName): void {
+  const ok = assertionView(bytes).mutate_status(statusToFb(status));
+  assert.ok(ok, "setRecordStatus: status field absent (record not encoded with forceDefaults)");
+}
+
+function required(v: string | null, field: string): string {
+  if (v === null) throw new CorruptRecordError(`assertion record is missing ${field}`);
+  return v;
+}
+
+/** Copies a view out into a plain record (used for both LMDB buffers and standalone bytes). */
+export function recordFromView(v: fb.Assertion): AssertionRecord {
+  const sourcesLen = v.sourcesLength();
+  const sources: string[] = new Array<string>(sourcesLen);
+  for (let i = 0; i < sourcesLen; i++) sources[i] = v.sources(i);
+  const validFrom = v.validFromMs();
+  const validTo = v.validToMs();
+  return {
+    id: required(v.id(), "id"),
+    concept: required(v.concept(), "concept"),
+    agent: required(v.agent(), "agent"),
+    valueJson: required(v.valueJson(), "value_json"),
+    confidence: v.confidence(),
+    sources,
+    validFromMs: validFrom === null ? null : toSafeNumber(validFrom, "valid_from_ms"),
+    validToMs: validTo === null ? null : toSafeNumber(validTo, "valid_to_ms"),
+    nonce: v.nonce(),
+    recordedAtMs: toSafeNumber(v.recordedAtMs(), "recorded_at_ms"),
+    epoch: v.epoch(),
+    shard: v.shard(),
+    lsn: toSafeNumber(v.lsn(), "lsn"),
+    status: statusFromFb(v.status()),
+    supersedes: v.supersedes(),
+    supersededBy: v.supersededBy(),
+  };
+}
+
+export function decodeAssertion(bytes: Uint8Array): AssertionRecord {
+  return recordFromView(assertionView(bytes));
+}

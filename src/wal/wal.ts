@@ -1,0 +1,544 @@
+// The per-shard write-ahead log: group commit by natural batching.
+//
+// `append` frames a record into the filling staging buffer and returns its LSN at once; the
+// first append of a synchronous run schedules a flush as a microtask (not an event-loop
+// tick). While one batch is being written and synced on a libuv thread, the next one fills.
+// `whenDurable(lsn, cb)` fires once that LSN is on stable storage. A failed write or sync
+// fails every waiter past the durable LSN and is never retried as if it had succeeded: the
+// segment is abandoned and writing resumes in a fresh segment whose header names the LSN
+// it starts at (recovery ignores whatever the abandoned segment holds beyond that).
+import fs from "node:fs";
+import { WalCorruptionError, WalUnavailableError } from "./errors.js";
+import { alignUp, BLOCK_SIZE_BYTES, MAX_RECORD_PAYLOAD_BYTES, MIN_SEGMENT_SIZE_BYTES, RECORD_HEADER_BYTES, writeRecord } from "./format.js";
+import { nativeWal, type WalNativeError, type WalWriteResult } from "./native.js";
+import { type RecoveryResult, recoverWal, type SegmentInfo } from "./recovery.js";
+import {
+  activateSpare,
+  createZeroSpare,
+  type LiveSegment,
+  listSpares,
+  recycleSegment,
+  removeLeftoverTemps,
+  type Spare,
+  type SyncMode,
+} from "./segment_files.js";
+
+export interface WalObserver {
+  onFlush(records: number, bytes: number, writeNs: number, syncNs: number, flushNs: number): void;
+  onError(code: string): void;
+  onRotate(): void;
+  onSegments(count: number, diskBytes: number): void;
+}
+
+export interface WalOptions {
+  dir: string;
+  shardId: number;
+  segmentSizeBytes: number;
+  /** Upper bound of one flushed batch; two staging buffers of this size are kept. */
+  maxBatchBytes?: number;
+  maxBatchRecords?: number;
+  /** O_DIRECT (falls back to buffered when the filesystem refuses). */
+  direct?: boolean;
+  /** "dsync": O_DSYNC on the segment; "fdatasync": a separate fdatasync after each write. */
+  syncMode?: "dsync" | "fdatasync";
+  checkpointLsn: number;
+  repair?: boolean;
+  onRecord: (kind: number, lsn: number, payload: Buffer) => void;
+  observer?: WalObserver;
+  maxSpares?: number;
+  retryDelayMs?: number;
+}
+
+type DurableCallback = (err: Error | null) => void;
+
+const DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024;
+const DEFAULT_MAX_BATCH_RECORDS = 65_536;
+const MAX_RETRY_DELAY_MS = 5_000;
+
+const noopObserver: WalObserver = {
+  onFlush() {},
+  onError() {},
+  onRotate() {},
+  onSegments() {},
+};
+
+export class Wal {
+  readonly shardId: number;
+  readonly dir: string;
+  readonly segmentSizeBytes: number;
+  readonly maxBatchBytes: number;
+  readonly maxBatchRecords: number;
+  /** Largest payload one record may carry in this log (bounded by the batch size). */
+  readonly maxPayloadBytes: number;
+  readonly mode: SyncMode;
+  readonly recovery: RecoveryResult;
+
+  private readonly observer: WalObserver;
+  private readonly maxSpares: number;
+  private readonly baseRetryDelayMs: number;
+  private retryDelayMs: number;
+  private segments: SegmentInfo[];
+  private tail: LiveSegment | null;
+  private spares: Spare[];
+  private spareCreating = false;
+  private spareError: Error | null = null;
+  private readonly headerBuf: Buffer;
+
+  private fillBuf: Buffer;
+  private flushBuf: Buffer;
+  private fillBytes = 0;
+  private fillRecords = 0;
+  private fillFirstLsn: number;
+  private flushScheduled = false;
+  private inflight = false;
+  private flushFirstLsn = 0;
+  private flushLastLsn = 0;
+  private flushRecords = 0;
+  private flushWriteBytes = 0;
+  private flushStartNs = 0n;
+  private waitingForSpare = false;
+
+  private _nextLsn: number;
+  private _durableLsn: number;
+  private failure: WalUnavailableError | null = null;
+  private closed = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private closeWaiters: Array<() => void> = [];
+
+  // Waiters, kept in registration order (LSNs are non-decreasing), as parallel arrays.
+  private waiterLsns: number[] = [];
+  private waiterCbs: DurableCallback[] = [];
+  private waiterHead = 0;
+
+  private readonly onWriteDone = (err: WalNativeError | null, res: WalWriteResult | null) =>
+    this.finishWrite(err, res);
+  private readonly runScheduledFlush = () => {
+    this.flushScheduled = false;
+    this.flush();
+  };
+
+  static async open(opts: WalOptions): Promise<Wal> {
+    fs.mkdirSync(opts.dir, { recursive: true });
+    removeLeftoverTemps(opts.dir);
+    const recovery = recoverWal({
+      dir: opts.dir,
+      shardId: opts.shardId,
+      checkpointLsn: opts.checkpointLsn,
+      repair: opts.repair ?? false,
+      onRecord: opts.onRecord,
+    });
+    const wal = new Wal(opts, recovery);
+    await wal.ensureSpareReady();
+    return wal;
+  }
+
+  private constructor(opts: WalOptions, recovery: RecoveryResult) {
+    if (opts.segmentSizeBytes % BLOCK_SIZE_BYTES !== 0 || opts.segmentSizeBytes < MIN_SEGMENT_SIZE_BYTES) {
+      throw new RangeError(`segmentSizeBytes must be a multiple of 4096 and >= ${MIN_SEGMENT_SIZE_BYTES}`);
+    }
+    this.shardId = opts.shardId;
+    this.dir = opts.dir;
+    this.segmentSizeBytes = opts.segmentSizeBytes;
+    this.maxBatchBytes = Math.min(
+      alignUp(opts.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES),
+      opts.segmentSizeBytes - BLOCK_SIZE_BYTES,
+    );
+    this.maxPayloadBytes = Math.min(MAX_RECORD_PAYLOAD_BYTES, this.maxBatchBytes - RECORD_HEADER_BYTES);
+    this.maxBatchRecords = opts.maxBatchRecords ?? DEFAULT_MAX_BATCH_RECORDS;
+    this.observer = opts.observer ?? noopObserver;
+    this.maxSpares = opts.maxSpares ?? 2;
+    this.baseRetryDelayMs = opts.retryDelayMs ?? 250;
+    this.retryDelayMs = this.baseRetryDelayMs;
+    this.recovery = recovery;
+    this.headerBuf = nativeWal.allocAligned(BLOCK_SIZE_BYTES);
+    this.fillBuf = nativeWal.allocAligned(this.maxBatchBytes);
+    this.flushBuf = nativeWal.allocAligned(this.maxBatchBytes);
+
+    const wantDirect = opts.direct ?? true;
+    const dsync = (opts.syncMode ?? "dsync") === "dsync";
+    this.segments = recovery.segments.slice();
+    this.spares = listSpares(opts.dir, opts.segmentSizeBytes);
+
+    if (recovery.nextLsn <= opts.checkpointLsn) {
+      if (!(opts.repair ?? false)) {
+        const last = this.segments[this.segments.length - 1];
+        throw new WalCorruptionError(
+          opts.shardId,
+          last?.path ?? opts.dir,
+          0,
+          `the store has applied LSN ${opts.checkpointLsn} but the log ends at LSN ${recovery.nextLsn - 1}`,
+        );
+      }
+      recovery.nextLsn = opts.checkpointLsn + 1;
+      recovery.tailWriteOffsetBytes = null; // continue in a fresh segment
+    }
+    this._nextLsn = recovery.nextLsn;
+    this._durableLsn = recovery.nextLsn - 1;
+    this.fillFirstLsn = this._nextLsn;
+
+    const lastInfo = this.segments[this.segments.length - 1];
+    if (lastInfo !== undefined && recovery.tailWriteOffsetBytes !== null) {
+      const handle = nativeWal.openFile(lastInfo.path, { create: false, direct: wantDirect, dsync });
+      this.mode = { direct: handle.direct, dsync };
+      this.tail = {
+        seq: lastInfo.seq,
+        path: lastInfo.path,
+        handle,
+        firstLsn: lastInfo.firstLsn,
+        lastLsn: lastInfo.lastLsn,
+        writeOffsetBytes: recovery.tailWriteOffsetBytes,
+        sizeBytes: lastInfo.sizeBytes,
+      };
+    } else {
+      this.mode = { direct: wantDirect, dsync };
+      this.tail = null;
+    }
+    this.reportSegments();
+  }
+
+  get nextLsn(): number {
+    return this._nextLsn;
+  }
+  get durableLsn(): number {
+    return this._durableLsn;
+  }
+  get ioMode(): "direct" | "buffered" {
+    return this.mode.direct ? "direct" : "buffered";
+  }
+  get segmentCount(): number {
+    return this.segments.length;
+  }
+  get unavailable(): WalUnavailableError | null {
+    return this.failure;
+  }
+  /** Bytes of framed records waiting for the next flush (for admission control). */
+  get pendingBytes(): number {
+    return this.fillBytes;
+  }
+
+  /** True when a record of payloadBytes can be appended now without a backpressure error. */
+  canAppend(payloadBytes: number): boolean {
+    if (this.failure !== null || this.closed) return false;
+    const need = RECORD_HEADER_BYTES + payloadBytes;
+    if (this.fillBytes + need <= this.maxBatchBytes && this.fillRecords < this.maxBatchRecords) return true;
+    return !this.inflight;
+  }
+
+  /** Frames one record for the next flush and returns its LSN. Throws WalUnavailableError. */
+  append(kind: number, payload: Uint8Array): number {
+    if (this.closed) throw new WalUnavailableError("closed", "the WAL is closed");
+    if (this.failure !== null) throw this.failure;
+    if (payload.byteLength > this.maxPayloadBytes) {
+      throw new RangeError(`record payload of ${payload.byteLength} bytes exceeds ${this.maxPayloadBytes}`);
+    }
+    const need = RECORD_HEADER_BYTES + payload.byteLength;
+    if (this.fillBytes + need > this.maxBatchBytes || this.fillRecords >= this.maxBatchRecords) {
+      if (this.inflight) {
+        throw new WalUnavailableError("backpressure", "the WAL batch buffers are full; retry shortly");
+      }
+      this.flush(); // swaps buffers synchronously, so the record fits in the fresh one
+      if (this.failure !== null) throw this.failure;
+      if (this.fillBytes + need > this.maxBatchBytes) {
+        throw new WalUnavailableError("backpressure", "the WAL is rotating; retry shortly");
+      }
+    }
+    const lsn = this._nextLsn;
+    writeRecord(this.fillBuf, this.fillBytes, kind, lsn, this.fillFirstLsn, payload);
+    this.fillBytes += need;
+    this.fillRecords++;
+    this._nextLsn = lsn + 1;
+    if (!this.flushScheduled && !this.inflight) {
+      this.flushScheduled = true;
+      queueMicrotask(this.runScheduledFlush);
+    }
+    return lsn;
+  }
+
+  /** cb(null) once `lsn` is durable, or cb(err) if its batch failed. May call back synchronously. */
+  whenDurable(lsn: number, cb: DurableCallback): void {
+    if (lsn <= this._durableLsn) {
+      cb(null);
+      return;
+    }
+    if (lsn >= this._nextLsn) throw new RangeError(`LSN ${lsn} has not been appended`);
+    this.waiterLsns.push(lsn);
+    this.waiterCbs.push(cb);
+  }
+
+  durable(lsn: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.whenDurable(lsn, (err) => (err === null ? resolve() : reject(err)));
+    });
+  }
+
+  /** Recycles (or deletes, past maxSpares) every closed segment whose records are all <= checkpointLsn. */
+  releaseUpTo(checkpointLsn: number): number {
+    let released = 0;
+    while (this.segments.length > 0) {
+      const first = this.segments[0] as SegmentInfo;
+      if (this.tail !== null && first.seq === this.tail.seq) break;
+      if (first.lastLsn > checkpointLsn) break;
+      if (this.spares.length < this.maxSpares) {
+        this.spares.push(recycleSegment(this.dir, first.path));
+      } else {
+        fs.unlinkSync(first.path);
+        nativeWal.fsyncDir(this.dir);
+      }
+      this.segments.shift();
+      released++;
+    }
+    if (released > 0) this.reportSegments();
+    return released;
+  }
+
+  segmentsInfo(): SegmentInfo[] {
+    return this.segments.map((s) =>
+      this.tail !== null && s.seq === this.tail.seq ? { ...s, lastLsn: this.tail.lastLsn } : { ...s },
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.fillBytes > 0 && this.failure === null) this.flush();
+    while (this.inflight || this.fillBytes > 0) {
+      if (this.failure !== null) break;
+      await new Promise<void>((resolve) => this.closeWaiters.push(resolve));
+    }
+    while (this.spareCreating) {
+      await new Promise<void>((resolve) => this.closeWaiters.push(resolve));
+    }
+    this.closed = true;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    if (this.tail !== null) nativeWal.close(this.tail.handle);
+    this.tail = null;
+  }
+
+  private flush(): void {
+    if (this.inflight || this.fillBytes === 0 || this.failure !== null) return;
+    const writeBytes = alignUp(this.fillBytes);
+    const tail = this.tail;
+    if (tail === null || tail.writeOffsetBytes + writeBytes > tail.sizeBytes) {
+      this.rotate();
+      return;
+    }
+    const buf = this.fillBuf;
+    buf.fill(0, this.fillBytes, writeBytes);
+    this.fillBuf = this.flushBuf;
+    this.flushBuf = buf;
+    this.flushFirstLsn = this.fillFirstLsn;
+    this.flushLastLsn = this._nextLsn - 1;
+    this.flushRecords = this.fillRecords;
+    this.flushWriteBytes = writeBytes;
+    this.fillBytes = 0;
+    this.fillRecords = 0;
+    this.fillFirstLsn = this._nextLsn;
+    this.inflight = true;
+    this.flushStartNs = process.hrtime.bigint();
+    nativeWal.writeAndSync(tail.handle, buf, 0, writeBytes, tail.writeOffsetBytes, this.onWriteDone);
+  }
+
+  private finishWrite(err: WalNativeError | null, res: WalWriteResult | null): void {
+    this.inflight = false;
+    const tail = this.tail;
+    if (err !== null || res === null || tail === null) {
+      this.fail(err ?? new Error("write finished without a result"));
+      return;
+    }
+    tail.writeOffsetBytes += this.flushWriteBytes;
+    tail.lastLsn = this.flushLastLsn;
+    this._durableLsn = this.flushLastLsn;
+    const flushNs = Number(process.hrtime.bigint() - this.flushStartNs);
+    this.observer.onFlush(this.flushRecords, this.flushWriteBytes, res.writeNs, res.syncNs, flushNs);
+    this.retryDelayMs = this.baseRetryDelayMs;
+    this.releaseWaiters(null);
+    if (this.fillBytes > 0) this.flush();
+    else this.wakeClosers();
+  }
+
+  private releaseWaiters(err: Error | null): void {
+    const lsns = this.waiterLsns;
+    const cbs = this.waiterCbs;
+    let head = this.waiterHead;
+    while (head < lsns.length && (err !== null || (lsns[head] as number) <= this._durableLsn)) {
+      const cb = cbs[head] as DurableCallback;
+      cbs[head] = undefined as unknown as DurableCallback;
+      head++;
+      cb(err);
+    }
+    if (head === lsns.length) {
+      lsns.length = 0;
+      cbs.length = 0;
+      head = 0;
+    } else if (head > 4096) {
+      lsns.splice(0, head);
+      cbs.splice(0, head);
+      head = 0;
+    }
+    this.waiterHead = head;
+  }
+
+  private fail(cause: Error): void {
+    const code = (cause as Partial<WalNativeError>).code ?? "EIO";
+    const reason = code === "ENOSPC" || code === "EDQUOT" ? "disk_full" : "io_error";
+    this.failure = new WalUnavailableError(
+      reason,
+      `WAL of shard ${this.shardId} refused writes after ${code}: ${cause.message}`,
+      code,
+    );
+    this.observer.onError(code);
+    // Everything not yet durable is failed; the filling batch is discarded and its LSNs reused.
+    this.fillBytes = 0;
+    this.fillRecords = 0;
+    this._nextLsn = this._durableLsn + 1;
+    this.fillFirstLsn = this._nextLsn;
+    this.releaseWaiters(this.failure);
+    if (this.tail !== null) {
+      // Abandon the segment: the next one starts at the first LSN that was not acknowledged.
+      this.rememberTail();
+      nativeWal.close(this.tail.handle);
+      this.tail = null;
+    }
+    this.wakeClosers();
+    this.scheduleResume();
+  }
+
+  private scheduleResume(): void {
+    if (this.closed || this.retryTimer !== null) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.spareError = null;
+      this.ensureSpare();
+      if (this.spares.length > 0) {
+        this.failure = null;
+        return;
+      }
+      this.retryDelayMs = Math.min(this.retryDelayMs * 2, MAX_RETRY_DELAY_MS);
+      this.scheduleResume();
+    }, this.retryDelayMs);
+    this.retryTimer.unref();
+  }
+
+  private rememberTail(): void {
+    const tail = this.tail;
+    if (tail === null) return;
+    const existing = this.segments.find((s) => s.seq === tail.seq);
+    if (existing !== undefined) existing.lastLsn = tail.lastLsn;
+    else {
+      this.segments.push({
+        seq: tail.seq,
+        path: tail.path,
+        firstLsn: tail.firstLsn,
+        lastLsn: tail.lastLsn,
+        sizeBytes: tail.sizeBytes,
+      });
+    }
+  }
+
+  private rotate(): void {
+    const spare = this.spares.shift();
+    if (spare === undefined) {
+      if (this.spareError !== null) {
+        this.fail(this.spareError);
+        return;
+      }
+      this.waitingForSpare = true;
+      this.ensureSpare();
+      return;
+    }
+    this.inflight = true;
+    const previous = this.tail;
+    const seq = previous !== null ? previous.seq + 1 : this.lastKnownSeq() + 1;
+    activateSpare(
+      this.dir,
+      spare,
+      {
+        shardId: this.shardId,
+        seq,
+        firstLsn: this.fillFirstLsn,
+        segmentSizeBytes: this.segmentSizeBytes,
+      },
+      this.headerBuf,
+      this.mode,
+      (err, segment) => {
+        this.inflight = false;
+        if (err !== null || segment === null) {
+          this.fail(err ?? new Error("segment activation failed"));
+          return;
+        }
+        if (previous !== null) {
+          this.rememberTail();
+          nativeWal.close(previous.handle);
+        }
+        this.tail = segment;
+        this.segments.push({
+          seq: segment.seq,
+          path: segment.path,
+          firstLsn: segment.firstLsn,
+          lastLsn: segment.lastLsn,
+          sizeBytes: segment.sizeBytes,
+        });
+        this.observer.onRotate();
+        this.reportSegments();
+        this.ensureSpare();
+        this.flush();
+      },
+    );
+  }
+
+  private lastKnownSeq(): number {
+    const last = this.segments[this.segments.length - 1];
+    return last === undefined ? 0 : last.seq;
+  }
+
+  private ensureSpare(): void {
+    if (this.spareCreating || this.spares.length > 0 || this.closed) return;
+    this.spareCreating = true;
+    createZeroSpare(this.dir, this.segmentSizeBytes, this.mode, (err, spare) => {
+      this.spareCreating = false;
+      if (err !== null || spare === null) {
+        this.spareError = err ?? new Error("spare creation failed");
+        this.observer.onError((err as Partial<WalNativeError> | null)?.code ?? "EIO");
+      } else {
+        this.spareError = null;
+        this.spares.push(spare);
+      }
+      this.wakeClosers();
+      if (this.waitingForSpare) {
+        this.waitingForSpare = false;
+        if (this.fillBytes > 0) this.flush();
+      }
+    });
+  }
+
+  private ensureSpareReady(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (this.spares.length > 0) return resolve();
+        if (this.spareError !== null) {
+          // A store that cannot make a spare still opens: writes fail until space returns.
+          this.failure = new WalUnavailableError("disk_full", `cannot preallocate a WAL segment: ${this.spareError.message}`);
+          this.scheduleResume();
+          return resolve();
+        }
+        if (!this.spareCreating) this.ensureSpare();
+        this.closeWaiters.push(check);
+      };
+      try {
+        check();
+      } catch (err) {
+        reject(err);
+      }
+    });
+  }
+
+  private wakeClosers(): void {
+    const waiters = this.closeWaiters;
+    this.closeWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private reportSegments(): void {
+    const count = this.segments.length;
+    this.observer.onSegments(count, (count + this.spares.length) * this.segmentSizeBytes);
+  }
+}
