@@ -109,7 +109,9 @@ function main(argv) {
   }
   try {
     const files = generate(outDir);
-    process.stdout.write(`wrote ${files.length} files to ${path.relative(process.cwd(), outDir) || "."}\n`);
+    process.stdout.write(
+      `wrote ${files.length} files to ${path.relative(process.cwd(), outDir) || "."}\n`,
+    );
     return 0;
   } catch (err) {
     process.stderr.write(`${err.message}\n`);

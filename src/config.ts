@@ -44,6 +44,10 @@ export interface Config {
   walSegmentBytes: number;
   shardQueueMaxItems: number;
   metricsPublic: boolean;
+  walSyncMode: "dsync" | "fdatasync";
+  walDirect: boolean;
+  walRepair: boolean;
+  requestTimeoutMs: number;
   meterEnabled: boolean;
   aphoriaEnabled: boolean;
 }
@@ -57,19 +61,88 @@ export interface ConfigVar {
 
 /** Every environment variable the server reads. Keep in sync with loadConfig(). */
 export const CONFIG_VARS: readonly ConfigVar[] = [
-  { name: "STEMEDB_BIND_ADDR", default: DEFAULT_BIND_ADDR, meaning: "host:port to listen on (IPv6 as [::1]:18180); port 0 picks a free port" },
-  { name: "STEMEDB_DATA_DIR", default: "./data", meaning: "data directory: manifest.json, admin.key, meta/ (keys, agents, audit)" },
-  { name: "STEMEDB_WAL_DIR", default: "<STEMEDB_DATA_DIR>/wal", meaning: "write-ahead log segments, one subdirectory per shard" },
-  { name: "STEMEDB_DB_DIR", default: "<STEMEDB_DATA_DIR>/db", meaning: "LMDB environments, one per shard" },
-  { name: "STEMEDB_SHARDS", default: "<os.availableParallelism()>", meaning: `number of shards (1..${MAX_SHARDS}); fixed when the data directory is created` },
+  {
+    name: "STEMEDB_BIND_ADDR",
+    default: DEFAULT_BIND_ADDR,
+    meaning: "host:port to listen on (IPv6 as [::1]:18180); port 0 picks a free port",
+  },
+  {
+    name: "STEMEDB_DATA_DIR",
+    default: "./data",
+    meaning: "data directory: manifest.json, admin.key, meta/ (keys, agents, audit)",
+  },
+  {
+    name: "STEMEDB_WAL_DIR",
+    default: "<STEMEDB_DATA_DIR>/wal",
+    meaning: "write-ahead log segments, one subdirectory per shard",
+  },
+  {
+    name: "STEMEDB_DB_DIR",
+    default: "<STEMEDB_DATA_DIR>/db",
+    meaning: "LMDB environments, one per shard",
+  },
+  {
+    name: "STEMEDB_SHARDS",
+    default: "<os.availableParallelism()>",
+    meaning: `number of shards (1..${MAX_SHARDS}); fixed when the data directory is created`,
+  },
   { name: "STEMEDB_LOG_LEVEL", default: "info", meaning: `log level: ${LOG_LEVELS.join(", ")}` },
-  { name: "STEMEDB_ALLOW_UWS_FALLBACK", default: "0", meaning: "1 = start even if the native uWebSockets.js binary fails to load (slow JS fallback)" },
-  { name: "STEMEDB_ADMIN_KEY", default: "", meaning: "admin key (stm_<keyId>_<secret>) to install on first start instead of generating one" },
-  { name: "STEMEDB_WAL_SEGMENT_BYTES", default: String(DEFAULT_WAL_SEGMENT_BYTES), meaning: `WAL segment size in bytes: a multiple of ${WAL_ALIGNMENT_BYTES}, ${MIN_WAL_SEGMENT_BYTES}..${MAX_WAL_SEGMENT_BYTES}` },
-  { name: "STEMEDB_SHARD_QUEUE_MAX", default: String(DEFAULT_SHARD_QUEUE_MAX_ITEMS), meaning: `most queued write items per shard before writes get 503 (1..${MAX_SHARD_QUEUE_MAX_ITEMS})` },
-  { name: "STEMEDB_METRICS_PUBLIC", default: "true", meaning: "true = /metrics needs no key; false = /metrics needs a reader key" },
-  { name: "STEMEDB_METER_ENABLED", default: "false", meaning: "true = per-API-key metering of requests, assertions and bytes" },
-  { name: "STEMEDB_APHORIA", default: "off", meaning: "on = enable the Aphoria policy drift endpoints" },
+  {
+    name: "STEMEDB_ALLOW_UWS_FALLBACK",
+    default: "0",
+    meaning: "1 = start even if the native uWebSockets.js binary fails to load (slow JS fallback)",
+  },
+  {
+    name: "STEMEDB_ADMIN_KEY",
+    default: "",
+    meaning: "admin key (stm_<keyId>_<secret>) to install on first start instead of generating one",
+  },
+  {
+    name: "STEMEDB_WAL_SEGMENT_BYTES",
+    default: String(DEFAULT_WAL_SEGMENT_BYTES),
+    meaning: `WAL segment size in bytes: a multiple of ${WAL_ALIGNMENT_BYTES}, ${MIN_WAL_SEGMENT_BYTES}..${MAX_WAL_SEGMENT_BYTES}`,
+  },
+  {
+    name: "STEMEDB_SHARD_QUEUE_MAX",
+    default: String(DEFAULT_SHARD_QUEUE_MAX_ITEMS),
+    meaning: `most queued write items per shard before writes get 503 (1..${MAX_SHARD_QUEUE_MAX_ITEMS})`,
+  },
+  {
+    name: "STEMEDB_METRICS_PUBLIC",
+    default: "true",
+    meaning: "true = /metrics needs no key; false = /metrics needs a reader key",
+  },
+  {
+    name: "STEMEDB_METER_ENABLED",
+    default: "false",
+    meaning: "true = per-API-key metering of requests, assertions and bytes",
+  },
+  {
+    name: "STEMEDB_WAL_SYNC_MODE",
+    default: "dsync",
+    meaning: "dsync = O_DSYNC on each WAL write; fdatasync = a separate fdatasync after each write",
+  },
+  {
+    name: "STEMEDB_WAL_DIRECT",
+    default: "true",
+    meaning: "true = O_DIRECT WAL writes (falls back to buffered where the filesystem refuses)",
+  },
+  {
+    name: "STEMEDB_WAL_REPAIR",
+    default: "false",
+    meaning:
+      "true = on a corrupt WAL, truncate at the bad record and report dropped records instead of refusing to start",
+  },
+  {
+    name: "STEMEDB_REQUEST_TIMEOUT_MS",
+    default: "30000",
+    meaning: "longest a request waits for its shard before 503 (1000..600000)",
+  },
+  {
+    name: "STEMEDB_APHORIA",
+    default: "off",
+    meaning: "on = enable the Aphoria policy drift endpoints",
+  },
 ];
 
 export class ConfigError extends Error {
@@ -142,6 +215,12 @@ function defaultShardCount(): number {
   return Math.min(MAX_SHARDS, Math.max(1, cores));
 }
 
+function parseSyncMode(env: Env): "dsync" | "fdatasync" {
+  const v = get(env, "STEMEDB_WAL_SYNC_MODE") ?? "dsync";
+  if (v === "dsync" || v === "fdatasync") return v;
+  throw new ConfigError("STEMEDB_WAL_SYNC_MODE", v, "dsync or fdatasync");
+}
+
 /** Read and validate the configuration. Throws ConfigError on the first invalid variable. */
 export function loadConfig(env: Env = process.env): Config {
   const bindAddr = get(env, "STEMEDB_BIND_ADDR") ?? DEFAULT_BIND_ADDR;
@@ -208,6 +287,10 @@ export function loadConfig(env: Env = process.env): Config {
       MAX_SHARD_QUEUE_MAX_ITEMS,
     ),
     metricsPublic: parseBool(env, "STEMEDB_METRICS_PUBLIC", true),
+    walSyncMode: parseSyncMode(env),
+    walDirect: parseBool(env, "STEMEDB_WAL_DIRECT", true),
+    walRepair: parseBool(env, "STEMEDB_WAL_REPAIR", false),
+    requestTimeoutMs: parseInteger(env, "STEMEDB_REQUEST_TIMEOUT_MS", 30_000, 1_000, 600_000),
     meterEnabled: parseBool(env, "STEMEDB_METER_ENABLED", false),
     aphoriaEnabled: parseBool(env, "STEMEDB_APHORIA", false),
   };

@@ -33,14 +33,17 @@ const NAME = "[a-zA-Z_:][a-zA-Z0-9_:]*";
 const LABEL_NAME = "[a-zA-Z_][a-zA-Z0-9_]*";
 const LABEL_VALUE = '"(?:[^"\\\\\\n]|\\\\[\\\\"n])*"';
 const LABEL = `${LABEL_NAME}=${LABEL_VALUE}`;
-const VALUE = "[-+]?(?:[0-9]*\\.?[0-9]+(?:[eE][-+]?[0-9]+)?|Inf|NaN)";
+// prom-client writes NaN as "Nan"; Prometheus parses values with Go's strconv.ParseFloat,
+// which accepts NaN/Inf in any letter case, so the parser does too (and nothing else).
+const VALUE = "[-+]?(?:[0-9]*\\.?[0-9]+(?:[eE][-+]?[0-9]+)?|[iI][nN][fF])|[nN][aA][nN]";
 const SAMPLE_RE = new RegExp(`^(${NAME})(?:\\{((?:${LABEL}(?:,${LABEL})*)?,?)\\})? (${VALUE})$`);
 const HELP_RE = new RegExp(`^# HELP (${NAME}) (.*)$`);
 const TYPE_RE = new RegExp(`^# TYPE (${NAME}) (counter|gauge|histogram|summary|untyped)$`);
 const LABEL_RE = new RegExp(`(${LABEL_NAME})=(${LABEL_VALUE})`, "g");
 
 function parseValue(s: string): number {
-  if (s.endsWith("Inf")) return s.startsWith("-") ? -Infinity : Infinity;
+  if (/inf$/i.test(s)) return s.startsWith("-") ? -Infinity : Infinity;
+  if (/^nan$/i.test(s)) return Number.NaN;
   return Number(s);
 }
 
@@ -308,6 +311,20 @@ describe("metrics merge across worker threads", () => {
 });
 
 describe("metric definitions", () => {
+  it("the exposition parser rejects malformed text", () => {
+    const ok = '# HELP a_total x\n# TYPE a_total counter\na_total{k="v"} 1\n';
+    expect(parseExposition(ok).get("a_total")?.samples).toHaveLength(1);
+    const bad = [
+      ok.replace('{k="v"}', '{k="v}'), // unterminated label value
+      ok.replace(" 1\n", " one\n"), // non-numeric value
+      `${ok}a_total{k="v"} 2\n`, // duplicate series
+      ok.replace("a_total{", "b_total{"), // sample outside its family
+      `${ok}# TYPE a_total gauge\n`, // TYPE after samples
+      ok.slice(0, -1), // no trailing newline
+    ];
+    for (const text of bad) expect(() => parseExposition(text)).toThrow();
+  });
+
   it("latency buckets resolve sub-millisecond fsyncs", () => {
     expect(LATENCY_BUCKETS_SECONDS).toContain(0.0001);
     expect(LATENCY_BUCKETS_SECONDS).toContain(0.0002);

@@ -110,7 +110,10 @@ export function assertionId(input: AssertionIdInput): string {
     w.u8(1);
     w.str(input.nonce);
   }
-  return w.digest().subarray(0, ASSERTION_ID_HEX_LENGTH / 2).toString("hex");
+  return w
+    .digest()
+    .subarray(0, ASSERTION_ID_HEX_LENGTH / 2)
+    .toString("hex");
 }
 
 /** True if `s` looks like an assertion id (32 lowercase hex characters). */

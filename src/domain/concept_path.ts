@@ -84,7 +84,9 @@ export function normalizeConceptPath(raw: string): ConceptPathResult {
       );
     }
     if (segment === "." || segment === "..") {
-      return fail(`concept path segment ${position} is ${JSON.stringify(segment)}, which is not allowed`);
+      return fail(
+        `concept path segment ${position} is ${JSON.stringify(segment)}, which is not allowed`,
+      );
     }
     for (const ch of segment) {
       if (!SEGMENT_CHAR.test(ch)) {
@@ -99,7 +101,9 @@ export function normalizeConceptPath(raw: string): ConceptPathResult {
   // Every character is ASCII here, so bytes === length; utf8Length keeps this obviously right.
   const bytes = utf8Length(body);
   if (bytes > MAX_CONCEPT_PATH_BYTES) {
-    return fail(`concept path is ${bytes} bytes long; at most ${MAX_CONCEPT_PATH_BYTES} are allowed`);
+    return fail(
+      `concept path is ${bytes} bytes long; at most ${MAX_CONCEPT_PATH_BYTES} are allowed`,
+    );
   }
   return { ok: true, path: body };
 }

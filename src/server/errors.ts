@@ -45,7 +45,10 @@ export function badRequest(message: string, code = "bad_request"): ApiError {
 }
 
 /** 401: no key, malformed key, unknown, revoked or expired key. */
-export function unauthorized(message = "a valid API key is required", code = "unauthorized"): ApiError {
+export function unauthorized(
+  message = "A valid API key is required.",
+  code = "unauthorized",
+): ApiError {
   return new ApiError(401, code, message, { "www-authenticate": 'Bearer realm="stemedb"' });
 }
 
@@ -70,7 +73,7 @@ export function payloadTooLarge(message: string, code = "payload_too_large"): Ap
 
 /** 415: the body is not `application/json`. */
 export function unsupportedMediaType(
-  message = "request body must be application/json",
+  message = "Request body must be application/json.",
   code = "unsupported_media_type",
 ): ApiError {
   return new ApiError(415, code, message);
@@ -84,7 +87,7 @@ export function unprocessable(message: string, code = "invalid_request"): ApiErr
 /** 429: rate limit or open circuit breaker, with Retry-After. */
 export function tooManyRequests(
   retryAfterS: number,
-  message = "too many requests; retry later",
+  message = "Too many requests; retry later.",
   code = "rate_limited",
 ): ApiError {
   return new ApiError(429, code, message, retryAfterHeader(retryAfterS));
@@ -93,7 +96,7 @@ export function tooManyRequests(
 /** 503: overloaded (a shard queue bound reached) or a shard not accepting writes. */
 export function unavailable(
   retryAfterS: number,
-  message = "the server is overloaded; retry later",
+  message = "The server is overloaded; retry later.",
   code = "overloaded",
 ): ApiError {
   return new ApiError(503, code, message, retryAfterHeader(retryAfterS));
@@ -101,7 +104,7 @@ export function unavailable(
 
 /** 507: disk full; reads keep working. */
 export function insufficientStorage(
-  message = "the server is out of disk space; writes are refused, reads keep working",
+  message = "The server is out of disk space; writes are refused, reads keep working.",
   code = "insufficient_storage",
 ): ApiError {
   return new ApiError(507, code, message);
@@ -109,7 +112,7 @@ export function insufficientStorage(
 
 /** 500: a bug. The message must not leak internals; log the cause with the request id. */
 export function internalError(
-  message = "internal error; the server log has details under this request id",
+  message = "Internal error; the server log has details under this request id.",
 ): ApiError {
   return new ApiError(500, "internal_error", message);
 }

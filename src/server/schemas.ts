@@ -8,7 +8,12 @@
 // schema or a rule → 422 (`invalid_request` or a specific code); body or batch too big → 413.
 
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
-import { type TypeCheck, TypeCompiler, type ValueError, ValueErrorType } from "@sinclair/typebox/compiler";
+import {
+  type TypeCheck,
+  TypeCompiler,
+  type ValueError,
+  ValueErrorType,
+} from "@sinclair/typebox/compiler";
 import { PRINCIPAL_PATTERN, type Role } from "../domain/api_keys.js";
 import { CanonicalJsonError, canonicalJson, jsonTextDepth } from "../domain/canonical_json.js";
 import { normalizeConceptPath } from "../domain/concept_path.js";
@@ -118,7 +123,7 @@ function literalChoices(schema: TSchema): string[] | null {
   const out: string[] = [];
   for (const s of anyOf) {
     if (!("const" in s)) return null;
-    out.push(JSON.stringify((s as { const: unknown }).const));
+    out.push(JSON.stringify((s as unknown as { const: unknown }).const));
   }
   return out;
 }
@@ -190,24 +195,24 @@ const utf8Fatal = new TextDecoder("utf-8", { fatal: true });
 export function parseJsonBody(bytes: Uint8Array): unknown {
   if (bytes.length > MAX_BODY_BYTES) {
     throw payloadTooLarge(
-      `request body is ${bytes.length} bytes; at most ${MAX_BODY_BYTES} bytes are allowed`,
+      `Request body is ${bytes.length} bytes; at most ${MAX_BODY_BYTES} bytes are allowed.`,
     );
   }
-  if (bytes.length === 0) throw badRequest("request body is empty", "malformed_json");
+  if (bytes.length === 0) throw badRequest("Request body is empty.", "malformed_json");
   let text: string;
   try {
     text = utf8Fatal.decode(bytes);
   } catch {
-    throw badRequest("request body is not valid UTF-8", "malformed_json");
+    throw badRequest("Request body is not valid UTF-8.", "malformed_json");
   }
   if (jsonTextDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
-    throw unprocessable(`request body is nested deeper than ${MAX_JSON_DEPTH} levels`, "too_deep");
+    throw unprocessable(`Request body is nested deeper than ${MAX_JSON_DEPTH} levels.`, "too_deep");
   }
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {
-    const detail = e instanceof Error ? `: ${e.message}` : "";
-    throw badRequest(`request body is not valid JSON${detail}`, "malformed_json");
+    const detail = e instanceof Error ? ` (${e.message})` : "";
+    throw badRequest(`Request body is not valid JSON${detail}.`, "malformed_json");
   }
 }
 
@@ -281,7 +286,7 @@ export function parseAssertRequest(bytes: Uint8Array): {
     const list = (body as { assertions: unknown }).assertions;
     if (Array.isArray(list) && list.length > MAX_BATCH_ITEMS) {
       throw payloadTooLarge(
-        `batch has ${list.length} assertions; at most ${MAX_BATCH_ITEMS} are allowed per request`,
+        `Batch has ${list.length} assertions; at most ${MAX_BATCH_ITEMS} are allowed per request.`,
         "batch_too_large",
       );
     }

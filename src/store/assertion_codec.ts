@@ -4,7 +4,12 @@ import assert from "node:assert/strict";
 import * as flatbuffers from "flatbuffers";
 import * as fb from "../schema/generated/stemedb_generated.js";
 
-export type AssertionStatusName = "active" | "superseded" | "retracted" | "quarantined" | "rejected";
+export type AssertionStatusName =
+  | "active"
+  | "superseded"
+  | "retracted"
+  | "quarantined"
+  | "rejected";
 
 export interface AssertionRecord {
   id: string;

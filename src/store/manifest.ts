@@ -68,7 +68,12 @@ export function fsyncDir(dir: string): void {
  * Write `data` to `dir/name` atomically and durably: temp file + fsync + rename + fsync(dir).
  * After a crash the target holds either the old or the new content, never a mix.
  */
-export function writeFileAtomic(dir: string, name: string, data: string | Uint8Array, mode = 0o644): void {
+export function writeFileAtomic(
+  dir: string,
+  name: string,
+  data: string | Uint8Array,
+  mode = 0o644,
+): void {
   const target = path.join(dir, name);
   const temp = path.join(dir, `${name}.tmp-${process.pid}-${Date.now()}`);
   const fd = fs.openSync(temp, "wx", mode);
@@ -106,7 +111,12 @@ function validateManifest(dir: string, raw: unknown): Manifest {
     );
   }
   const shardCount = m.shard_count;
-  if (typeof shardCount !== "number" || !Number.isInteger(shardCount) || shardCount < 1 || shardCount > MAX_SHARDS) {
+  if (
+    typeof shardCount !== "number" ||
+    !Number.isInteger(shardCount) ||
+    shardCount < 1 ||
+    shardCount > MAX_SHARDS
+  ) {
     throw new ManifestError(`${file} has an invalid shard_count ${JSON.stringify(shardCount)}`);
   }
   const createdAt = m.created_at_ms;
@@ -141,7 +151,9 @@ export function readManifest(dir: string): Manifest | null {
   try {
     const st = fs.statSync(file);
     if (st.size > MAX_MANIFEST_BYTES) {
-      throw new ManifestError(`${file} is ${st.size} bytes; a manifest is at most ${MAX_MANIFEST_BYTES}`);
+      throw new ManifestError(
+        `${file} is ${st.size} bytes; a manifest is at most ${MAX_MANIFEST_BYTES}`,
+      );
     }
     text = fs.readFileSync(file, "utf8");
   } catch (e) {
@@ -152,7 +164,9 @@ export function readManifest(dir: string): Manifest | null {
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    throw new ManifestError(`${file} is not valid JSON (${(e as Error).message}); restore it from a backup`);
+    throw new ManifestError(
+      `${file} is not valid JSON (${(e as Error).message}); restore it from a backup`,
+    );
   }
   return validateManifest(dir, raw);
 }

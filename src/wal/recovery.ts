@@ -85,7 +85,12 @@ export function listSegments(dir: string, shardId: number): SegmentOnDisk[] {
     const prev = found[i - 1] as SegmentOnDisk;
     const cur = found[i] as SegmentOnDisk;
     if (cur.header.seq !== prev.header.seq + 1) {
-      throw new WalCorruptionError(shardId, cur.path, 0, `segment ${prev.header.seq + 1} is missing`);
+      throw new WalCorruptionError(
+        shardId,
+        cur.path,
+        0,
+        `segment ${prev.header.seq + 1} is missing`,
+      );
     }
     if (cur.header.firstLsn < prev.header.firstLsn) {
       throw new WalCorruptionError(shardId, cur.path, 0, "segment first LSNs go backwards");
@@ -197,7 +202,9 @@ export function recoverWal(opts: RecoveryOptions): RecoveryResult {
   for (let i = start; i < segments.length; i++) {
     const seg = segments[i] as SegmentOnDisk;
     const isLast = i === segments.length - 1;
-    const stopLsn = isLast ? Number.POSITIVE_INFINITY : (segments[i + 1] as SegmentOnDisk).header.firstLsn;
+    const stopLsn = isLast
+      ? Number.POSITIVE_INFINITY
+      : (segments[i + 1] as SegmentOnDisk).header.firstLsn;
     readWhole(seg.path, buf, seg.sizeBytes);
     let expected = seg.header.firstLsn;
     let pos = BLOCK_SIZE_BYTES;
@@ -205,7 +212,11 @@ export function recoverWal(opts: RecoveryOptions): RecoveryResult {
       const rec = parseRecord(buf, pos, seg.sizeBytes);
       if (rec !== null && rec.lsn === expected) {
         if (rec.lsn > opts.checkpointLsn) {
-          opts.onRecord(rec.kind, rec.lsn, buf.subarray(rec.payloadOffset, rec.payloadOffset + rec.payloadBytes));
+          opts.onRecord(
+            rec.kind,
+            rec.lsn,
+            buf.subarray(rec.payloadOffset, rec.payloadOffset + rec.payloadBytes),
+          );
           result.replayedRecords++;
         }
         expected++;
@@ -254,7 +265,8 @@ export function recoverWal(opts: RecoveryOptions): RecoveryResult {
     }
     const atEnd = pos >= seg.sizeBytes;
     const atPos = atEnd ? null : parseRecord(buf, pos, seg.sizeBytes);
-    const zeroAtPos = !atEnd && isZero(buf, pos, Math.min(pos + RECORD_HEADER_BYTES, seg.sizeBytes));
+    const zeroAtPos =
+      !atEnd && isZero(buf, pos, Math.min(pos + RECORD_HEADER_BYTES, seg.sizeBytes));
     const staleAtPos = atPos !== null && atPos.lsn < expected;
     const recycledLeftover =
       (seg.header.flags & SEGMENT_FLAG_RECYCLED) !== 0 && pos % BLOCK_SIZE_BYTES === 0;

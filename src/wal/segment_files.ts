@@ -3,7 +3,12 @@
 // of the directory (ALICE: renames are not durable until the directory is).
 import fs from "node:fs";
 import path from "node:path";
-import { BLOCK_SIZE_BYTES, SEGMENT_FLAG_RECYCLED, segmentFileName, writeSegmentHeader } from "./format.js";
+import {
+  BLOCK_SIZE_BYTES,
+  SEGMENT_FLAG_RECYCLED,
+  segmentFileName,
+  writeSegmentHeader,
+} from "./format.js";
 import { nativeWal, type WalFileHandle, type WalNativeError } from "./native.js";
 
 const SPARE_NAME = /^spare-([zr])-(\d+)\.wal$/;
@@ -118,7 +123,11 @@ export function activateSpare(
 ): void {
   let handle: WalFileHandle;
   try {
-    handle = nativeWal.openFile(spare.path, { create: false, direct: mode.direct, dsync: mode.dsync });
+    handle = nativeWal.openFile(spare.path, {
+      create: false,
+      direct: mode.direct,
+      dsync: mode.dsync,
+    });
   } catch (err) {
     done(err as Error, null);
     return;

@@ -9,7 +9,14 @@
 // it starts at (recovery ignores whatever the abandoned segment holds beyond that).
 import fs from "node:fs";
 import { WalCorruptionError, WalUnavailableError } from "./errors.js";
-import { alignUp, BLOCK_SIZE_BYTES, MAX_RECORD_PAYLOAD_BYTES, MIN_SEGMENT_SIZE_BYTES, RECORD_HEADER_BYTES, writeRecord } from "./format.js";
+import {
+  alignUp,
+  BLOCK_SIZE_BYTES,
+  MAX_RECORD_PAYLOAD_BYTES,
+  MIN_SEGMENT_SIZE_BYTES,
+  RECORD_HEADER_BYTES,
+  writeRecord,
+} from "./format.js";
 import { nativeWal, type WalNativeError, type WalWriteResult } from "./native.js";
 import { type RecoveryResult, recoverWal, type SegmentInfo } from "./recovery.js";
 import {
@@ -91,7 +98,6 @@ export class Wal {
   private fillFirstLsn: number;
   private flushScheduled = false;
   private inflight = false;
-  private flushFirstLsn = 0;
   private flushLastLsn = 0;
   private flushRecords = 0;
   private flushWriteBytes = 0;
@@ -133,8 +139,13 @@ export class Wal {
   }
 
   private constructor(opts: WalOptions, recovery: RecoveryResult) {
-    if (opts.segmentSizeBytes % BLOCK_SIZE_BYTES !== 0 || opts.segmentSizeBytes < MIN_SEGMENT_SIZE_BYTES) {
-      throw new RangeError(`segmentSizeBytes must be a multiple of 4096 and >= ${MIN_SEGMENT_SIZE_BYTES}`);
+    if (
+      opts.segmentSizeBytes % BLOCK_SIZE_BYTES !== 0 ||
+      opts.segmentSizeBytes < MIN_SEGMENT_SIZE_BYTES
+    ) {
+      throw new RangeError(
+        `segmentSizeBytes must be a multiple of 4096 and >= ${MIN_SEGMENT_SIZE_BYTES}`,
+      );
     }
     this.shardId = opts.shardId;
     this.dir = opts.dir;
@@ -143,7 +154,10 @@ export class Wal {
       alignUp(opts.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES),
       opts.segmentSizeBytes - BLOCK_SIZE_BYTES,
     );
-    this.maxPayloadBytes = Math.min(MAX_RECORD_PAYLOAD_BYTES, this.maxBatchBytes - RECORD_HEADER_BYTES);
+    this.maxPayloadBytes = Math.min(
+      MAX_RECORD_PAYLOAD_BYTES,
+      this.maxBatchBytes - RECORD_HEADER_BYTES,
+    );
     this.maxBatchRecords = opts.maxBatchRecords ?? DEFAULT_MAX_BATCH_RECORDS;
     this.observer = opts.observer ?? noopObserver;
     this.maxSpares = opts.maxSpares ?? 2;
@@ -178,7 +192,11 @@ export class Wal {
 
     const lastInfo = this.segments[this.segments.length - 1];
     if (lastInfo !== undefined && recovery.tailWriteOffsetBytes !== null) {
-      const handle = nativeWal.openFile(lastInfo.path, { create: false, direct: wantDirect, dsync });
+      const handle = nativeWal.openFile(lastInfo.path, {
+        create: false,
+        direct: wantDirect,
+        dsync,
+      });
       this.mode = { direct: handle.direct, dsync };
       this.tail = {
         seq: lastInfo.seq,
@@ -216,12 +234,17 @@ export class Wal {
     return this.fillBytes;
   }
 
-  /** True when a record of payloadBytes can be appended now without a backpressure error. */
-  canAppend(payloadBytes: number): boolean {
+  /** True when records totalling framedBytes (headers included) can be appended now. */
+  canAppendBatch(framedBytes: number, records: number): boolean {
     if (this.failure !== null || this.closed) return false;
-    const need = RECORD_HEADER_BYTES + payloadBytes;
-    if (this.fillBytes + need <= this.maxBatchBytes && this.fillRecords < this.maxBatchRecords) return true;
-    return !this.inflight;
+    const freeNow = this.maxBatchBytes - this.fillBytes;
+    if (framedBytes <= freeNow && this.fillRecords + records <= this.maxBatchRecords) return true;
+    // While nothing is in flight the filling buffer can be flushed and a fresh one started.
+    return (
+      !this.inflight &&
+      framedBytes <= this.maxBatchBytes + freeNow &&
+      records <= this.maxBatchRecords
+    );
   }
 
   /** Frames one record for the next flush and returns its LSN. Throws WalUnavailableError. */
@@ -229,12 +252,17 @@ export class Wal {
     if (this.closed) throw new WalUnavailableError("closed", "the WAL is closed");
     if (this.failure !== null) throw this.failure;
     if (payload.byteLength > this.maxPayloadBytes) {
-      throw new RangeError(`record payload of ${payload.byteLength} bytes exceeds ${this.maxPayloadBytes}`);
+      throw new RangeError(
+        `record payload of ${payload.byteLength} bytes exceeds ${this.maxPayloadBytes}`,
+      );
     }
     const need = RECORD_HEADER_BYTES + payload.byteLength;
     if (this.fillBytes + need > this.maxBatchBytes || this.fillRecords >= this.maxBatchRecords) {
       if (this.inflight) {
-        throw new WalUnavailableError("backpressure", "the WAL batch buffers are full; retry shortly");
+        throw new WalUnavailableError(
+          "backpressure",
+          "the WAL batch buffers are full; retry shortly",
+        );
       }
       this.flush(); // swaps buffers synchronously, so the record fits in the fresh one
       if (this.failure !== null) throw this.failure;
@@ -293,7 +321,9 @@ export class Wal {
 
   segmentsInfo(): SegmentInfo[] {
     return this.segments.map((s) =>
-      this.tail !== null && s.seq === this.tail.seq ? { ...s, lastLsn: this.tail.lastLsn } : { ...s },
+      this.tail !== null && s.seq === this.tail.seq
+        ? { ...s, lastLsn: this.tail.lastLsn }
+        : { ...s },
     );
   }
 
@@ -325,7 +355,6 @@ export class Wal {
     buf.fill(0, this.fillBytes, writeBytes);
     this.fillBuf = this.flushBuf;
     this.flushBuf = buf;
-    this.flushFirstLsn = this.fillFirstLsn;
     this.flushLastLsn = this._nextLsn - 1;
     this.flushRecords = this.fillRecords;
     this.flushWriteBytes = writeBytes;
@@ -334,7 +363,14 @@ export class Wal {
     this.fillFirstLsn = this._nextLsn;
     this.inflight = true;
     this.flushStartNs = process.hrtime.bigint();
-    nativeWal.writeAndSync(tail.handle, buf, 0, writeBytes, tail.writeOffsetBytes, this.onWriteDone);
+    nativeWal.writeAndSync(
+      tail.handle,
+      buf,
+      0,
+      writeBytes,
+      tail.writeOffsetBytes,
+      this.onWriteDone,
+    );
   }
 
   private finishWrite(err: WalNativeError | null, res: WalWriteResult | null): void {
@@ -348,7 +384,13 @@ export class Wal {
     tail.lastLsn = this.flushLastLsn;
     this._durableLsn = this.flushLastLsn;
     const flushNs = Number(process.hrtime.bigint() - this.flushStartNs);
-    this.observer.onFlush(this.flushRecords, this.flushWriteBytes, res.writeNs, res.syncNs, flushNs);
+    this.observer.onFlush(
+      this.flushRecords,
+      this.flushWriteBytes,
+      res.writeNs,
+      res.syncNs,
+      flushNs,
+    );
     this.retryDelayMs = this.baseRetryDelayMs;
     this.releaseWaiters(null);
     if (this.fillBytes > 0) this.flush();
@@ -516,7 +558,10 @@ export class Wal {
         if (this.spares.length > 0) return resolve();
         if (this.spareError !== null) {
           // A store that cannot make a spare still opens: writes fail until space returns.
-          this.failure = new WalUnavailableError("disk_full", `cannot preallocate a WAL segment: ${this.spareError.message}`);
+          this.failure = new WalUnavailableError(
+            "disk_full",
+            `cannot preallocate a WAL segment: ${this.spareError.message}`,
+          );
           this.scheduleResume();
           return resolve();
         }

@@ -17,7 +17,11 @@ export interface CrashLoopStats {
   tornTails: number;
 }
 
-function runChildUntilKilled(dir: string, tag: string, killAfterMs: number): Promise<Map<string, number>> {
+function runChildUntilKilled(
+  dir: string,
+  tag: string,
+  killAfterMs: number,
+): Promise<Map<string, number>> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CHILD, dir, tag], { stdio: ["ignore", "pipe", "pipe"] });
     const acked = new Map<string, number>();
@@ -35,7 +39,8 @@ function runChildUntilKilled(dir: string, tag: string, killAfterMs: number): Pro
           continue;
         }
         const [word, lsn, ackTag] = line.split(" ");
-        if (word === "ack" && lsn !== undefined && ackTag !== undefined) acked.set(ackTag, Number(lsn));
+        if (word === "ack" && lsn !== undefined && ackTag !== undefined)
+          acked.set(ackTag, Number(lsn));
       }
     });
     child.stderr.on("data", (chunk: Buffer) => {
@@ -54,7 +59,14 @@ export async function runWalCrashLoop(
   iterations: number,
   log: (line: string) => void = () => {},
 ): Promise<CrashLoopStats> {
-  const stats: CrashLoopStats = { iterations: 0, acknowledged: 0, lost: 0, duplicated: 0, lsnGaps: 0, tornTails: 0 };
+  const stats: CrashLoopStats = {
+    iterations: 0,
+    acknowledged: 0,
+    lost: 0,
+    duplicated: 0,
+    lsnGaps: 0,
+    tornTails: 0,
+  };
   const allAcked = new Map<string, number>();
   for (let i = 0; i < iterations; i++) {
     const killAfterMs = 20 + Math.floor(Math.random() * 250);

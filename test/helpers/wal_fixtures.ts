@@ -26,7 +26,8 @@ export async function openCollecting(
     shardId: 0,
     segmentSizeBytes: SMALL_SEGMENT_BYTES,
     checkpointLsn: 0,
-    onRecord: (kind, lsn, payload) => replayed.push({ kind, lsn, payload: payload.toString("utf8") }),
+    onRecord: (kind, lsn, payload) =>
+      replayed.push({ kind, lsn, payload: payload.toString("utf8") }),
     ...extra,
   });
   return { wal, replayed };

@@ -1,0 +1,284 @@
+// `npm run bench:wal`: the storage core, in one run on one disk.
+//  1. raw floor: 4 KiB O_DIRECT write + sync loop entirely in C (O_DSYNC and fdatasync);
+//  2. single-record durable append through the WAL (append, wait, repeat) vs that floor;
+//  3. group commit with 1/16/256 concurrent appenders of 150-byte records;
+//  4. WAL-only throughput with deep pipelines; WAL + LMDB apply on one shard;
+//  5. recovery replay rate (WAL scan alone, and into LMDB).
+import fs from "node:fs";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { ShardCore } from "../src/shard/shard_core.js";
+import { encodeAssertion, setRecordLsn } from "../src/store/assertion_codec.js";
+import { nativeWal } from "../src/wal/native.js";
+import { Wal, type WalObserver } from "../src/wal/wal.js";
+import { benchDir, machineLine, Reservoir, summarizeNs, table } from "./stats.js";
+
+const { values: args } = parseArgs({
+  options: {
+    seconds: { type: "string", default: "3" },
+    iterations: { type: "string", default: "5000" },
+    "replay-records": { type: "string", default: "1000000" },
+  },
+});
+const SECONDS = Number(args.seconds);
+const ITERATIONS = Number(args.iterations);
+const REPLAY_RECORDS = Number(args["replay-records"]);
+const SEGMENT_BYTES = 64 * 1024 * 1024;
+const RECORD = Buffer.alloc(150, 0x61);
+
+const root = benchDir("wal");
+const out: string[] = [`# WAL bench — ${machineLine(root)}`, ""];
+const print = (s: string) => {
+  out.push(s);
+  process.stdout.write(`${s}\n`);
+};
+
+function flushCounter(): WalObserver & { flushes: number; records: number } {
+  const o = {
+    flushes: 0,
+    records: 0,
+    onFlush(records: number) {
+      o.flushes++;
+      o.records += records;
+    },
+    onError() {},
+    onRotate() {},
+    onSegments() {},
+  };
+  return o;
+}
+
+async function openWal(
+  name: string,
+  syncMode: "dsync" | "fdatasync",
+  observer?: WalObserver,
+): Promise<Wal> {
+  return Wal.open({
+    dir: path.join(root, name),
+    shardId: 0,
+    segmentSizeBytes: SEGMENT_BYTES,
+    checkpointLsn: 0,
+    syncMode,
+    onRecord: () => {},
+    observer,
+  });
+}
+
+// 1 + 2: floor vs single-record append, alternating so both see the same disk moment.
+const latencyRows: Array<Record<string, string | number>> = [];
+for (const syncMode of ["dsync", "fdatasync"] as const) {
+  const raw = nativeWal.rawSyncLoop(path.join(root, `raw-${syncMode}`), {
+    iterations: ITERATIONS,
+    blockBytes: 4096,
+    direct: true,
+    dsync: syncMode === "dsync",
+  });
+  const rawSummary = summarizeNs(raw);
+  const wal = await openWal(`single-${syncMode}`, syncMode);
+  const samples = new Float64Array(ITERATIONS);
+  for (let i = 0; i < ITERATIONS; i++) {
+    const t0 = process.hrtime.bigint();
+    await wal.durable(wal.append(1, RECORD));
+    samples[i] = Number(process.hrtime.bigint() - t0);
+  }
+  await wal.close();
+  const walSummary = summarizeNs(samples);
+  latencyRows.push({ what: `raw 4 KiB O_DIRECT + ${syncMode} (C loop)`, ...rawSummary });
+  latencyRows.push({
+    what: `WAL single-record durable append (${syncMode})`,
+    ...walSummary,
+    "p50 ratio": (walSummary.p50_ms / rawSummary.p50_ms).toFixed(2),
+    "p99 ratio": (walSummary.p99_ms / rawSummary.p99_ms).toFixed(2),
+  });
+}
+print("## Durable append latency vs the raw disk floor\n");
+print(table(latencyRows));
+
+// 3: group commit with N concurrent appenders (each: append, wait, repeat).
+async function groupCommit(
+  concurrency: number,
+  syncMode: "dsync" | "fdatasync",
+): Promise<Record<string, string | number>> {
+  const counter = flushCounter();
+  const wal = await openWal(`group-${concurrency}-${syncMode}`, syncMode, counter);
+  const latencies = new Reservoir(200_000);
+  const deadline = performance.now() + SECONDS * 1000;
+  let acked = 0;
+  const appender = async () => {
+    while (performance.now() < deadline) {
+      const t0 = performance.now();
+      await wal.durable(wal.append(1, RECORD));
+      latencies.add((performance.now() - t0) * 1e6);
+      acked++;
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, appender));
+  const elapsedS = (performance.now() - started) / 1000;
+  await wal.close();
+  const s = summarizeNs(latencies.values());
+  return {
+    appenders: concurrency,
+    sync: syncMode,
+    "records/s": Math.round(acked / elapsedS),
+    "records/sync": (counter.records / Math.max(1, counter.flushes)).toFixed(1),
+    "syncs/s": Math.round(counter.flushes / elapsedS),
+    p50_ms: s.p50_ms,
+    p99_ms: s.p99_ms,
+  };
+}
+const groupRows: Array<Record<string, string | number>> = [];
+for (const c of [1, 16, 256]) groupRows.push(await groupCommit(c, "dsync"));
+for (const c of [1, 16, 256]) groupRows.push(await groupCommit(c, "fdatasync"));
+print("\n## Group commit, 150-byte records\n");
+print(table(groupRows));
+
+// 4a: WAL-only throughput: batches of 1000 appends per wait, 8 batches in flight.
+async function walOnlyThroughput(): Promise<Record<string, string | number>> {
+  const counter = flushCounter();
+  const wal = await openWal("wal-only", "dsync", counter);
+  const deadline = performance.now() + SECONDS * 1000;
+  let acked = 0;
+  const pipeline = async () => {
+    while (performance.now() < deadline) {
+      let last = 0;
+      for (let i = 0; i < 1000; i++) last = wal.append(1, RECORD);
+      await wal.durable(last);
+      acked += 1000;
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: 8 }, pipeline));
+  const elapsedS = (performance.now() - started) / 1000;
+  await wal.close();
+  return {
+    what: "WAL only (8 pipelines x 1000 records)",
+    "records/s": Math.round(acked / elapsedS),
+    "records/sync": (counter.records / Math.max(1, counter.flushes)).toFixed(0),
+    "MB/s": ((counter.records * (RECORD.byteLength + 32)) / elapsedS / 1e6).toFixed(1),
+  };
+}
+
+// 4b: WAL + LMDB on one shard (ShardCore: dedup check, LSN patch, WAL, apply).
+function benchAssertion(i: number): Uint8Array {
+  return encodeAssertion({
+    id: i.toString(16).padStart(32, "0"),
+    concept: `bench/c${i % 10_000}`,
+    agent: "bench-agent",
+    valueJson: String(i),
+    confidence: 0.5,
+    sources: [],
+    validFromMs: null,
+    validToMs: null,
+    nonce: null,
+    recordedAtMs: 1_700_000_000_000 + i,
+    epoch: 0,
+    shard: 0,
+    lsn: 0,
+    status: "active",
+    supersedes: null,
+    supersededBy: null,
+  });
+}
+
+async function walPlusLmdb(): Promise<Record<string, string | number>> {
+  const dir = path.join(root, "core");
+  const core = await ShardCore.open({
+    shardId: 0,
+    walDir: path.join(dir, "wal"),
+    dbDir: path.join(dir, "db"),
+    segmentSizeBytes: SEGMENT_BYTES,
+  });
+  const deadline = performance.now() + SECONDS * 1000;
+  let acked = 0;
+  let seq = 0;
+  const makeBatch = (n: number): Uint8Array[] =>
+    Array.from({ length: n }, () => benchAssertion(seq++));
+  const pipeline = async () => {
+    while (performance.now() < deadline) {
+      const batch = makeBatch(1000);
+      await new Promise<void>((resolve, reject) =>
+        core.write(batch, (err) => (err === null ? resolve() : reject(err))),
+      );
+      acked += 1000;
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: 4 }, pipeline));
+  const elapsedS = (performance.now() - started) / 1000;
+  await core.close();
+  return {
+    what: "WAL + LMDB apply, one shard (4 pipelines x 1000)",
+    "records/s": Math.round(acked / elapsedS),
+  };
+}
+
+const throughputRows = [await walOnlyThroughput(), await walPlusLmdb()];
+print("\n## Throughput\n");
+print(table(throughputRows));
+
+// 5: replay. Write REPLAY_RECORDS encoded assertions straight into a WAL, then time a full
+// scan (checkpoint 0) and a ShardCore open that replays them into an empty LMDB.
+async function replay(): Promise<Array<Record<string, string | number>>> {
+  const walDir = path.join(root, "replay", "wal");
+  const wal = await Wal.open({
+    dir: walDir,
+    shardId: 0,
+    segmentSizeBytes: SEGMENT_BYTES,
+    checkpointLsn: 0,
+    onRecord: () => {},
+  });
+  let last = 0;
+  let payloadBytes = 0;
+  for (let i = 0; i < REPLAY_RECORDS; i++) {
+    const record = benchAssertion(i);
+    setRecordLsn(record, wal.nextLsn);
+    payloadBytes += record.byteLength;
+    last = wal.append(1, record);
+    if (i % 1000 === 999) await wal.durable(last);
+  }
+  await wal.durable(last);
+  await wal.close();
+  let replayed = 0;
+  const t0 = performance.now();
+  const again = await Wal.open({
+    dir: walDir,
+    shardId: 0,
+    segmentSizeBytes: SEGMENT_BYTES,
+    checkpointLsn: 0,
+    onRecord: () => {
+      replayed++;
+    },
+  });
+  const walS = (performance.now() - t0) / 1000;
+  await again.close();
+  const t1 = performance.now();
+  const reopened = await ShardCore.open({
+    shardId: 0,
+    walDir,
+    dbDir: path.join(root, "replay", "db"),
+    segmentSizeBytes: SEGMENT_BYTES,
+  });
+  const lmdbS = (performance.now() - t1) / 1000;
+  const intoLmdb = reopened.recovery.replayedRecords;
+  await reopened.close();
+  const avg = Math.round(payloadBytes / REPLAY_RECORDS);
+  return [
+    {
+      what: `WAL replay scan (CRC + framing), ${avg}-byte records`,
+      records: replayed,
+      "records/s": Math.round(replayed / walS),
+    },
+    {
+      what: "WAL replay into LMDB (ShardCore.open)",
+      records: intoLmdb,
+      "records/s": Math.round(intoLmdb / lmdbS),
+    },
+  ];
+}
+print("\n## Recovery replay\n");
+print(table(await replay()));
+
+fs.rmSync(root, { recursive: true, force: true });
+fs.mkdirSync("bench/results", { recursive: true });
+fs.writeFileSync(path.join("bench/results", "wal_bench.md"), `${out.join("\n")}\n`);

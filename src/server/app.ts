@@ -1,0 +1,165 @@
+// Assembles the server: data directory checks, meta store, shard owners, routes, listening.
+// `startServer` is used by src/server/main.ts and by tests that need an in-process handle.
+
+import type { us_listen_socket } from "uWebSockets.js";
+import fs from "node:fs";
+import { type Logger, pino } from "pino";
+import { Registry } from "prom-client";
+import type { Config } from "../config.js";
+import { createMainMetrics } from "../metrics/main_metrics.js";
+import { shardDirs } from "../shard/shard_core.js";
+import { ensureManifest, readManifest } from "../store/manifest.js";
+import { MetaStore } from "../store/meta_store.js";
+import type { ServerContext } from "./context.js";
+import { registerRoutes } from "./router.js";
+import { assertRoutes } from "./routes/assert.js";
+import { queryRoutes } from "./routes/query.js";
+import { systemRoutes } from "./routes/system.js";
+import { ShardPool } from "./shard_pool.js";
+import { loadUws } from "./uws_engine.js";
+
+export class StartupError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "StartupError";
+  }
+}
+
+export interface RunningServer {
+  port: number;
+  context: ServerContext;
+  /** Generated admin key, only on the first start of an empty data directory. */
+  createdAdminKey: string | null;
+  /** Stop accepting, drain in-flight requests, checkpoint every shard, close stores. */
+  shutdown(drainTimeoutMs?: number): Promise<void>;
+}
+
+const DRAIN_POLL_MS = 10;
+
+function packageVersion(): string {
+  const url = new URL("../../../package.json", import.meta.url);
+  return (JSON.parse(fs.readFileSync(url, "utf8")) as { version: string }).version;
+}
+
+function nonEmptyDir(dir: string): boolean {
+  try {
+    return fs.readdirSync(dir).length > 0;
+  } catch {
+    return false;
+  }
+}
+
+function checkDataDirectory(config: Config): void {
+  for (const dir of [config.dataDir, config.walDir, config.dbDir])
+    fs.mkdirSync(dir, { recursive: true });
+  if (
+    readManifest(config.dataDir) === null &&
+    (nonEmptyDir(config.walDir) || nonEmptyDir(config.dbDir))
+  ) {
+    throw new StartupError(
+      "manifest_missing",
+      `The data directory ${config.dataDir} has no manifest.json but ${config.walDir} or ${config.dbDir} holds data. ` +
+        "Restore manifest.json from a backup (it records the shard count) rather than starting over it.",
+    );
+  }
+  ensureManifest(config.dataDir, config.shardCount);
+}
+
+export async function startServer(
+  config: Config,
+  logger: Logger = pino({ level: config.logLevel }),
+): Promise<RunningServer> {
+  const { uws, info: engine } = loadUws();
+  if (engine.engine === "fallback" && !config.allowUwsFallback) {
+    throw new StartupError(
+      "uws_fallback",
+      `uWebSockets.js could not load its native binary (${engine.detail.trim()}); the pure-JS fallback is too slow to serve. ` +
+        "Use Node 16/18/20 on glibc x64/arm64, or set STEMEDB_ALLOW_UWS_FALLBACK=1 to start anyway.",
+    );
+  }
+  checkDataDirectory(config);
+  const meta = MetaStore.open(config.dataDir);
+  const admin = await meta.ensureAdminKey({
+    dataDir: config.dataDir,
+    envAdminKey: config.adminKey,
+  });
+  let pool: ShardPool;
+  try {
+    pool = await ShardPool.start(
+      {
+        shardCount: config.shardCount,
+        segmentSizeBytes: config.walSegmentBytes,
+        syncMode: config.walSyncMode,
+        direct: config.walDirect,
+        repair: config.walRepair,
+        queueMaxItems: config.shardQueueMaxItems,
+        requestTimeoutMs: config.requestTimeoutMs,
+      },
+      (id) => shardDirs(config.walDir, config.dbDir, id),
+    );
+  } catch (err) {
+    await meta.close();
+    throw err;
+  }
+  const registry = new Registry();
+  const version = packageVersion();
+  const metrics = createMainMetrics(registry, { version });
+  metrics.setHttpEngine(engine.engine);
+  const context: ServerContext = {
+    config,
+    pool,
+    meta,
+    metrics,
+    registry,
+    logger,
+    engine,
+    startedAtMs: Date.now(),
+    version,
+  };
+  const inflight = { count: 0 };
+  const app = uws.App();
+  registerRoutes(
+    app,
+    [...systemRoutes(context), ...assertRoutes(context), ...queryRoutes(context)],
+    {
+      metrics,
+      verifyKey: (key, nowMs) => meta.verify(key, nowMs),
+      inflight,
+      onError: (err, requestId, route) =>
+        logger.error({ err, request_id: requestId, route }, "request failed"),
+    },
+  );
+  const listenSocket = await new Promise<us_listen_socket | false>((resolve) =>
+    app.listen(config.bindHost, config.bindPort, (socket) => resolve(socket)),
+  );
+  if (listenSocket === false) {
+    await pool.close();
+    await meta.close();
+    throw new StartupError(
+      "listen_failed",
+      `Cannot listen on ${config.bindAddr} (address in use or not permitted).`,
+    );
+  }
+  const port = uws.us_socket_local_port(
+    listenSocket as unknown as Parameters<typeof uws.us_socket_local_port>[0],
+  );
+
+  let stopping: Promise<void> | null = null;
+  const shutdown = (drainTimeoutMs = 10_000): Promise<void> => {
+    if (stopping !== null) return stopping;
+    stopping = (async () => {
+      uws.us_listen_socket_close(listenSocket);
+      const deadline = Date.now() + drainTimeoutMs;
+      while (inflight.count > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+      }
+      await pool.close();
+      await meta.close();
+    })();
+    return stopping;
+  };
+  return { port, context, createdAdminKey: admin.created ? (admin.key ?? null) : null, shutdown };
+}

@@ -1,0 +1,355 @@
+// The one place every HTTP request passes: request id, auth and role, body bound and media
+// type, error mapping to the documented error body, and the HTTP metrics (recorded here once
+// per request with the route pattern, never by hand in a handler).
+
+import type { HttpRequest, HttpResponse, TemplatedApp } from "uWebSockets.js";
+import { randomBytes } from "node:crypto";
+import type { ApiKeyInfo, Role } from "../domain/api_keys.js";
+import { MAX_BODY_BYTES } from "../domain/limits.js";
+import type { MainMetrics } from "../metrics/main_metrics.js";
+import {
+  ApiError,
+  errorBody,
+  forbidden,
+  internalError,
+  payloadTooLarge,
+  unauthorized,
+  unsupportedMediaType,
+} from "./errors.js";
+import { toApiError } from "./shard_errors.js";
+
+export type HttpMethod = "get" | "post" | "patch" | "del";
+
+export interface RouteContext {
+  readonly requestId: string;
+  readonly params: readonly string[];
+  readonly query: URLSearchParams;
+  readonly principal: ApiKeyInfo | null;
+  readonly body: Buffer | null;
+  readonly headers: { readonly accept: string };
+}
+
+export interface Reply {
+  status: number;
+  body: string;
+  contentType?: string;
+  headers?: Record<string, string>;
+}
+
+export interface Route {
+  method: HttpMethod;
+  pattern: string;
+  /** Least role allowed; null = no key needed. admin > agent > reader. */
+  role: Role | null;
+  /** Whether the route reads a JSON body. */
+  jsonBody: boolean;
+  handler: (ctx: RouteContext) => Reply | Promise<Reply>;
+}
+
+export interface RouterDeps {
+  metrics: MainMetrics;
+  verifyKey: (presented: string, nowMs: number) => ApiKeyInfo | null;
+  onError: (err: unknown, requestId: string, route: string) => void;
+  /** In-flight request count (for graceful drain). */
+  inflight: { count: number };
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  200: "200 OK",
+  201: "201 Created",
+  204: "204 No Content",
+  400: "400 Bad Request",
+  401: "401 Unauthorized",
+  403: "403 Forbidden",
+  404: "404 Not Found",
+  405: "405 Method Not Allowed",
+  409: "409 Conflict",
+  413: "413 Payload Too Large",
+  415: "415 Unsupported Media Type",
+  422: "422 Unprocessable Entity",
+  429: "429 Too Many Requests",
+  500: "500 Internal Server Error",
+  503: "503 Service Unavailable",
+  507: "507 Insufficient Storage",
+};
+
+const ROLE_RANK: Record<Role, number> = { reader: 1, agent: 2, admin: 3 };
+const METHOD_NAME: Record<HttpMethod, string> = {
+  get: "GET",
+  post: "POST",
+  patch: "PATCH",
+  del: "DELETE",
+};
+const INCOMING_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+const JSON_TYPE = "application/json";
+/** Oversize bodies up to this size are read and dropped so the client sees the 413. */
+const MAX_DRAIN_BYTES = 4 * MAX_BODY_BYTES;
+
+const idPrefix = randomBytes(4).toString("hex");
+let idCounter = 0;
+function newRequestId(): string {
+  idCounter = (idCounter + 1) % Number.MAX_SAFE_INTEGER;
+  return `${idPrefix}-${idCounter.toString(36)}`;
+}
+
+function statusLine(status: number): string {
+  return STATUS_TEXT[status] ?? `${status} Status`;
+}
+
+function authenticate(header: string, route: Route, deps: RouterDeps): ApiKeyInfo {
+  if (header === "") {
+    deps.metrics.authFailures("missing").inc();
+    throw unauthorized(
+      "This route needs an API key: send Authorization: Bearer <key>.",
+      "missing_api_key",
+    );
+  }
+  if (!header.startsWith("Bearer ") && !header.startsWith("bearer ")) {
+    deps.metrics.authFailures("malformed").inc();
+    throw unauthorized("The Authorization header must be 'Bearer <key>'.", "invalid_api_key");
+  }
+  const principal = deps.verifyKey(header.slice(7).trim(), Date.now());
+  if (principal === null) {
+    deps.metrics.authFailures("invalid").inc();
+    throw unauthorized("The API key is unknown, revoked or expired.", "invalid_api_key");
+  }
+  if (route.role !== null && ROLE_RANK[principal.role] < ROLE_RANK[route.role]) {
+    throw forbidden(
+      `This route needs the ${route.role} role; the key has the ${principal.role} role.`,
+    );
+  }
+  return principal;
+}
+
+export function send(res: HttpResponse, requestId: string, reply: Reply, closeConnection = false): void {
+  res.writeStatus(statusLine(reply.status));
+  res.writeHeader("content-type", reply.contentType ?? JSON_TYPE);
+  res.writeHeader("x-request-id", requestId);
+  if (reply.headers !== undefined) {
+    for (const name in reply.headers) res.writeHeader(name, reply.headers[name] as string);
+  }
+  res.end(reply.body, closeConnection);
+}
+
+export function errorReply(err: ApiError, requestId: string): Reply {
+  return {
+    status: err.status,
+    body: errorBody(err.code, err.message, requestId),
+    headers: err.headers,
+  };
+}
+
+export function registerRoutes(
+  app: TemplatedApp,
+  routes: readonly Route[],
+  deps: RouterDeps,
+): void {
+  const methodsByPattern = new Map<string, HttpMethod[]>();
+  for (const route of routes) {
+    const list = methodsByPattern.get(route.pattern) ?? [];
+    list.push(route.method);
+    methodsByPattern.set(route.pattern, list);
+    app[route.method](route.pattern, (res, req) => handle(res, req, route, deps));
+  }
+  // Known path, wrong method: 405 with Allow; anything else: 404. Both in the error format.
+  for (const [pattern, methods] of methodsByPattern) {
+    const allow = methods.map((m) => METHOD_NAME[m]).join(", ");
+    const label = `${pattern} (other methods)`;
+    app.any(pattern, (res, req) => {
+      const started = performance.now();
+      const requestId = requestIdOf(req);
+      const err = new ApiError(
+        405,
+        "method_not_allowed",
+        `${req.getMethod().toUpperCase()} is not allowed here; use ${allow}.`,
+        {
+          allow,
+        },
+      );
+      send(res, requestId, errorReply(err, requestId));
+      deps.metrics.recordHttp(req.getMethod(), label, 405, (performance.now() - started) / 1000);
+    });
+  }
+  app.any("/*", (res, req) => {
+    const started = performance.now();
+    const requestId = requestIdOf(req);
+    const err = new ApiError(
+      404,
+      "not_found",
+      `No route matches ${req.getMethod().toUpperCase()} ${req.getUrl()}.`,
+    );
+    send(res, requestId, errorReply(err, requestId));
+    deps.metrics.recordHttp(
+      req.getMethod(),
+      "unmatched",
+      404,
+      (performance.now() - started) / 1000,
+    );
+  });
+}
+
+function requestIdOf(req: HttpRequest): string {
+  const incoming = req.getHeader("x-request-id");
+  return incoming !== "" && INCOMING_REQUEST_ID.test(incoming) ? incoming : newRequestId();
+}
+
+function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterDeps): void {
+  const started = performance.now();
+  const requestId = requestIdOf(req);
+  // HttpRequest is only valid in this synchronous part: copy what the handler needs.
+  const authHeader = route.role === null ? "" : req.getHeader("authorization");
+  const params: string[] = [];
+  for (let i = 0; route.pattern.indexOf(":", i) !== -1; ) {
+    i = route.pattern.indexOf(":", i) + 1;
+    params.push(decodeURIComponent(req.getParameter(params.length)));
+  }
+  const rawQuery = req.getQuery();
+  const contentType = route.jsonBody ? req.getHeader("content-type") : "";
+  const contentLength = route.jsonBody ? req.getHeader("content-length") : "";
+  const accept = req.getHeader("accept");
+  let aborted = false;
+  let finished = false;
+  deps.inflight.count++;
+
+  const finish = (reply: Reply, closeConnection = false) => {
+    if (finished) return;
+    finished = true;
+    deps.inflight.count--;
+    deps.metrics.recordHttp(
+      METHOD_NAME[route.method],
+      route.pattern,
+      reply.status,
+      (performance.now() - started) / 1000,
+    );
+    if (reply.status >= 400) deps.metrics.errors(errorCodeOf(reply)).inc();
+    if (aborted) return;
+    res.cork(() => send(res, requestId, reply, closeConnection));
+  };
+  const fail = (err: unknown) => {
+    const apiError = err instanceof ApiError ? err : toApiError(err);
+    if (apiError === null || apiError.status >= 500) deps.onError(err, requestId, route.pattern);
+    finish(errorReply(apiError ?? internalError(), requestId));
+  };
+  res.onAborted(() => {
+    aborted = true;
+    if (!finished) {
+      finished = true;
+      deps.inflight.count--;
+      deps.metrics.recordHttp(
+        METHOD_NAME[route.method],
+        route.pattern,
+        499,
+        (performance.now() - started) / 1000,
+      );
+    }
+  });
+
+  let principal: ApiKeyInfo | null = null;
+  const declaredBytes = contentLength === "" ? 0 : Number(contentLength);
+  try {
+    if (route.role !== null) principal = authenticate(authHeader, route, deps);
+    if (route.jsonBody) {
+      const mediaType = contentType.split(";")[0]?.trim().toLowerCase() ?? "";
+      if (mediaType !== JSON_TYPE) {
+        throw unsupportedMediaType(
+          `Send the body as ${JSON_TYPE} (got ${mediaType === "" ? "no content-type" : mediaType}).`,
+        );
+      }
+      if (declaredBytes > MAX_BODY_BYTES) {
+        throw payloadTooLarge(
+          `Request body is ${declaredBytes} bytes; at most ${MAX_BODY_BYTES} bytes are allowed.`,
+        );
+      }
+    }
+  } catch (err) {
+    const reply = errorReply(err as ApiError, requestId);
+    if (!route.jsonBody) {
+      finish(reply);
+      return;
+    }
+    // Answer after the body is drained (bounded) so the client can read the error; past the
+    // drain bound the connection is closed instead of reading on.
+    const drain = declaredBytes <= MAX_DRAIN_BYTES;
+    drainBody(res, drain, () => finish(reply, !drain));
+    return;
+  }
+
+  const run = (body: Buffer | null) => {
+    const ctx: RouteContext = {
+      requestId,
+      params,
+      query: new URLSearchParams(rawQuery),
+      principal,
+      body,
+      headers: { accept },
+    };
+    try {
+      const out = route.handler(ctx);
+      if (out instanceof Promise) out.then(finish, fail);
+      else finish(out);
+    } catch (err) {
+      fail(err);
+    }
+  };
+
+  if (!route.jsonBody) {
+    run(null);
+    return;
+  }
+  readBody(
+    res,
+    (body) => run(body),
+    () =>
+      finish(
+        errorReply(payloadTooLarge(`Request body exceeds ${MAX_BODY_BYTES} bytes.`), requestId),
+        true,
+      ),
+  );
+}
+
+/** Collects the body under MAX_BODY_BYTES; chunks are only valid inside onData, so they are copied. */
+function readBody(res: HttpResponse, done: (body: Buffer) => void, tooLarge: () => void): void {
+  let chunks: Buffer[] | null = [];
+  let size = 0;
+  res.onData((chunk, isLast) => {
+    if (chunks === null) return;
+    size += chunk.byteLength;
+    if (size > MAX_BODY_BYTES) {
+      chunks = null;
+      tooLarge();
+      return;
+    }
+    if (isLast && chunks.length === 0) {
+      done(copyChunk(chunk));
+      chunks = null;
+      return;
+    }
+    chunks.push(copyChunk(chunk));
+    if (isLast) {
+      const body = Buffer.concat(chunks, size);
+      chunks = null;
+      done(body);
+    }
+  });
+}
+
+/** Discards a request body; calls done at its end, or at once when it will not be read. */
+function drainBody(res: HttpResponse, read: boolean, done: () => void): void {
+  if (!read) {
+    done();
+    return;
+  }
+  res.onData((_chunk, isLast) => {
+    if (isLast) done();
+  });
+}
+
+/** uWS reuses the chunk's memory after onData returns. */
+function copyChunk(chunk: ArrayBuffer): Buffer {
+  return Buffer.from(new Uint8Array(chunk));
+}
+
+function errorCodeOf(reply: Reply): string {
+  const match = /"code":"([a-z0-9_]+)"/.exec(reply.body);
+  return match?.[1] ?? `http_${reply.status}`;
+}

@@ -1,0 +1,348 @@
+// Main-thread side of the shard owners: one worker_threads Worker per shard (not piscina:
+// see docs/architecture.md), writes coalesced per shard into one transferred buffer per
+// microtask, bounded queues, and a bounded wait on every request.
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import type { MetricObjectWithValues } from "../metrics/merge.js";
+import type {
+  QueryRequest,
+  RenderedPage,
+  ShardErrorBody,
+  ShardEvent,
+  ShardInfo,
+  ShardResponse,
+  ShardWorkerData,
+  WriteResult,
+} from "../shard/protocol.js";
+
+const WORKER_PATH = path.join(
+  path.dirname(fileURLToPath(import.meta.url)),
+  "../shard/worker_main.js",
+);
+
+export class ShardRequestError extends Error {
+  constructor(
+    readonly shardId: number,
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ShardRequestError";
+  }
+}
+
+export interface ShardPoolOptions {
+  shardCount: number;
+  segmentSizeBytes: number;
+  syncMode: "dsync" | "fdatasync";
+  direct: boolean;
+  repair: boolean;
+  /** Items (records) queued or in flight per shard before new writes get `backpressure`. */
+  queueMaxItems: number;
+  /** Longest a request may wait for its shard before failing with `timeout`. */
+  requestTimeoutMs: number;
+}
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+  startedMs: number;
+  items: number;
+}
+
+interface QueuedWrite {
+  records: Uint8Array[];
+  resolve: (r: WriteResult) => void;
+  reject: (err: Error) => void;
+}
+
+type QueryWithoutReq = QueryRequest extends infer Q
+  ? Q extends QueryRequest
+    ? Omit<Q, "req">
+    : never
+  : never;
+
+class ShardHandle {
+  readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextReq = 1;
+  private queued: QueuedWrite[] = [];
+  private flushScheduled = false;
+  /** Records queued or in flight. */
+  depthItems = 0;
+  info: ShardInfo | null = null;
+  exited = false;
+
+  private readonly flush = () => this.flushWrites();
+
+  constructor(
+    readonly shardId: number,
+    data: ShardWorkerData,
+    private readonly queueMaxItems: number,
+  ) {
+    this.worker = new Worker(WORKER_PATH, { workerData: data });
+  }
+
+  ready(): Promise<ShardInfo> {
+    return new Promise((resolve, reject) => {
+      const onMessage = (msg: ShardEvent | ShardResponse) => {
+        if (msg.t === "ready") {
+          this.info = msg.info;
+          this.worker.off("message", onMessage);
+          this.worker.on("message", (m: ShardResponse) => this.onResponse(m));
+          resolve(msg.info);
+        } else if (msg.t === "fatal") {
+          reject(new ShardRequestError(this.shardId, msg.code ?? "fatal", msg.message));
+        }
+      };
+      this.worker.on("message", onMessage);
+      this.worker.once("error", (err) => reject(err));
+      this.worker.once("exit", (code) => {
+        this.exited = true;
+        const err = new ShardRequestError(
+          this.shardId,
+          "exited",
+          `shard ${this.shardId} exited with code ${code}`,
+        );
+        reject(err);
+        this.failAll(err);
+      });
+    });
+  }
+
+  write(records: Uint8Array[]): Promise<WriteResult> {
+    if (this.exited)
+      return Promise.reject(
+        new ShardRequestError(this.shardId, "exited", `shard ${this.shardId} is not running`),
+      );
+    if (this.depthItems + records.length > this.queueMaxItems) {
+      return Promise.reject(
+        new ShardRequestError(
+          this.shardId,
+          "backpressure",
+          `shard ${this.shardId} queue is full (${this.queueMaxItems} items)`,
+        ),
+      );
+    }
+    this.depthItems += records.length;
+    return new Promise((resolve, reject) => {
+      this.queued.push({ records, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        queueMicrotask(this.flush);
+      }
+    });
+  }
+
+  private flushWrites(): void {
+    this.flushScheduled = false;
+    const batch = this.queued;
+    this.queued = [];
+    let total = 0;
+    let bytes = 0;
+    for (const q of batch) {
+      total += q.records.length;
+      for (const r of q.records) bytes += r.byteLength;
+    }
+    const buf = new ArrayBuffer(bytes);
+    const view = new Uint8Array(buf);
+    const offsets = new Uint32Array(total + 1);
+    let at = 0;
+    let n = 0;
+    for (const q of batch) {
+      for (const r of q.records) {
+        offsets[n++] = at;
+        view.set(r, at);
+        at += r.byteLength;
+      }
+    }
+    offsets[n] = at;
+    const req = this.nextReq++;
+    this.pending.set(req, {
+      startedMs: Date.now(),
+      items: total,
+      resolve: (value) => {
+        const result = value as WriteResult;
+        let from = 0;
+        for (const q of batch) {
+          const to = from + q.records.length;
+          q.resolve({
+            lsns: result.lsns.subarray(from, to),
+            flags: result.flags.subarray(from, to),
+          });
+          from = to;
+        }
+      },
+      reject: (err) => {
+        for (const q of batch) q.reject(err);
+      },
+    });
+    this.worker.postMessage({ t: "write", req, buf, offsets }, [buf, offsets.buffer]);
+  }
+
+  query<T>(msg: QueryWithoutReq): Promise<T> {
+    if (this.exited)
+      return Promise.reject(
+        new ShardRequestError(this.shardId, "exited", `shard ${this.shardId} is not running`),
+      );
+    const req = this.nextReq++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(req, {
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        startedMs: Date.now(),
+        items: 0,
+      });
+      this.worker.postMessage({ ...msg, req });
+    });
+  }
+
+  private onResponse(msg: ShardResponse): void {
+    const p = this.pending.get(msg.req);
+    if (p === undefined) return; // timed out earlier
+    this.pending.delete(msg.req);
+    this.depthItems -= p.items;
+    if (msg.ok) p.resolve(msg.value);
+    else p.reject(new ShardRequestError(this.shardId, msg.error.reason, msg.error.message));
+  }
+
+  expire(nowMs: number, timeoutMs: number): void {
+    for (const [req, p] of this.pending) {
+      if (nowMs - p.startedMs < timeoutMs) continue;
+      this.pending.delete(req);
+      this.depthItems -= p.items;
+      p.reject(
+        new ShardRequestError(
+          this.shardId,
+          "timeout",
+          `shard ${this.shardId} did not answer within ${timeoutMs} ms`,
+        ),
+      );
+    }
+  }
+
+  failAll(err: Error): void {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    for (const q of this.queued) q.reject(err);
+    this.queued = [];
+    this.depthItems = 0;
+  }
+}
+
+export class ShardPool {
+  private readonly shards: ShardHandle[];
+  private readonly sweepTimer: NodeJS.Timeout;
+
+  private constructor(
+    shards: ShardHandle[],
+    private readonly opts: ShardPoolOptions,
+  ) {
+    this.shards = shards;
+    this.sweepTimer = setInterval(
+      () => {
+        const now = Date.now();
+        for (const s of this.shards) s.expire(now, opts.requestTimeoutMs);
+      },
+      Math.max(50, Math.min(1000, opts.requestTimeoutMs / 4)),
+    );
+    this.sweepTimer.unref();
+  }
+
+  static async start(
+    opts: ShardPoolOptions,
+    dirsFor: (shardId: number) => { walDir: string; dbDir: string },
+  ): Promise<ShardPool> {
+    const shards: ShardHandle[] = [];
+    for (let id = 0; id < opts.shardCount; id++) {
+      shards.push(
+        new ShardHandle(
+          id,
+          {
+            shardId: id,
+            ...dirsFor(id),
+            segmentSizeBytes: opts.segmentSizeBytes,
+            syncMode: opts.syncMode,
+            direct: opts.direct,
+            repair: opts.repair,
+          },
+          opts.queueMaxItems,
+        ),
+      );
+    }
+    try {
+      await Promise.all(shards.map((s) => s.ready()));
+    } catch (err) {
+      await Promise.all(shards.map((s) => s.worker.terminate()));
+      throw err;
+    }
+    return new ShardPool(shards, opts);
+  }
+
+  get shardCount(): number {
+    return this.shards.length;
+  }
+
+  private shard(id: number): ShardHandle {
+    const s = this.shards[id];
+    if (s === undefined) throw new RangeError(`no shard ${id}`);
+    return s;
+  }
+
+  write(shardId: number, records: Uint8Array[]): Promise<WriteResult> {
+    return this.shard(shardId).write(records);
+  }
+
+  get(shardId: number, id: string): Promise<string | null> {
+    return this.shard(shardId).query({ t: "get", id });
+  }
+
+  latest(shardId: number, concept: string): Promise<string | null> {
+    return this.shard(shardId).query({ t: "latest", concept });
+  }
+
+  history(
+    shardId: number,
+    concept: string,
+    limit: number,
+    cursor: string | null,
+  ): Promise<RenderedPage> {
+    return this.shard(shardId).query({ t: "history", concept, limit, cursor });
+  }
+
+  /** Up to `limit` latest assertions under prefix, after the concept `after`, ordered by concept. */
+  under(
+    shardId: number,
+    prefix: string,
+    after: string | null,
+    limit: number,
+  ): Promise<RenderedPage> {
+    return this.shard(shardId).query({ t: "under", prefix, after, limit });
+  }
+
+  info(shardId: number): Promise<ShardInfo> {
+    return this.shard(shardId).query({ t: "info" });
+  }
+
+  metricsCollectors(): Array<() => Promise<MetricObjectWithValues[]>> {
+    return this.shards.map((s) => () => s.query<MetricObjectWithValues[]>({ t: "metrics" }));
+  }
+
+  queueDepth(shardId: number): number {
+    return this.shard(shardId).depthItems;
+  }
+
+  /** Drains in-flight writes, checkpoints every shard and stops the threads. */
+  async close(): Promise<void> {
+    clearInterval(this.sweepTimer);
+    await Promise.allSettled(this.shards.map((s) => s.query({ t: "close" })));
+    await Promise.allSettled(this.shards.map((s) => s.worker.terminate()));
+  }
+
+  get options(): ShardPoolOptions {
+    return this.opts;
+  }
+}
+
+export type { ShardErrorBody };

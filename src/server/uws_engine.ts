@@ -1,0 +1,44 @@
+// Loads uWebSockets.js and tells whether its native binary loaded. The package silently
+// falls back to a slow pure-JS server when the binary does not match this Node; that must
+// be visible in /v1/health and refuse to start unless explicitly allowed.
+
+import type * as UwsTypes from "uWebSockets.js";
+import { createRequire } from "node:module";
+
+export interface HttpEngineInfo {
+  engine: "native" | "fallback";
+  detail: string;
+}
+
+const require = createRequire(import.meta.url);
+
+export function loadUws(): { uws: typeof UwsTypes; info: HttpEngineInfo } {
+  const warn = console.warn;
+  const log = console.log;
+  const captured: string[] = [];
+  // The package prints its fallback notice with console.warn/log: capture it for the report.
+  console.warn = (...args: unknown[]) => captured.push(args.map(String).join(" "));
+  console.log = (...args: unknown[]) => captured.push(args.map(String).join(" "));
+  let uws: typeof UwsTypes;
+  try {
+    uws = require("uWebSockets.js") as typeof UwsTypes;
+  } finally {
+    console.warn = warn;
+    console.log = log;
+  }
+  const nativeLoaded = Object.keys(require.cache).some((p) => /uws_[a-z0-9_]+\.node$/.test(p));
+  const nativeApp = Function.prototype.toString.call(uws.App).includes("[native code]");
+  if (nativeLoaded && nativeApp) {
+    return {
+      uws,
+      info: { engine: "native", detail: `uWS native binary for ABI ${process.versions.modules}` },
+    };
+  }
+  return {
+    uws,
+    info: {
+      engine: "fallback",
+      detail: captured.join(" ").slice(0, 500) || "native uWS binary did not load",
+    },
+  };
+}

@@ -1,0 +1,17 @@
+// JSON rendering of stored assertions, done on the shard thread so the front door only
+// concatenates text. `value` is embedded as the stored canonical JSON, never re-parsed.
+import type { AssertionRecord } from "../store/assertion_codec.js";
+
+const str = JSON.stringify;
+
+export function renderAssertion(r: AssertionRecord): string {
+  return (
+    `{"id":${str(r.id)},"concept":${str(r.concept)},"agent":${str(r.agent)},` +
+    `"value":${r.valueJson},"confidence":${r.confidence},"sources":${str(r.sources)},` +
+    `"valid_from":${r.validFromMs ?? "null"},"valid_to":${r.validToMs ?? "null"},` +
+    `"nonce":${r.nonce === null ? "null" : str(r.nonce)},"recorded_at":${r.recordedAtMs},` +
+    `"epoch":${r.epoch},"shard":${r.shard},"lsn":${r.lsn},"status":"${r.status}",` +
+    `"supersedes":${r.supersedes === null ? "null" : str(r.supersedes)},` +
+    `"superseded_by":${r.supersededBy === null ? "null" : str(r.supersededBy)}}`
+  );
+}

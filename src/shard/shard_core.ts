@@ -1,0 +1,343 @@
+// One shard's engine, independent of threads: the WAL is the source of truth, the LMDB store
+// holds the materialized state. A write is appended to the WAL, acknowledged once durable,
+// and applied to LMDB right after the acknowledgement is handed out (in the same turn, so
+// any later message to this shard reads its own writes).
+import fs from "node:fs";
+import path from "node:path";
+import {
+  type AssertionRecord,
+  assertionView,
+  decodeAssertion,
+  setRecordLsn,
+} from "../store/assertion_codec.js";
+import {
+  type ApplyEntry,
+  MAX_APPLY_BATCH_ENTRIES,
+  ShardStore,
+  WalRecordKind,
+} from "../store/shard_store.js";
+import { WalUnavailableError } from "../wal/errors.js";
+import { RECORD_HEADER_BYTES } from "../wal/format.js";
+import { Wal, type WalObserver } from "../wal/wal.js";
+
+export interface ShardCoreOptions {
+  shardId: number;
+  walDir: string;
+  dbDir: string;
+  segmentSizeBytes: number;
+  syncMode?: "dsync" | "fdatasync";
+  direct?: boolean;
+  repair?: boolean;
+  walObserver?: WalObserver;
+  /** Checkpoint once this many records were applied since the last one. */
+  checkpointEveryRecords?: number;
+  checkpointIntervalMs?: number;
+}
+
+export const WRITE_NEW = 0;
+export const WRITE_DUPLICATE = 1;
+
+export interface WriteOutcome {
+  /** LSN per item (the original LSN for a duplicate). */
+  lsns: Float64Array;
+  /** WRITE_NEW or WRITE_DUPLICATE per item. */
+  flags: Uint8Array;
+}
+
+export type WriteCallback = (err: Error | null, outcome: WriteOutcome | null) => void;
+
+const REPLAY_BATCH_RECORDS = 4096;
+const DEFAULT_CHECKPOINT_EVERY_RECORDS = 100_000;
+const DEFAULT_CHECKPOINT_INTERVAL_MS = 5_000;
+
+export interface RecoveryReport {
+  replayedRecords: number;
+  tornTailTruncations: number;
+  droppedRecords: number;
+  durationMs: number;
+}
+
+export class ShardCore {
+  readonly shardId: number;
+  readonly store: ShardStore;
+  readonly wal: Wal;
+  readonly recovery: RecoveryReport;
+  private readonly checkpointEveryRecords: number;
+  private readonly checkpointIntervalMs: number;
+
+  /** Appended, not yet durable: id -> lsn (duplicates inside the durability window). */
+  private readonly unapplied = new Map<string, number>();
+  private pendingEntries: ApplyEntry[] = [];
+  private pendingIds: string[] = [];
+  /**
+   * Durable and acknowledged but not yet committed in LMDB (async apply): served from here so
+   * every read sees every acknowledged write. id -> payload, concept -> newest payload.
+   */
+  private readonly overlayById = new Map<string, Uint8Array>();
+  private readonly overlayLatest = new Map<string, Uint8Array>();
+  private lastCheckpointLsn: number;
+  private lastCheckpointAtMs = Date.now();
+  private checkpointRunning: Promise<number> | null = null;
+  private checkpointTimer: NodeJS.Timeout | null = null;
+  private applyError: Error | null = null;
+
+  static async open(opts: ShardCoreOptions): Promise<ShardCore> {
+    const started = performance.now();
+    fs.mkdirSync(opts.dbDir, { recursive: true });
+    const store = ShardStore.open({ dir: opts.dbDir, shardId: opts.shardId });
+    const replay: ApplyEntry[] = [];
+    const flushReplay = () => {
+      if (replay.length > 0) store.applyBatch(replay);
+      replay.length = 0;
+    };
+    const wal = await Wal.open({
+      dir: opts.walDir,
+      shardId: opts.shardId,
+      segmentSizeBytes: opts.segmentSizeBytes,
+      syncMode: opts.syncMode ?? "dsync",
+      direct: opts.direct ?? true,
+      repair: opts.repair ?? false,
+      checkpointLsn: store.appliedLsn,
+      observer: opts.walObserver,
+      onRecord: (kind, lsn, payload) => {
+        replay.push({ lsn, kind, payload: Uint8Array.prototype.slice.call(payload) });
+        if (replay.length >= REPLAY_BATCH_RECORDS) flushReplay();
+      },
+    });
+    flushReplay();
+    const recovery: RecoveryReport = {
+      replayedRecords: wal.recovery.replayedRecords,
+      tornTailTruncations: wal.recovery.tornTailTruncations,
+      droppedRecords: wal.recovery.droppedRecords,
+      durationMs: performance.now() - started,
+    };
+    return new ShardCore(opts, store, wal, recovery);
+  }
+
+  private constructor(
+    opts: ShardCoreOptions,
+    store: ShardStore,
+    wal: Wal,
+    recovery: RecoveryReport,
+  ) {
+    this.shardId = opts.shardId;
+    this.store = store;
+    this.wal = wal;
+    this.recovery = recovery;
+    this.lastCheckpointLsn = store.appliedLsn;
+    this.checkpointEveryRecords = opts.checkpointEveryRecords ?? DEFAULT_CHECKPOINT_EVERY_RECORDS;
+    this.checkpointIntervalMs = opts.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
+    this.checkpointTimer = setInterval(
+      () => this.maybeCheckpoint(),
+      Math.min(this.checkpointIntervalMs, 1000),
+    );
+    this.checkpointTimer.unref();
+  }
+
+  /** Why writes are refused right now, or null. */
+  get writeBlocker(): Error | null {
+    return this.applyError ?? this.wal.unavailable;
+  }
+
+  /**
+   * Writes encoded assertions (ids inside). Each new record gets its LSN patched in place,
+   * is framed into the WAL, and the callback fires once all are durable. Records whose id
+   * exists (stored or in flight) are reported as duplicates with their original LSN.
+   */
+  write(records: ReadonlyArray<Uint8Array>, done: WriteCallback): void {
+    const blocker = this.writeBlocker;
+    if (blocker !== null) {
+      done(blocker, null);
+      return;
+    }
+    let payloadBytes = 0;
+    for (const r of records) payloadBytes += RECORD_HEADER_BYTES + r.byteLength;
+    if (!this.wal.canAppendBatch(payloadBytes, records.length)) {
+      done(
+        new WalUnavailableError(
+          "backpressure",
+          `shard ${this.shardId} WAL buffers are full; retry shortly`,
+        ),
+        null,
+      );
+      return;
+    }
+    const count = records.length;
+    const outcome: WriteOutcome = { lsns: new Float64Array(count), flags: new Uint8Array(count) };
+    let lastLsn = 0;
+    for (let i = 0; i < count; i++) {
+      const bytes = records[i] as Uint8Array;
+      const id = assertionView(bytes).id() ?? "";
+      const pending = this.overlayById.get(id);
+      const existing =
+        this.unapplied.get(id) ??
+        (pending !== undefined ? Number(assertionView(pending).lsn()) : undefined) ??
+        this.store.withAssertion(id, (v) => Number(v.lsn()));
+      if (existing !== undefined) {
+        outcome.lsns[i] = existing;
+        outcome.flags[i] = WRITE_DUPLICATE;
+        continue;
+      }
+      const lsn = this.wal.nextLsn;
+      setRecordLsn(bytes, lsn);
+      let appended: number;
+      try {
+        appended = this.wal.append(WalRecordKind.AssertionInsert, bytes);
+      } catch (err) {
+        // Items appended before this one still become durable and are applied; the caller
+        // gets an error for the whole call and a retry reports them as duplicates.
+        if (lastLsn > 0) this.wal.whenDurable(lastLsn, () => this.applyDurable());
+        done(err as Error, null);
+        return;
+      }
+      if (appended !== lsn) throw new Error(`WAL assigned LSN ${appended}, expected ${lsn}`);
+      this.unapplied.set(id, lsn);
+      this.pendingEntries.push({ lsn, kind: WalRecordKind.AssertionInsert, payload: bytes });
+      this.pendingIds.push(id);
+      outcome.lsns[i] = lsn;
+      lastLsn = lsn;
+    }
+    if (lastLsn === 0) {
+      done(null, outcome);
+      return;
+    }
+    this.wal.whenDurable(lastLsn, (err) => {
+      if (err !== null) {
+        this.dropFailedPending();
+        done(err, null);
+        return;
+      }
+      done(null, outcome);
+      this.applyDurable();
+    });
+  }
+
+  /** Hands every durable pending entry to LMDB (async commit) and serves it from memory meanwhile. */
+  private applyDurable(): void {
+    const durable = this.wal.durableLsn;
+    const entries = this.pendingEntries;
+    let n = 0;
+    while (n < entries.length && (entries[n] as ApplyEntry).lsn <= durable) n++;
+    if (n === 0) return;
+    const batch = n === entries.length ? entries : entries.slice(0, n);
+    const ids = n === entries.length ? this.pendingIds : this.pendingIds.slice(0, n);
+    if (n === entries.length) {
+      this.pendingEntries = [];
+      this.pendingIds = [];
+    } else {
+      this.pendingEntries = entries.slice(n);
+      this.pendingIds = this.pendingIds.slice(n);
+    }
+    for (let i = 0; i < n; i++) {
+      const id = ids[i] as string;
+      const payload = (batch[i] as ApplyEntry).payload;
+      this.unapplied.delete(id);
+      this.overlayById.set(id, payload);
+      this.overlayLatest.set(assertionView(payload).concept() ?? "", payload);
+    }
+    let committed: Promise<void> = Promise.resolve();
+    try {
+      for (let from = 0; from < n; from += MAX_APPLY_BATCH_ENTRIES) {
+        committed = this.store.applyBatchAsync(batch.slice(from, from + MAX_APPLY_BATCH_ENTRIES));
+      }
+    } catch (err) {
+      // The WAL holds these records; a restart replays them. Until then refuse writes.
+      this.applyError = err as Error;
+      return;
+    }
+    committed.then(
+      () => {
+        for (let i = 0; i < n; i++) {
+          const id = ids[i] as string;
+          const payload = (batch[i] as ApplyEntry).payload;
+          if (this.overlayById.get(id) === payload) this.overlayById.delete(id);
+          const concept = assertionView(payload).concept() ?? "";
+          if (this.overlayLatest.get(concept) === payload) this.overlayLatest.delete(concept);
+        }
+      },
+      (err: unknown) => {
+        this.applyError = err as Error;
+      },
+    );
+  }
+
+  /** Acknowledged record by id: from memory while its LMDB commit is pending, else from LMDB. */
+  getAssertion(id: string): AssertionRecord | undefined {
+    const pending = this.overlayById.get(id);
+    return pending !== undefined ? decodeAssertion(pending) : this.store.getAssertion(id);
+  }
+
+  /** Newest active assertion of a concept (overlay entries are always newer than LMDB's). */
+  latest(concept: string): AssertionRecord | undefined {
+    const pending = this.overlayLatest.get(concept);
+    return pending !== undefined ? decodeAssertion(pending) : this.store.latest(concept);
+  }
+
+  /** Resolves once LMDB has committed every applied entry (range reads need that). */
+  settled(): Promise<void> {
+    return this.store.settled();
+  }
+
+  /** After a failed batch the WAL reuses the LSNs past its durable point: forget those records. */
+  private dropFailedPending(): void {
+    const durable = this.wal.durableLsn;
+    this.applyDurable();
+    const keep = this.pendingEntries.filter((e) => e.lsn <= durable);
+    for (let i = keep.length; i < this.pendingIds.length; i++)
+      this.unapplied.delete(this.pendingIds[i] as string);
+    this.pendingIds = this.pendingIds.slice(0, keep.length);
+    this.pendingEntries = keep;
+  }
+
+  private maybeCheckpoint(): void {
+    if (this.checkpointRunning !== null) return;
+    const applied = this.store.appliedLsn;
+    const due =
+      applied - this.lastCheckpointLsn >= this.checkpointEveryRecords ||
+      (applied > this.lastCheckpointLsn &&
+        Date.now() - this.lastCheckpointAtMs >= this.checkpointIntervalMs);
+    if (due) void this.checkpoint().catch(() => {});
+  }
+
+  /** Makes LMDB durable up to the applied LSN, then recycles WAL segments behind it. */
+  checkpoint(): Promise<number> {
+    if (this.checkpointRunning !== null) return this.checkpointRunning;
+    const running = this.store
+      .checkpoint()
+      .then((lsn) => {
+        this.lastCheckpointLsn = lsn;
+        this.lastCheckpointAtMs = Date.now();
+        this.wal.releaseUpTo(lsn);
+        return lsn;
+      })
+      .finally(() => {
+        this.checkpointRunning = null;
+      });
+    this.checkpointRunning = running;
+    return running;
+  }
+
+  get checkpointLsn(): number {
+    return this.lastCheckpointLsn;
+  }
+
+  async close(): Promise<void> {
+    if (this.checkpointTimer !== null) clearInterval(this.checkpointTimer);
+    this.checkpointTimer = null;
+    await this.wal.close();
+    this.applyDurable();
+    await this.store.settled();
+    if (this.checkpointRunning !== null) await this.checkpointRunning;
+    await this.checkpoint();
+    await this.store.close();
+  }
+}
+
+export function shardDirs(
+  walRoot: string,
+  dbRoot: string,
+  shardId: number,
+): { walDir: string; dbDir: string } {
+  const name = `shard-${String(shardId).padStart(3, "0")}`;
+  return { walDir: path.join(walRoot, name), dbDir: path.join(dbRoot, name) };
+}

@@ -1,0 +1,201 @@
+// Entry point of a shard owner thread: the only thread that touches this shard's WAL and
+// LMDB environment. It answers the main thread over its parentPort, one message at a time,
+// so every read sees every write acknowledged before it.
+import fs from "node:fs";
+import { parentPort, workerData } from "node:worker_threads";
+import { Registry } from "prom-client";
+import { registryJson } from "../metrics/merge.js";
+import {
+  createShardMetrics,
+  createThreadMetrics,
+  shardThreadLabel,
+} from "../metrics/shard_metrics.js";
+import { InvalidCursorError } from "../store/shard_store.js";
+import { WalCorruptionError, WalUnavailableError } from "../wal/errors.js";
+import type { WalObserver } from "../wal/wal.js";
+import type {
+  ShardErrorBody,
+  ShardEvent,
+  ShardInfo,
+  ShardRequest,
+  ShardResponse,
+  WriteRequest,
+} from "./protocol.js";
+import { renderAssertion } from "./render.js";
+import { ShardCore } from "./shard_core.js";
+
+const port = parentPort;
+if (port === null) throw new Error("shard worker must run in a worker thread");
+const data = workerData as import("./protocol.js").ShardWorkerData;
+
+const registry = new Registry();
+const metrics = createShardMetrics(registry, data.shardId);
+
+const NS_PER_S = 1e9;
+const walObserver: WalObserver = {
+  onFlush(records, bytes, _writeNs, syncNs, flushNs) {
+    metrics.walWrites.inc(records);
+    metrics.walBytesWritten.inc(bytes);
+    metrics.walBatchSize.observe(records);
+    metrics.walFsyncLatency.observe(syncNs / NS_PER_S);
+    metrics.walFlushLatency.observe(flushNs / NS_PER_S);
+  },
+  onError(code) {
+    const kind = code === "ENOSPC" || code === "EDQUOT" ? "no_space" : "write";
+    metrics.walWriteErrors[kind].inc();
+  },
+  onRotate() {
+    metrics.walRotations.inc();
+  },
+  onSegments(count, diskBytes) {
+    metrics.walSegments.set(count);
+    metrics.walDiskUsage.set(diskBytes);
+  },
+};
+
+function post(msg: ShardResponse | ShardEvent, transfer?: ArrayBuffer[]): void {
+  (port as import("node:worker_threads").MessagePort).postMessage(msg, transfer);
+}
+
+function errorBody(err: unknown): ShardErrorBody {
+  if (err instanceof WalUnavailableError) return { reason: err.reason, message: err.message };
+  if (err instanceof InvalidCursorError) return { reason: "invalid_cursor", message: err.message };
+  const e = err as Error;
+  return { reason: "internal", message: e?.message ?? String(err) };
+}
+
+let core: ShardCore;
+try {
+  metrics.walRecoveryAttempts.inc();
+  core = await ShardCore.open({
+    shardId: data.shardId,
+    walDir: data.walDir,
+    dbDir: data.dbDir,
+    segmentSizeBytes: data.segmentSizeBytes,
+    syncMode: data.syncMode,
+    direct: data.direct,
+    repair: data.repair,
+    walObserver,
+  });
+} catch (err) {
+  const code =
+    err instanceof WalCorruptionError ? err.code : ((err as { code?: string }).code ?? null);
+  post({ t: "fatal", message: (err as Error).message, code });
+  process.exit(1);
+}
+metrics.walRecoveryDuration.set(core.recovery.durationMs / 1000);
+metrics.walTornTailTruncations.inc(core.recovery.tornTailTruncations);
+metrics.setWalIoMode(core.wal.ioMode);
+
+function info(): ShardInfo {
+  const stats = core.store.stats();
+  const blocker = core.writeBlocker;
+  return {
+    shardId: data.shardId,
+    walMode: core.wal.ioMode,
+    syncMode: data.syncMode,
+    nextLsn: core.wal.nextLsn,
+    durableLsn: core.wal.durableLsn,
+    appliedLsn: core.store.appliedLsn,
+    checkpointLsn: core.checkpointLsn,
+    walSegments: core.wal.segmentCount,
+    records: stats.records,
+    concepts: stats.concepts,
+    writable: blocker === null,
+    writeBlocker: blocker === null ? null : blocker.message,
+    recovery: core.recovery,
+  };
+}
+
+function refreshGauges(): void {
+  metrics.walLastLsn.set(core.wal.durableLsn);
+  metrics.checkpointLsn.set(core.checkpointLsn);
+  try {
+    const fsStats = fs.statfsSync(data.walDir);
+    metrics.walDiskCapacity.set(fsStats.blocks * fsStats.bsize);
+    metrics.walDiskAvailable.set(fsStats.bavail * fsStats.bsize);
+  } catch {
+    // statfs failing leaves the last values; the WAL itself reports real I/O errors.
+  }
+}
+
+function handleWrite(msg: WriteRequest): void {
+  const bytes = new Uint8Array(msg.buf);
+  const count = msg.offsets.length - 1;
+  const records: Uint8Array[] = new Array(count);
+  for (let i = 0; i < count; i++) {
+    records[i] = bytes.subarray(msg.offsets[i] as number, msg.offsets[i + 1] as number);
+  }
+  const req = msg.req;
+  core.write(records, (err, outcome) => {
+    if (err !== null || outcome === null) {
+      post({ t: "res", req, ok: false, error: errorBody(err) });
+      return;
+    }
+    let added = 0;
+    for (let i = 0; i < outcome.flags.length; i++) if (outcome.flags[i] === 0) added++;
+    if (added > 0) metrics.assertions("active").inc(added);
+    post({ t: "res", req, ok: true, value: outcome }, [
+      outcome.lsns.buffer as ArrayBuffer,
+      outcome.flags.buffer as ArrayBuffer,
+    ]);
+  });
+}
+
+async function handleQuery(msg: Exclude<ShardRequest, WriteRequest>): Promise<unknown> {
+  switch (msg.t) {
+    case "get": {
+      const rec = core.getAssertion(msg.id);
+      return rec === undefined ? null : renderAssertion(rec);
+    }
+    case "latest": {
+      const rec = core.latest(msg.concept);
+      return rec === undefined ? null : renderAssertion(rec);
+    }
+    case "history": {
+      await core.settled();
+      const page = core.store.history(msg.concept, { limit: msg.limit, cursor: msg.cursor });
+      return { items: page.items.map(renderAssertion), keys: [], nextCursor: page.nextCursor };
+    }
+    case "under": {
+      await core.settled();
+      const items = core.store.latestUnderAfter(msg.prefix, msg.after, msg.limit);
+      return {
+        items: items.map(renderAssertion),
+        keys: items.map((r) => r.concept),
+        nextCursor: null,
+      };
+    }
+    case "info":
+      return info();
+    case "metrics":
+      refreshGauges();
+      return registryJson(registry);
+    case "checkpoint":
+      return core.checkpoint();
+    case "close":
+      await core.close();
+      return info();
+  }
+}
+
+port.on("message", (msg: ShardRequest) => {
+  if (msg.t === "write") {
+    handleWrite(msg);
+    return;
+  }
+  const req = msg.req;
+  const started = performance.now();
+  handleQuery(msg).then(
+    (value) => {
+      if (msg.t === "latest" || msg.t === "history" || msg.t === "under" || msg.t === "get") {
+        metrics.queryLatency(msg.t).observe((performance.now() - started) / 1000);
+      }
+      post({ t: "res", req, ok: true, value });
+      if (msg.t === "close") port.close();
+    },
+    (err: unknown) => post({ t: "res", req, ok: false, error: errorBody(err) }),
+  );
+});
+
+post({ t: "ready", info: info() });

@@ -1,0 +1,426 @@
+// Per-shard materialized state: one LMDB environment per shard, owned by exactly one thread.
+//
+// The WAL is the source of truth; this store is the state the WAL has been applied up to
+// (`appliedLsn`, written in the same LMDB transaction as the state it describes). Recovery
+// replays WAL entries with lsn > appliedLsn.
+//
+// Named databases inside the environment:
+//   records     id -> Assertion FlatBuffer bytes, exactly as received (no re-encode)
+//   by_concept  [concept, lsn] -> id          (time order per concept)
+//   by_agent    [agent, lsn] -> id            (time order per agent)
+//   latest      concept -> id of the newest ACTIVE assertion
+//   meta        "applied_lsn" | "format_version" | "shard_id" -> number
+//
+// Durability: lmdb-js's default on Linux (overlappingSync). With it, a transactionSync
+// commit is still flushed (fdatasync) before it returns — overlapping only applies to
+// lmdb-js's async write batches — so every applyBatch is durable on return and a crash
+// cannot leave appliedLsn ahead of (or behind) the state it describes.
+import assert from "node:assert/strict";
+import { type Database, open, type RootDatabase } from "lmdb";
+import type * as fb from "../schema/generated/stemedb_generated.js";
+import {
+  type AssertionRecord,
+  assertionView,
+  CorruptRecordError,
+  recordFromView,
+  statusFromFb,
+} from "./assertion_codec.js";
+import {
+  checkLimit,
+  decodeConceptCursor,
+  decodeLsnCursor,
+  encodeCursor,
+  InvalidCursorError,
+} from "./cursor.js";
+
+export { InvalidCursorError };
+
+export const WalRecordKind = { AssertionInsert: 1 } as const; // more kinds later (votes, supersession)
+
+export interface ApplyEntry {
+  lsn: number;
+  kind: number;
+  payload: Uint8Array;
+}
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export interface ShardStoreStats {
+  records: number;
+  concepts: number;
+  appliedLsn: number;
+  mapSizeBytes: number;
+}
+
+export interface ShardStoreOpenOptions {
+  dir: string;
+  shardId: number;
+  /** Initial map size; lmdb-js grows the map on demand when it fills up. */
+  mapSizeBytes?: number;
+}
+
+export const DEFAULT_MAP_SIZE_BYTES = 1024 * 1024 * 1024; // 1 GiB
+export const STORE_FORMAT_VERSION = 1;
+// Six dbs today; room for votes, supersession links, sources... without reopening.
+const MAX_DBS = 32;
+// Bounds one LMDB write transaction (and how long it holds the shard thread).
+export const MAX_APPLY_BATCH_ENTRIES = 10_000;
+const ID_RE = /^[0-9a-f]{32}$/;
+// Index key lower bound: every applied lsn is >= 1 (it must exceed appliedLsn >= 0).
+const LSN_FLOOR = -1;
+
+const META_APPLIED_LSN = "applied_lsn";
+const META_FORMAT_VERSION = "format_version";
+const META_SHARD_ID = "shard_id";
+
+type IndexKey = [string, number];
+
+interface LmdbStats {
+  entryCount: number;
+  mapSize: number;
+}
+
+export class ShardStore {
+  readonly shardId: number;
+  private readonly root: RootDatabase;
+  private readonly records: Database<Buffer, string>;
+  private readonly byConcept: Database<string, IndexKey>;
+  private readonly byAgentDb: Database<string, IndexKey>;
+  private readonly latestDb: Database<string, string>;
+  private readonly meta: Database<number, string>;
+  private applied: number;
+  private closed = false;
+  private lastWrite: Promise<void> = Promise.resolve();
+
+  private constructor(root: RootDatabase, shardId: number) {
+    this.root = root;
+    this.shardId = shardId;
+    const opt = { compression: false, cache: false } as const;
+    this.records = root.openDB<Buffer, string>({ name: "records", encoding: "binary", ...opt });
+    this.byConcept = root.openDB<string, IndexKey>({
+      name: "by_concept",
+      encoding: "string",
+      ...opt,
+    });
+    this.byAgentDb = root.openDB<string, IndexKey>({
+      name: "by_agent",
+      encoding: "string",
+      ...opt,
+    });
+    this.latestDb = root.openDB<string, string>({ name: "latest", encoding: "string", ...opt });
+    this.meta = root.openDB<number, string>({ name: "meta", encoding: "ordered-binary", ...opt });
+    this.applied = this.initMeta();
+  }
+
+  static open(opts: ShardStoreOpenOptions): ShardStore {
+    const mapSize = opts.mapSizeBytes ?? DEFAULT_MAP_SIZE_BYTES;
+    if (!Number.isInteger(opts.shardId) || opts.shardId < 0 || opts.shardId > 0xffff) {
+      throw new RangeError(`shardId must be a uint16, got ${opts.shardId}`);
+    }
+    if (!Number.isSafeInteger(mapSize) || mapSize < 1024 * 1024) {
+      throw new RangeError(`mapSizeBytes must be an integer >= 1 MiB, got ${mapSize}`);
+    }
+    const root = open({
+      path: opts.dir,
+      noSubdir: false, // a directory even if its name contains a dot
+      maxDbs: MAX_DBS,
+      mapSize,
+      compression: false,
+      encoding: "binary",
+      // overlappingSync and every other sync flag: lmdb-js defaults (see file header).
+    });
+    try {
+      return new ShardStore(root, opts.shardId);
+    } catch (err) {
+      void root.close();
+      throw err;
+    }
+  }
+
+  private initMeta(): number {
+    const storedShard = this.meta.get(META_SHARD_ID);
+    const storedVersion = this.meta.get(META_FORMAT_VERSION);
+    if (storedShard === undefined) {
+      this.root.transactionSync(() => {
+        this.meta.put(META_SHARD_ID, this.shardId);
+        this.meta.put(META_FORMAT_VERSION, STORE_FORMAT_VERSION);
+        this.meta.put(META_APPLIED_LSN, 0);
+      });
+      return 0;
+    }
+    if (storedShard !== this.shardId) {
+      throw new Error(`LMDB env belongs to shard ${storedShard}, opened as shard ${this.shardId}`);
+    }
+    if (storedVersion !== STORE_FORMAT_VERSION) {
+      throw new Error(
+        `shard ${this.shardId}: store format ${String(storedVersion)} unsupported (want ${STORE_FORMAT_VERSION})`,
+      );
+    }
+    const lsn = this.meta.get(META_APPLIED_LSN);
+    assert.ok(typeof lsn === "number" && Number.isSafeInteger(lsn) && lsn >= 0, "bad applied_lsn");
+    return lsn;
+  }
+
+  get appliedLsn(): number {
+    return this.applied;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new Error(`shard ${this.shardId} store is closed`);
+  }
+
+  has(id: string): boolean {
+    this.checkOpen();
+    return this.records.doesExist(id);
+  }
+
+  /** Checks bounds and LSN order; returns the last LSN. */
+  private checkBatch(entries: ReadonlyArray<ApplyEntry>): number {
+    if (entries.length > MAX_APPLY_BATCH_ENTRIES) {
+      throw new RangeError(`batch of ${entries.length} entries exceeds ${MAX_APPLY_BATCH_ENTRIES}`);
+    }
+    let prev = this.applied;
+    for (const e of entries) {
+      if (!Number.isSafeInteger(e.lsn) || e.lsn <= prev) {
+        throw new RangeError(
+          `shard ${this.shardId}: lsn ${e.lsn} is not greater than ${prev} (applied ${this.applied})`,
+        );
+      }
+      if (e.kind !== WalRecordKind.AssertionInsert) {
+        throw new Error(`shard ${this.shardId}: unknown WAL record kind ${e.kind} at lsn ${e.lsn}`);
+      }
+      prev = e.lsn;
+    }
+    return prev;
+  }
+
+  /** One synchronous transaction, durable when it returns (used for WAL replay at open). */
+  applyBatch(entries: ReadonlyArray<ApplyEntry>): void {
+    this.checkOpen();
+    if (entries.length === 0) return;
+    const last = this.checkBatch(entries);
+    this.root.transactionSync(() => {
+      for (const e of entries) this.insertAssertion(e);
+      this.meta.put(META_APPLIED_LSN, last);
+    });
+    this.applied = last;
+  }
+
+  /**
+   * The hot-path apply: lmdb-js queues the puts and commits them on its write thread (with
+   * overlappingSync, crash-safe), so the shard thread never waits for LMDB's fsync. The
+   * puts are committed in order; the promise resolves once they are. Until then reads of
+   * these entries must be served by the caller (ShardCore keeps them in memory). Replay
+   * after a crash re-puts indexes idempotently, so a commit boundary inside a batch is safe.
+   */
+  applyBatchAsync(entries: ReadonlyArray<ApplyEntry>): Promise<void> {
+    this.checkOpen();
+    if (entries.length === 0) return this.lastWrite;
+    const last = this.checkBatch(entries);
+    for (const e of entries) this.insertAssertion(e);
+    this.lastWrite = this.meta.put(META_APPLIED_LSN, last).then(() => undefined);
+    this.applied = last;
+    return this.lastWrite;
+  }
+
+  /** Runs inside the applyBatch write transaction; throwing aborts the whole batch. */
+  private insertAssertion(e: ApplyEntry): void {
+    const v = assertionView(e.payload);
+    const id = v.id();
+    const concept = v.concept();
+    const agent = v.agent();
+    if (id === null || !ID_RE.test(id)) {
+      throw new CorruptRecordError(`lsn ${e.lsn}: assertion id missing or not 32 hex chars`);
+    }
+    if (concept === null || concept.length === 0 || agent === null || agent.length === 0) {
+      throw new CorruptRecordError(`lsn ${e.lsn}: assertion ${id} lacks concept or agent`);
+    }
+    // The record carries its own lsn (patched in by the WAL writer); the indexes use the
+    // entry's. They must agree or history cursors and record.lsn would disagree.
+    if (v.lsn() !== BigInt(e.lsn)) {
+      throw new CorruptRecordError(`lsn ${e.lsn}: payload of ${id} says lsn ${v.lsn()}`);
+    }
+    if (v.shard() !== this.shardId) {
+      throw new CorruptRecordError(`lsn ${e.lsn}: ${id} is for shard ${v.shard()}`);
+    }
+    const status = statusFromFb(v.status());
+    const stored = this.records.getBinaryFast(id);
+    // Same id at another LSN: a true duplicate, never indexed twice. Same LSN: a replay after
+    // a crash between commits, so the (idempotent) index puts are repeated.
+    if (stored !== undefined && Number(assertionView(stored).lsn()) !== e.lsn) return;
+    this.records.put(id, e.payload as Buffer);
+    this.byConcept.put([concept, e.lsn], id);
+    this.byAgentDb.put([agent, e.lsn], id);
+    // LSNs only grow, so a new active assertion is always the newest active one.
+    if (status === "active") this.latestDb.put(concept, id);
+  }
+
+  getAssertion(id: string): AssertionRecord | undefined {
+    this.checkOpen();
+    const buf = this.records.getBinaryFast(id);
+    return buf === undefined ? undefined : recordFromView(assertionView(buf));
+  }
+
+  withAssertion<T>(id: string, fn: (view: fb.Assertion) => T): T | undefined {
+    this.checkOpen();
+    // getBinaryFast hands back lmdb-js's reusable buffer (or a view of the map for large
+    // values): valid until the next read on this env, which is why the view must not
+    // escape fn and fn must not read from this store.
+    const buf = this.records.getBinaryFast(id);
+    return buf === undefined ? undefined : fn(assertionView(buf));
+  }
+
+  latest(concept: string): AssertionRecord | undefined {
+    this.checkOpen();
+    const id = this.latestDb.get(concept);
+    if (id === undefined) return undefined;
+    return this.mustGet(id, `latest[${concept}]`);
+  }
+
+  history(concept: string, opts: { limit: number; cursor?: string | null }): Page<AssertionRecord> {
+    return this.lsnPage(this.byConcept, "h1", concept, opts);
+  }
+
+  byAgent(agent: string, opts: { limit: number; cursor?: string | null }): Page<AssertionRecord> {
+    return this.lsnPage(this.byAgentDb, "a1", agent, opts);
+  }
+
+  /** Newest first over an [scope, lsn] -> id index. */
+  private lsnPage(
+    index: Database<string, IndexKey>,
+    kind: "h1" | "a1",
+    scope: string,
+    opts: { limit: number; cursor?: string | null },
+  ): Page<AssertionRecord> {
+    this.checkOpen();
+    checkLimit(opts.limit);
+    const hasCursor = opts.cursor !== undefined && opts.cursor !== null;
+    const startLsn = hasCursor
+      ? decodeLsnCursor(opts.cursor as string, kind, scope)
+      : Number.MAX_SAFE_INTEGER;
+    const hits: Array<{ id: string; lsn: number }> = [];
+    for (const { key, value } of index.getRange({
+      start: [scope, startLsn],
+      exclusiveStart: hasCursor,
+      end: [scope, LSN_FLOOR],
+      reverse: true,
+      limit: opts.limit + 1,
+    })) {
+      // ordered-binary keeps [scope, *] contiguous; the check guards odd scope strings.
+      if (key[0] !== scope) continue;
+      hits.push({ id: value, lsn: key[1] });
+    }
+    const more = hits.length > opts.limit;
+    if (more) hits.length = opts.limit;
+    const items = hits.map((h) => this.mustGet(h.id, `${kind}[${scope}, ${h.lsn}]`));
+    const lastHit = hits[hits.length - 1];
+    return {
+      items,
+      nextCursor: more && lastHit !== undefined ? encodeCursor(kind, scope, lastHit.lsn) : null,
+    };
+  }
+
+  /**
+   * Latest active assertion of every concept equal to prefix or under prefix + "/", ordered
+   * by concept. An empty prefix means every concept in the shard.
+   */
+  latestUnder(
+    prefix: string,
+    opts: { limit: number; cursor?: string | null },
+  ): Page<AssertionRecord> {
+    checkLimit(opts.limit);
+    const after =
+      opts.cursor !== undefined && opts.cursor !== null
+        ? decodeConceptCursor(opts.cursor, prefix)
+        : null;
+    const items = this.latestUnderAfter(prefix, after, opts.limit + 1);
+    const more = items.length > opts.limit;
+    if (more) items.length = opts.limit;
+    const lastItem = items[items.length - 1];
+    return {
+      items,
+      nextCursor:
+        more && lastItem !== undefined ? encodeCursor("u1", prefix, lastItem.concept) : null,
+    };
+  }
+
+  /**
+   * Up to `want` latest assertions of concepts under `prefix` (see latestUnder), ordered by
+   * concept, starting after the concept `after` (exclusive). Used to merge subtree answers
+   * across shards with one cursor.
+   */
+  latestUnderAfter(prefix: string, after: string | null, want: number): AssertionRecord[] {
+    this.checkOpen();
+    const hits: Array<{ concept: string; id: string }> = [];
+    if (prefix === "") {
+      const range = after === null ? {} : { start: after, exclusiveStart: true };
+      for (const { key, value } of this.latestDb.getRange({ ...range, limit: want })) {
+        hits.push({ concept: key, id: value });
+      }
+    } else {
+      // The exact concept first (it sorts before its children), then the subtree, which is
+      // the contiguous key range [prefix + "/", prefix + "0") since "0" follows "/". This
+      // skips siblings like "a/bc" or "a/b-x" without scanning them.
+      if (after === null) {
+        const id = this.latestDb.get(prefix);
+        if (id !== undefined) hits.push({ concept: prefix, id });
+      }
+      const lo = `${prefix}/`;
+      const start = after !== null && after > lo ? after : lo;
+      for (const { key, value } of this.latestDb.getRange({
+        start,
+        exclusiveStart: start === after,
+        end: `${prefix}0`,
+        limit: want - hits.length,
+      })) {
+        if (!key.startsWith(lo)) continue; // defensive; the range guarantees it
+        hits.push({ concept: key, id: value });
+      }
+    }
+    return hits.map((h) => this.mustGet(h.id, `latest[${h.concept}]`));
+  }
+
+  private mustGet(id: string, via: string): AssertionRecord {
+    const rec = this.getAssertion(id);
+    // Records are put before their index entries and lmdb-js commits in order, so a dangling
+    // id is corruption.
+    if (rec === undefined) throw new CorruptRecordError(`${via} -> ${id}: record missing`);
+    return rec;
+  }
+
+  stats(): ShardStoreStats {
+    this.checkOpen();
+    const rootStats = this.root.getStats() as LmdbStats;
+    return {
+      records: (this.records.getStats() as LmdbStats).entryCount,
+      concepts: (this.latestDb.getStats() as LmdbStats).entryCount,
+      appliedLsn: this.applied,
+      mapSizeBytes: rootStats.mapSize,
+    };
+  }
+
+  async checkpoint(): Promise<number> {
+    this.checkOpen();
+    const lsn = this.applied;
+    // Async applies commit in order; after the last one commits, `flushed` waits for
+    // overlappingSync to make it durable. Only then may WAL behind `lsn` be recycled.
+    await this.lastWrite;
+    await this.root.flushed;
+    return lsn;
+  }
+
+  /** Resolves once every async apply issued so far is committed (readable by ranges). */
+  settled(): Promise<void> {
+    return this.lastWrite;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.lastWrite;
+    this.closed = true;
+    await this.root.close();
+  }
+}

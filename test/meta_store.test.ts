@@ -1,0 +1,141 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { generateApiKey, hashSecretHex, parseApiKey } from "../src/domain/api_keys.js";
+import { ADMIN_KEY_FILE, MetaStore } from "../src/store/meta_store.js";
+
+let dir: string;
+let store: MetaStore;
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "stemedb-"));
+  store = MetaStore.open(dir);
+});
+afterEach(async () => {
+  await store.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const NOW = 1_700_000_000_000;
+
+describe("MetaStore keys", () => {
+  it("creates a key that verifies, with a default agent principal", async () => {
+    const { key, record } = await store.createKey({ role: "agent" }, NOW);
+    expect(key).toMatch(/^stm_[a-z2-7]{12}_[A-Za-z0-9_-]{43}$/);
+    expect(record.principal).toBe(`agent-${record.keyId}`);
+    expect(record).toMatchObject({
+      role: "agent",
+      createdAtMs: NOW,
+      expiresAtMs: null,
+      revokedAtMs: null,
+    });
+    expect(store.verify(key, NOW)).toEqual(record);
+    expect(Object.isFrozen(record)).toBe(true);
+  });
+
+  it("keeps principal and labels", async () => {
+    const { key } = await store.createKey({
+      role: "reader",
+      principal: "dash:grafana",
+      labels: { team: "ops" },
+    });
+    expect(store.verify(key, Date.now())).toMatchObject({
+      role: "reader",
+      principal: "dash:grafana",
+      labels: { team: "ops" },
+    });
+    await expect(store.createKey({ role: "agent", principal: "bad principal" })).rejects.toThrow(
+      RangeError,
+    );
+  });
+
+  it("rejects wrong secrets, unknown ids and malformed keys without throwing", async () => {
+    const { key, record } = await store.createKey({ role: "agent" }, NOW);
+    const parsed = parseApiKey(key);
+    if (parsed === null) throw new Error("unparseable");
+    const wrongSecret = `stm_${record.keyId}_${generateApiKey().secret}`;
+    expect(store.verify(wrongSecret, NOW)).toBeNull();
+    expect(store.verify(generateApiKey().key, NOW)).toBeNull();
+    for (const bad of ["", "Bearer x", key.slice(0, -1), `${key}A`, `stm_${record.keyId}_short`]) {
+      expect(() => store.verify(bad, NOW)).not.toThrow();
+      expect(store.verify(bad, NOW)).toBeNull();
+    }
+  });
+
+  it("revokes keys", async () => {
+    const { key, record } = await store.createKey({ role: "agent" }, NOW);
+    expect(await store.revoke(record.keyId, NOW + 1)).toBe(true);
+    expect(store.verify(key, NOW + 2)).toBeNull();
+    expect(store.get(record.keyId)?.revokedAtMs).toBe(NOW + 1);
+    expect(await store.revoke(record.keyId, NOW + 5)).toBe(true);
+    expect(store.get(record.keyId)?.revokedAtMs).toBe(NOW + 1);
+    expect(await store.revoke("nosuchkeyid0", NOW)).toBe(false);
+  });
+
+  it("expires keys at expiresAtMs", async () => {
+    const { key } = await store.createKey({ role: "agent", expiresAtMs: NOW + 1000 }, NOW);
+    expect(store.verify(key, NOW + 999)).not.toBeNull();
+    expect(store.verify(key, NOW + 1000)).toBeNull();
+  });
+
+  it("never exposes secret hashes from list(), and persists across reopen", async () => {
+    const a = await store.createKey({ role: "agent" }, NOW);
+    const b = await store.createKey({ role: "admin" }, NOW);
+    await store.revoke(b.record.keyId, NOW);
+    const listed = store.list();
+    expect(listed).toHaveLength(2);
+    const secretHash = hashSecretHex(parseApiKey(a.key)?.secret ?? "");
+    const text = JSON.stringify(listed);
+    expect(text).not.toContain("secretHash");
+    expect(text).not.toContain(secretHash);
+    await store.close();
+    store = MetaStore.open(dir);
+    expect(store.list()).toEqual(listed);
+    expect(store.verify(a.key, NOW)?.keyId).toBe(a.record.keyId);
+    expect(store.verify(b.key, NOW)).toBeNull();
+  });
+});
+
+describe("MetaStore.ensureAdminKey", () => {
+  it("generates an admin key once, in a 0600 file", async () => {
+    const r = await store.ensureAdminKey({ dataDir: dir, envAdminKey: null });
+    expect(r.created).toBe(true);
+    expect(r.source).toBe("generated");
+    if (r.key === undefined) throw new Error("expected a key");
+    const file = path.join(dir, ADMIN_KEY_FILE);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    expect(fs.readFileSync(file, "utf8").trim()).toBe(r.key);
+    expect(store.verify(r.key, Date.now())).toMatchObject({ role: "admin", principal: "admin" });
+    expect(fs.readdirSync(dir).filter((n) => n.includes(".tmp-"))).toEqual([]);
+    expect(await store.ensureAdminKey({ dataDir: dir, envAdminKey: null })).toEqual({
+      created: false,
+    });
+  });
+
+  it("imports STEMEDB_ADMIN_KEY without writing or returning it", async () => {
+    const env = generateApiKey().key;
+    const r = await store.ensureAdminKey({ dataDir: dir, envAdminKey: env });
+    expect(r).toMatchObject({ created: true, source: "env" });
+    expect(r.key).toBeUndefined();
+    expect(fs.existsSync(path.join(dir, ADMIN_KEY_FILE))).toBe(false);
+    expect(store.verify(env, Date.now())?.role).toBe("admin");
+    await expect(store.ensureAdminKey({ dataDir: dir, envAdminKey: "junk" })).resolves.toEqual({
+      created: false,
+    });
+  });
+
+  it("recovers the key file of an interrupted first start", async () => {
+    const previous = generateApiKey().key;
+    fs.writeFileSync(path.join(dir, ADMIN_KEY_FILE), `${previous}\n`, { mode: 0o644 });
+    const r = await store.ensureAdminKey({ dataDir: dir });
+    expect(r).toMatchObject({ created: true, source: "file", key: previous });
+    expect(fs.statSync(path.join(dir, ADMIN_KEY_FILE)).mode & 0o777).toBe(0o600);
+    expect(store.verify(previous, Date.now())?.role).toBe("admin");
+  });
+
+  it("does nothing when keys already exist", async () => {
+    await store.createKey({ role: "agent" });
+    expect(await store.ensureAdminKey({ dataDir: dir })).toEqual({ created: false });
+    expect(fs.existsSync(path.join(dir, ADMIN_KEY_FILE))).toBe(false);
+  });
+});
