@@ -53,7 +53,7 @@ export class Reservoir {
 
 export function table(rows: Array<Record<string, string | number>>): string {
   if (rows.length === 0) return "";
-  const headers = Object.keys(rows[0] as object);
+  const headers = [...new Set(rows.flatMap((r) => Object.keys(r)))];
   const line = (cells: Array<string | number>) => `| ${cells.join(" | ")} |`;
   return [
     line(headers),

@@ -23,6 +23,7 @@ const { values: args } = parseArgs({
 const SECONDS = Number(args.seconds);
 const ITERATIONS = Number(args.iterations);
 const REPLAY_RECORDS = Number(args["replay-records"]);
+const CORE_RECORDS = 300_000;
 const SEGMENT_BYTES = 64 * 1024 * 1024;
 const RECORD = Buffer.alloc(150, 0x61);
 
@@ -189,27 +190,30 @@ async function walPlusLmdb(): Promise<Record<string, string | number>> {
     dbDir: path.join(dir, "db"),
     segmentSizeBytes: SEGMENT_BYTES,
   });
-  const deadline = performance.now() + SECONDS * 1000;
+  // Records are encoded up front: in the server the front door encodes, the shard does not.
+  const records = Array.from({ length: CORE_RECORDS }, (_, i) => benchAssertion(i));
+  let next = 0;
   let acked = 0;
-  let seq = 0;
-  const makeBatch = (n: number): Uint8Array[] =>
-    Array.from({ length: n }, () => benchAssertion(seq++));
   const pipeline = async () => {
-    while (performance.now() < deadline) {
-      const batch = makeBatch(1000);
+    while (next < records.length) {
+      const batch = records.slice(next, next + 1000);
+      next += batch.length;
       await new Promise<void>((resolve, reject) =>
         core.write(batch, (err) => (err === null ? resolve() : reject(err))),
       );
-      acked += 1000;
+      acked += batch.length;
     }
   };
   const started = performance.now();
   await Promise.all(Array.from({ length: 4 }, pipeline));
-  const elapsedS = (performance.now() - started) / 1000;
+  const ackedS = (performance.now() - started) / 1000;
+  await core.settled();
+  const committedS = (performance.now() - started) / 1000;
   await core.close();
   return {
-    what: "WAL + LMDB apply, one shard (4 pipelines x 1000)",
-    "records/s": Math.round(acked / elapsedS),
+    what: `WAL + LMDB apply, one shard (4 pipelines x 1000, ${CORE_RECORDS} pre-encoded records)`,
+    "records/s": Math.round(acked / ackedS),
+    "records/s incl. LMDB commit": Math.round(acked / committedS),
   };
 }
 

@@ -121,7 +121,12 @@ function authenticate(header: string, route: Route, deps: RouterDeps): ApiKeyInf
   return principal;
 }
 
-export function send(res: HttpResponse, requestId: string, reply: Reply, closeConnection = false): void {
+export function send(
+  res: HttpResponse,
+  requestId: string,
+  reply: Reply,
+  closeConnection = false,
+): void {
   res.writeStatus(statusLine(reply.status));
   res.writeHeader("content-type", reply.contentType ?? JSON_TYPE);
   res.writeHeader("x-request-id", requestId);

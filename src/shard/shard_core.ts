@@ -4,9 +4,11 @@
 // any later message to this shard reads its own writes).
 import fs from "node:fs";
 import path from "node:path";
+import { AssertionStatus } from "../schema/generated/stemedb_generated.js";
 import {
   type AssertionRecord,
   assertionView,
+  CorruptRecordError,
   decodeAssertion,
   setRecordLsn,
 } from "../store/assertion_codec.js";
@@ -85,10 +87,13 @@ export class ShardCore {
     const started = performance.now();
     fs.mkdirSync(opts.dbDir, { recursive: true });
     const store = ShardStore.open({ dir: opts.dbDir, shardId: opts.shardId });
-    const replay: ApplyEntry[] = [];
+    let replay: ApplyEntry[] = [];
+    // Replay uses the async apply too (lmdb-js commits on its own thread, in order); the WAL
+    // never holds one id twice (writes are deduplicated before append), and re-putting a
+    // record that LMDB already has at the same LSN is idempotent.
     const flushReplay = () => {
-      if (replay.length > 0) store.applyBatch(replay);
-      replay.length = 0;
+      if (replay.length > 0) void store.applyBatchAsync(replay);
+      replay = [];
     };
     const wal = await Wal.open({
       dir: opts.walDir,
@@ -100,11 +105,13 @@ export class ShardCore {
       checkpointLsn: store.appliedLsn,
       observer: opts.walObserver,
       onRecord: (kind, lsn, payload) => {
-        replay.push({ lsn, kind, payload: Uint8Array.prototype.slice.call(payload) });
+        const copy = Uint8Array.prototype.slice.call(payload);
+        replay.push({ lsn, kind, payload: copy, decoded: decodeForApply(copy) });
         if (replay.length >= REPLAY_BATCH_RECORDS) flushReplay();
       },
     });
     flushReplay();
+    await store.settled();
     const recovery: RecoveryReport = {
       replayedRecords: wal.recovery.replayedRecords,
       tornTailTruncations: wal.recovery.tornTailTruncations,
@@ -167,7 +174,8 @@ export class ShardCore {
     let lastLsn = 0;
     for (let i = 0; i < count; i++) {
       const bytes = records[i] as Uint8Array;
-      const id = assertionView(bytes).id() ?? "";
+      const view = assertionView(bytes);
+      const id = view.id() ?? "";
       const pending = this.overlayById.get(id);
       const existing =
         this.unapplied.get(id) ??
@@ -192,7 +200,13 @@ export class ShardCore {
       }
       if (appended !== lsn) throw new Error(`WAL assigned LSN ${appended}, expected ${lsn}`);
       this.unapplied.set(id, lsn);
-      this.pendingEntries.push({ lsn, kind: WalRecordKind.AssertionInsert, payload: bytes });
+      const decoded = decodedFields(view, id);
+      this.pendingEntries.push({
+        lsn,
+        kind: WalRecordKind.AssertionInsert,
+        payload: bytes,
+        decoded,
+      });
       this.pendingIds.push(id);
       outcome.lsns[i] = lsn;
       lastLsn = lsn;
@@ -220,7 +234,6 @@ export class ShardCore {
     while (n < entries.length && (entries[n] as ApplyEntry).lsn <= durable) n++;
     if (n === 0) return;
     const batch = n === entries.length ? entries : entries.slice(0, n);
-    const ids = n === entries.length ? this.pendingIds : this.pendingIds.slice(0, n);
     if (n === entries.length) {
       this.pendingEntries = [];
       this.pendingIds = [];
@@ -229,11 +242,11 @@ export class ShardCore {
       this.pendingIds = this.pendingIds.slice(n);
     }
     for (let i = 0; i < n; i++) {
-      const id = ids[i] as string;
-      const payload = (batch[i] as ApplyEntry).payload;
-      this.unapplied.delete(id);
-      this.overlayById.set(id, payload);
-      this.overlayLatest.set(assertionView(payload).concept() ?? "", payload);
+      const entry = batch[i] as ApplyEntry;
+      const d = entry.decoded as NonNullable<ApplyEntry["decoded"]>;
+      this.unapplied.delete(d.id);
+      this.overlayById.set(d.id, entry.payload);
+      if (d.active) this.overlayLatest.set(d.concept, entry.payload);
     }
     let committed: Promise<void> = Promise.resolve();
     try {
@@ -248,11 +261,11 @@ export class ShardCore {
     committed.then(
       () => {
         for (let i = 0; i < n; i++) {
-          const id = ids[i] as string;
-          const payload = (batch[i] as ApplyEntry).payload;
-          if (this.overlayById.get(id) === payload) this.overlayById.delete(id);
-          const concept = assertionView(payload).concept() ?? "";
-          if (this.overlayLatest.get(concept) === payload) this.overlayLatest.delete(concept);
+          const entry = batch[i] as ApplyEntry;
+          const d = entry.decoded as NonNullable<ApplyEntry["decoded"]>;
+          if (this.overlayById.get(d.id) === entry.payload) this.overlayById.delete(d.id);
+          if (this.overlayLatest.get(d.concept) === entry.payload)
+            this.overlayLatest.delete(d.concept);
         }
       },
       (err: unknown) => {
@@ -331,6 +344,25 @@ export class ShardCore {
     await this.checkpoint();
     await this.store.close();
   }
+}
+
+function decodedFields(
+  view: ReturnType<typeof assertionView>,
+  id: string,
+): NonNullable<ApplyEntry["decoded"]> {
+  return {
+    id,
+    concept: view.concept() ?? "",
+    agent: view.agent() ?? "",
+    active: view.status() === AssertionStatus.Active,
+  };
+}
+
+function decodeForApply(payload: Uint8Array): NonNullable<ApplyEntry["decoded"]> {
+  const view = assertionView(payload);
+  const id = view.id();
+  if (id === null) throw new CorruptRecordError("a replayed WAL record has no assertion id");
+  return decodedFields(view, id);
 }
 
 export function shardDirs(

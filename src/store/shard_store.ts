@@ -41,6 +41,12 @@ export interface ApplyEntry {
   lsn: number;
   kind: number;
   payload: Uint8Array;
+  /**
+   * Set by a writer that already decoded and checked the record (ShardCore on the hot path):
+   * the store then trusts these instead of decoding the FlatBuffer again, and skips the
+   * duplicate lookup (the writer deduplicated). Replay leaves it unset.
+   */
+  decoded?: { id: string; concept: string; agent: string; active: boolean };
 }
 
 export interface Page<T> {
@@ -228,6 +234,14 @@ export class ShardStore {
 
   /** Runs inside the applyBatch write transaction; throwing aborts the whole batch. */
   private insertAssertion(e: ApplyEntry): void {
+    if (e.decoded !== undefined) {
+      const d = e.decoded;
+      this.records.put(d.id, e.payload as Buffer);
+      this.byConcept.put([d.concept, e.lsn], d.id);
+      this.byAgentDb.put([d.agent, e.lsn], d.id);
+      if (d.active) this.latestDb.put(d.concept, d.id);
+      return;
+    }
     const v = assertionView(e.payload);
     const id = v.id();
     const concept = v.concept();

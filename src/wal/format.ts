@@ -6,9 +6,10 @@
 // is never rewritten.
 //
 // Record: 32-byte header + payload.
-//   0 u32 magic  4 u16 version  6 u16 kind  8 u32 payload_len  12 u32 crc32c
-//   16 u64 lsn   24 u64 batch_lsn (first LSN of the batch the record was flushed in)
-// crc32c covers header bytes [0,12) and [16,32) and the payload.
+//   0 u32 crc32c  4 u32 magic  8 u16 version  10 u16 kind  12 u32 payload_len
+//   16 u64 lsn    24 u64 batch_lsn (first LSN of the batch the record was flushed in)
+// crc32c covers bytes [4, 32 + payload_len): the rest of the header and the payload, in one
+// pass.
 import { nativeWal } from "./native.js";
 
 export const BLOCK_SIZE_BYTES = 4096;
@@ -58,9 +59,8 @@ function readU64(buf: Buffer, offset: number): number {
   return buf.readUInt32LE(offset) + buf.readUInt32LE(offset + 4) * 0x1_0000_0000;
 }
 
-function crcOfHeaderAndPayload(buf: Buffer, start: number, payloadBytes: number): number {
-  const head = nativeWal.crc32c(buf, start, 12);
-  return nativeWal.crc32c(buf, start + 16, RECORD_HEADER_BYTES - 16 + payloadBytes, head);
+function recordCrc(buf: Buffer, start: number, payloadBytes: number): number {
+  return nativeWal.crc32c(buf, start + 4, RECORD_HEADER_BYTES - 4 + payloadBytes);
 }
 
 /**
@@ -75,14 +75,14 @@ export function writeRecord(
   batchLsn: number,
   payload: Uint8Array,
 ): number {
-  buf.writeUInt32LE(RECORD_MAGIC, offset);
-  buf.writeUInt16LE(WAL_FORMAT_VERSION, offset + 4);
-  buf.writeUInt16LE(kind, offset + 6);
-  buf.writeUInt32LE(payload.byteLength, offset + 8);
+  buf.writeUInt32LE(RECORD_MAGIC, offset + 4);
+  buf.writeUInt16LE(WAL_FORMAT_VERSION, offset + 8);
+  buf.writeUInt16LE(kind, offset + 10);
+  buf.writeUInt32LE(payload.byteLength, offset + 12);
   writeU64(buf, offset + 16, lsn);
   writeU64(buf, offset + 24, batchLsn);
   buf.set(payload, offset + RECORD_HEADER_BYTES);
-  buf.writeUInt32LE(crcOfHeaderAndPayload(buf, offset, payload.byteLength), offset + 12);
+  buf.writeUInt32LE(recordCrc(buf, offset, payload.byteLength), offset);
   return RECORD_HEADER_BYTES + payload.byteLength;
 }
 
@@ -97,16 +97,14 @@ export interface ParsedRecord {
 /** Parses and checks a record at buf[offset..limit). Returns null unless it is intact. */
 export function parseRecord(buf: Buffer, offset: number, limit: number): ParsedRecord | null {
   if (offset + RECORD_HEADER_BYTES > limit) return null;
-  if (buf.readUInt32LE(offset) !== RECORD_MAGIC) return null;
-  if (buf.readUInt16LE(offset + 4) !== WAL_FORMAT_VERSION) return null;
-  const payloadBytes = buf.readUInt32LE(offset + 8);
+  if (buf.readUInt32LE(offset + 4) !== RECORD_MAGIC) return null;
+  if (buf.readUInt16LE(offset + 8) !== WAL_FORMAT_VERSION) return null;
+  const payloadBytes = buf.readUInt32LE(offset + 12);
   if (payloadBytes > MAX_RECORD_PAYLOAD_BYTES) return null;
   if (offset + RECORD_HEADER_BYTES + payloadBytes > limit) return null;
-  if (crcOfHeaderAndPayload(buf, offset, payloadBytes) !== buf.readUInt32LE(offset + 12)) {
-    return null;
-  }
+  if (recordCrc(buf, offset, payloadBytes) !== buf.readUInt32LE(offset)) return null;
   return {
-    kind: buf.readUInt16LE(offset + 6),
+    kind: buf.readUInt16LE(offset + 10),
     lsn: readU64(buf, offset + 16),
     batchLsn: readU64(buf, offset + 24),
     payloadOffset: offset + RECORD_HEADER_BYTES,

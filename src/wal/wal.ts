@@ -135,6 +135,12 @@ export class Wal {
     });
     const wal = new Wal(opts, recovery);
     await wal.ensureSpareReady();
+    if (wal.tail === null && wal.failure === null) {
+      // Start the first segment now, and its successor's spare, so that no zero-fill runs
+      // under the first writes.
+      await new Promise<void>((resolve) => wal.rotate(resolve));
+      await wal.ensureSpareReady();
+    }
     return wal;
   }
 
@@ -476,9 +482,13 @@ export class Wal {
     }
   }
 
-  private rotate(): void {
+  private rotate(onActive?: () => void): void {
     const spare = this.spares.shift();
     if (spare === undefined) {
+      if (onActive !== undefined) {
+        onActive(); // at open: writes will rotate once a spare exists
+        return;
+      }
       if (this.spareError !== null) {
         this.fail(this.spareError);
         return;
@@ -505,6 +515,7 @@ export class Wal {
         this.inflight = false;
         if (err !== null || segment === null) {
           this.fail(err ?? new Error("segment activation failed"));
+          onActive?.();
           return;
         }
         if (previous !== null) {
@@ -522,6 +533,7 @@ export class Wal {
         this.observer.onRotate();
         this.reportSegments();
         this.ensureSpare();
+        onActive?.();
         this.flush();
       },
     );

@@ -1,0 +1,42 @@
+// `npm run test:fuzz -- --runs N --seed S`: bad-input fuzzing of every route of a real server.
+// Exit code 0 only when no case failed, the server survived, a valid request still works
+// afterwards, its RSS stayed under the bound, and it still shuts down cleanly.
+import { parseArgs } from "node:util";
+import { formatReport, reportPassed, runFuzz } from "./runner.js";
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: "string", default: "1000" },
+    seed: { type: "string" },
+    concurrency: { type: "string", default: "4" },
+    "timeout-ms": { type: "string", default: "10000" },
+    "rss-growth-mib": { type: "string", default: "192" },
+    only: { type: "string" },
+  },
+});
+
+function intArg(name: string, raw: string | undefined, min: number, max: number): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    process.stderr.write(`--${name} must be an integer from ${min} to ${max} (got ${raw})\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const runs = intArg("runs", values.runs, 1, 1_000_000);
+const seed =
+  values.seed === undefined
+    ? Math.floor(Math.random() * 0x7fffffff)
+    : intArg("seed", values.seed, -0x80000000, 0x7fffffff);
+const report = await runFuzz({
+  runs,
+  seed,
+  concurrency: intArg("concurrency", values.concurrency, 1, 64),
+  timeoutMs: intArg("timeout-ms", values["timeout-ms"], 100, 600_000),
+  rssGrowthLimitMiB: intArg("rss-growth-mib", values["rss-growth-mib"], 1, 65_536),
+  ...(values.only !== undefined ? { only: intArg("only", values.only, 0, 1_000_000) } : {}),
+  log: (line) => process.stdout.write(`${line}\n`),
+});
+for (const line of formatReport(report)) process.stdout.write(`${line}\n`);
+process.exit(reportPassed(report) ? 0 : 1);
