@@ -60,16 +60,21 @@ async function ingestUntilDead(
 }
 
 describe("server crash", () => {
-  it("SIGKILL during concurrent HTTP ingest loses no acknowledged write and duplicates none", async () => {
+  it("SIGKILL (and a final SIGTERM) during concurrent HTTP ingest loses no acknowledged write and duplicates none", async () => {
     server = await startServerProcess({ dataDir });
     const adminKey = readAdminKeyFile(dataDir);
     const agentKey = await createKey(server.baseUrl, adminKey, "agent");
     const all: Acked[] = [];
-    for (let iteration = 0; iteration < 3; iteration++) {
+    for (let iteration = 0; iteration < 4; iteration++) {
       const running = server as ServerProcess;
       const ingest = ingestUntilDead(running.baseUrl, agentKey, `i${iteration}`, 16);
       await new Promise((r) => setTimeout(r, 300 + Math.random() * 500));
-      await running.kill9();
+      if (iteration < 3) {
+        await running.kill9();
+      } else {
+        // SIGTERM: stop accepting, drain in-flight writes, checkpoint, exit 0.
+        expect(await running.stop()).toBe(0);
+      }
       all.push(...(await ingest));
       server = await startServerProcess({ dataDir });
     }

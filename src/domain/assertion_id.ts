@@ -43,36 +43,44 @@ export interface AssertionIdInput {
   nonce?: string | null;
 }
 
+/**
+ * Serializes into one reused scratch buffer and hashes it with a single update: the id is
+ * computed for every item of every write on the main thread, so no per-field allocation.
+ */
 class Writer {
-  private readonly chunks: Buffer[] = [];
+  private buf = Buffer.allocUnsafe(64 * 1024);
+  private at = 0;
+  reset(worstCaseBytes: number): void {
+    if (worstCaseBytes > this.buf.length) this.buf = Buffer.allocUnsafe(worstCaseBytes);
+    this.at = 0;
+  }
   bytes(b: Buffer): void {
-    this.chunks.push(b);
+    b.copy(this.buf, this.at);
+    this.at += b.length;
   }
   u8(v: number): void {
-    this.chunks.push(Buffer.from([v]));
+    this.buf[this.at++] = v;
   }
   u32(v: number): void {
-    const b = Buffer.allocUnsafe(4);
-    b.writeUInt32BE(v, 0);
-    this.chunks.push(b);
+    this.buf.writeUInt32BE(v, this.at);
+    this.at += 4;
   }
   f64(v: number): void {
-    const b = Buffer.allocUnsafe(8);
     // Normalize -0 so it cannot produce a distinct id for the same number.
-    b.writeDoubleBE(Object.is(v, -0) ? 0 : v, 0);
-    this.chunks.push(b);
+    this.buf.writeDoubleBE(Object.is(v, -0) ? 0 : v, this.at);
+    this.at += 8;
   }
   str(s: string): void {
-    const b = Buffer.from(s, "utf8");
-    this.u32(b.length);
-    this.chunks.push(b);
+    const n = this.buf.write(s, this.at + 4, "utf8");
+    this.buf.writeUInt32BE(n, this.at);
+    this.at += 4 + n;
   }
   digest(): Buffer {
-    const h = createHash("sha256");
-    for (const c of this.chunks) h.update(c);
-    return h.digest();
+    return createHash("sha256").update(this.buf.subarray(0, this.at)).digest();
   }
 }
+
+const writer = new Writer();
 
 function assertFiniteNumber(name: string, v: number): void {
   if (typeof v !== "number" || !Number.isFinite(v)) {
@@ -83,26 +91,33 @@ function assertFiniteNumber(name: string, v: number): void {
 /** The 32-hex-character id of an assertion. Deterministic; pure. */
 export function assertionId(input: AssertionIdInput): string {
   assertFiniteNumber("confidence", input.confidence);
-  const w = new Writer();
+  const sources = input.sources ?? [];
+  // Worst case: 3 UTF-8 bytes per UTF-16 code unit, plus prefixes and fixed fields.
+  let chars =
+    input.agent.length + input.concept.length + input.valueJson.length + (input.nonce?.length ?? 0);
+  for (const src of sources) chars += src.length;
+  const w = writer;
+  w.reset(DOMAIN_TAG.length + 3 * chars + 5 * (sources.length + 8) + 32);
   w.bytes(DOMAIN_TAG);
   w.str(input.agent);
   w.str(input.concept);
   w.str(input.valueJson);
   w.f64(input.confidence);
-  const sources = input.sources ?? [];
   w.u32(sources.length);
-  for (const s of sources) w.str(s);
-  for (const [name, t] of [
-    ["validFromMs", input.validFromMs],
-    ["validToMs", input.validToMs],
-  ] as const) {
-    if (t === undefined || t === null) {
-      w.u8(0);
-    } else {
-      assertFiniteNumber(name, t);
-      w.u8(1);
-      w.f64(t);
-    }
+  for (const src of sources) w.str(src);
+  const validFromMs = input.validFromMs;
+  const validToMs = input.validToMs;
+  if (validFromMs === undefined || validFromMs === null) w.u8(0);
+  else {
+    assertFiniteNumber("validFromMs", validFromMs);
+    w.u8(1);
+    w.f64(validFromMs);
+  }
+  if (validToMs === undefined || validToMs === null) w.u8(0);
+  else {
+    assertFiniteNumber("validToMs", validToMs);
+    w.u8(1);
+    w.f64(validToMs);
   }
   if (input.nonce === undefined || input.nonce === null) {
     w.u8(0);

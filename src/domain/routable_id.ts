@@ -4,13 +4,12 @@
 // thread can find the owning shard from the id alone, for any shard count, and a retried
 // write still maps to the same id.
 import { type AssertionIdInput, assertionId } from "./assertion_id.js";
-import { conceptHash64, jumpConsistentHash } from "./shard_hash.js";
+import { conceptHashHex, jumpConsistentHash } from "./shard_hash.js";
 
 export const ROUTABLE_ID_PATTERN = /^[0-9a-f]{32}$/;
 
 export function routableAssertionId(input: AssertionIdInput): string {
-  const conceptPart = conceptHash64(input.concept).toString(16).padStart(16, "0");
-  return conceptPart + assertionId(input).slice(0, 16);
+  return conceptHashHex(input.concept) + assertionId(input).slice(0, 16);
 }
 
 export function shardForAssertionId(id: string, shardCount: number): number {

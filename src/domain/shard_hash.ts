@@ -75,6 +75,12 @@ export function conceptHash64(path: string): bigint {
   return (BigInt(outHi) << 32n) | BigInt(outLo);
 }
 
+/** 64-bit FNV-1a of `path` as 16 lowercase hex digits (no BigInt: used per written item). */
+export function conceptHashHex(path: string): string {
+  fnv1a64String(path);
+  return outHi.toString(16).padStart(8, "0") + outLo.toString(16).padStart(8, "0");
+}
+
 /**
  * Jump Consistent Hash of a 64-bit key given as two unsigned 32-bit halves.
  * Returns a bucket in [0, buckets).

@@ -94,8 +94,17 @@ export interface ParsedRecord {
   payloadBytes: number;
 }
 
-/** Parses and checks a record at buf[offset..limit). Returns null unless it is intact. */
-export function parseRecord(buf: Buffer, offset: number, limit: number): ParsedRecord | null {
+/**
+ * Parses and checks a record at buf[offset..limit). Returns null unless it is intact.
+ * The result is `into` (default: a fresh object); replay passes one reused object so the
+ * scan allocates nothing per record.
+ */
+export function parseRecord(
+  buf: Buffer,
+  offset: number,
+  limit: number,
+  into: ParsedRecord = { kind: 0, lsn: 0, batchLsn: 0, payloadOffset: 0, payloadBytes: 0 },
+): ParsedRecord | null {
   if (offset + RECORD_HEADER_BYTES > limit) return null;
   if (buf.readUInt32LE(offset + 4) !== RECORD_MAGIC) return null;
   if (buf.readUInt16LE(offset + 8) !== WAL_FORMAT_VERSION) return null;
@@ -103,13 +112,12 @@ export function parseRecord(buf: Buffer, offset: number, limit: number): ParsedR
   if (payloadBytes > MAX_RECORD_PAYLOAD_BYTES) return null;
   if (offset + RECORD_HEADER_BYTES + payloadBytes > limit) return null;
   if (recordCrc(buf, offset, payloadBytes) !== buf.readUInt32LE(offset)) return null;
-  return {
-    kind: buf.readUInt16LE(offset + 10),
-    lsn: readU64(buf, offset + 16),
-    batchLsn: readU64(buf, offset + 24),
-    payloadOffset: offset + RECORD_HEADER_BYTES,
-    payloadBytes,
-  };
+  into.kind = buf.readUInt16LE(offset + 10);
+  into.lsn = readU64(buf, offset + 16);
+  into.batchLsn = readU64(buf, offset + 24);
+  into.payloadOffset = offset + RECORD_HEADER_BYTES;
+  into.payloadBytes = payloadBytes;
+  return into;
 }
 
 /** True when buf[offset, end) is all zero bytes (padding or never-written space). */

@@ -15,6 +15,7 @@ import {
   alignUp,
   BLOCK_SIZE_BYTES,
   isZero,
+  type ParsedRecord,
   parseRecord,
   parseSegmentFileName,
   parseSegmentHeader,
@@ -198,6 +199,7 @@ export function recoverWal(opts: RecoveryOptions): RecoveryResult {
 
   const maxSize = Math.max(...all.map((s) => s.sizeBytes));
   const buf = Buffer.allocUnsafe(maxSize);
+  const scratch: ParsedRecord = { kind: 0, lsn: 0, batchLsn: 0, payloadOffset: 0, payloadBytes: 0 };
   let segments = all;
   for (let i = start; i < segments.length; i++) {
     const seg = segments[i] as SegmentOnDisk;
@@ -209,7 +211,7 @@ export function recoverWal(opts: RecoveryOptions): RecoveryResult {
     let expected = seg.header.firstLsn;
     let pos = BLOCK_SIZE_BYTES;
     while (expected < stopLsn && pos < seg.sizeBytes) {
-      const rec = parseRecord(buf, pos, seg.sizeBytes);
+      const rec = parseRecord(buf, pos, seg.sizeBytes, scratch);
       if (rec !== null && rec.lsn === expected) {
         if (rec.lsn > opts.checkpointLsn) {
           opts.onRecord(
