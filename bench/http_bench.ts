@@ -8,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { api, createKey, readAdminKeyFile, startServerProcess } from "../test/helpers/server_process.js";
+import { api, createKey, readAdminKeyFile, startServerProcess } from "../src/cli/server_child.js";
 import { benchDir, machineLine, table } from "./stats.js";
 
 const { values: args } = parseArgs({
@@ -31,19 +31,46 @@ interface WrkResult {
   non2xx: number;
 }
 
-function wrk(url: string, script: string, connections: number, env: Record<string, string>, seconds = SECONDS): WrkResult {
+function wrk(
+  url: string,
+  script: string,
+  connections: number,
+  env: Record<string, string>,
+  seconds = SECONDS,
+): WrkResult {
   const threads = connections >= 64 ? 2 : 1;
   const out = execFileSync(
     "wrk",
-    ["-t", String(threads), "-c", String(connections), "-d", `${seconds}s`, "--timeout", "10s", "-s", path.join(WRK_DIR, script), url],
-    { encoding: "utf8", env: { ...process.env, STEMEDB_WRK_DIR: WRK_DIR, ...env }, maxBuffer: 1 << 24 },
+    [
+      "-t",
+      String(threads),
+      "-c",
+      String(connections),
+      "-d",
+      `${seconds}s`,
+      "--timeout",
+      "10s",
+      "-s",
+      path.join(WRK_DIR, script),
+      url,
+    ],
+    {
+      encoding: "utf8",
+      env: { ...process.env, STEMEDB_WRK_DIR: WRK_DIR, ...env },
+      maxBuffer: 1 << 24,
+    },
   );
   const line = out.split("\n").find((l) => l.startsWith("WRK_JSON "));
   if (line === undefined) throw new Error(`wrk printed no result:\n${out}`);
   return JSON.parse(line.slice("WRK_JSON ".length)) as WrkResult;
 }
 
-function row(what: string, c: number, r: WrkResult, perRequest = 1): Record<string, string | number> {
+function row(
+  what: string,
+  c: number,
+  r: WrkResult,
+  perRequest = 1,
+): Record<string, string | number> {
   const rps = r.requests / (r.duration_us / 1e6);
   return {
     what,
@@ -58,7 +85,9 @@ function row(what: string, c: number, r: WrkResult, perRequest = 1): Record<stri
 }
 
 function startFloor(dir: string): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [path.join(here, "floor_server.js"), dir], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, [path.join(here, "floor_server.js"), dir], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   return new Promise((resolve, reject) => {
     child.stdout?.on("data", (d: Buffer) => {
       const m = /FLOOR_PORT (\d+)/.exec(d.toString());
@@ -87,7 +116,12 @@ function histogramP99Ms(metricsText: string, family: string): number {
 }
 
 const root = benchDir("http");
-const lines: string[] = [`# HTTP bench — ${machineLine(root)}`, "", `wrk ${SECONDS}s per run; server with ${args.shards} shards; same machine.`, ""];
+const lines: string[] = [
+  `# HTTP bench — ${machineLine(root)}`,
+  "",
+  `wrk ${SECONDS}s per run; server with ${args.shards} shards; same machine.`,
+  "",
+];
 const print = (s: string) => {
   lines.push(s);
   process.stdout.write(`${s}\n`);
@@ -99,7 +133,9 @@ const rows: Array<Record<string, string | number>> = [];
 rows.push(row("generator ceiling: GET /ping (bare uWS)", 64, wrk(floorUrl, "ping.lua", 64, {})));
 const floor1 = wrk(floorUrl, "floor.lua", 1, {});
 rows.push(row("zero-hop floor: bare uWS + 4 KiB write + fdatasync", 1, floor1));
-rows.push(row("zero-hop floor: bare uWS + 4 KiB write + fdatasync", 64, wrk(floorUrl, "floor.lua", 64, {})));
+rows.push(
+  row("zero-hop floor: bare uWS + 4 KiB write + fdatasync", 64, wrk(floorUrl, "floor.lua", 64, {})),
+);
 floor.child.kill("SIGKILL");
 
 const dataDir = path.join(root, "data");
@@ -118,13 +154,24 @@ for (const c of [1, 16, 64, 256]) {
   rows.push(row("StemeDB POST /v1/assert, 1 assertion", c, r));
 }
 for (const c of [2, 8]) {
-  rows.push(row("StemeDB POST /v1/assert, 1000-assertion batch", c, wrk(url, "batch.lua", c, { STEMEDB_KEY: key, STEMEDB_RUN: `b${c}` }), 1000));
+  rows.push(
+    row(
+      "StemeDB POST /v1/assert, 1000-assertion batch",
+      c,
+      wrk(url, "batch.lua", c, { STEMEDB_KEY: key, STEMEDB_RUN: `b${c}` }),
+      1000,
+    ),
+  );
 }
 rows.push(
   row(
     "StemeDB GET /v1/query lens=latest",
     64,
-    wrk(url, "latest.lua", 64, { STEMEDB_KEY: key, STEMEDB_READ_RUN: "s1", STEMEDB_READ_CONCEPTS: "1000" }),
+    wrk(url, "latest.lua", 64, {
+      STEMEDB_KEY: key,
+      STEMEDB_READ_RUN: "s1",
+      STEMEDB_READ_CONCEPTS: "1000",
+    }),
   ),
 );
 const metrics = (await api(url, null).request("GET", "/metrics")).text;
@@ -138,6 +185,8 @@ if (c1 !== null) {
     `Concurrency 1 vs zero-hop floor (same run): p50 ${(c1.p50_us / floor1.p50_us).toFixed(2)}x, p99 ${(c1.p99_us / floor1.p99_us).toFixed(2)}x.`,
   );
 }
-print(`Server-side WAL fsync p99 over the whole run (from /metrics histogram buckets): <= ${histogramP99Ms(metrics, "stemedb_wal_fsync_latency_seconds").toFixed(3)} ms.`);
+print(
+  `Server-side WAL fsync p99 over the whole run (from /metrics histogram buckets): <= ${histogramP99Ms(metrics, "stemedb_wal_fsync_latency_seconds").toFixed(3)} ms.`,
+);
 fs.mkdirSync("bench/results", { recursive: true });
 fs.writeFileSync("bench/results/http_bench.md", `${lines.join("\n")}\n`);

@@ -79,7 +79,10 @@ await bench.run();
 await meta.close();
 fs.rmSync(dir, { recursive: true, force: true });
 const rows = bench.tasks.map((t) => {
-  const r = t.result as unknown as { latency?: { mean: number; p99?: number }; throughput?: { mean: number } };
+  const r = t.result as unknown as {
+    latency?: { mean: number; p99?: number };
+    throughput?: { mean: number };
+  };
   return {
     task: t.name,
     "mean µs": ((r.latency?.mean ?? Number.NaN) * 1000).toFixed(2),

@@ -13,6 +13,7 @@ import { MetaStore } from "../store/meta_store.js";
 import type { ServerContext } from "./context.js";
 import { registerRoutes } from "./router.js";
 import { assertRoutes } from "./routes/assert.js";
+import { backupRoutes } from "./routes/backup.js";
 import { queryRoutes } from "./routes/query.js";
 import { systemRoutes } from "./routes/system.js";
 import { ShardPool } from "./shard_pool.js";
@@ -123,7 +124,12 @@ export async function startServer(
   const app = uws.App();
   registerRoutes(
     app,
-    [...systemRoutes(context), ...assertRoutes(context), ...queryRoutes(context)],
+    [
+      ...systemRoutes(context),
+      ...assertRoutes(context),
+      ...queryRoutes(context),
+      ...backupRoutes(context),
+    ],
     {
       metrics,
       verifyKey: (key, nowMs) => meta.verify(key, nowMs),

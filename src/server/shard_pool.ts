@@ -8,6 +8,7 @@ import type { MetricObjectWithValues } from "../metrics/merge.js";
 import type {
   QueryRequest,
   RenderedPage,
+  ShardBackupResult,
   ShardErrorBody,
   ShardEvent,
   ShardInfo,
@@ -343,6 +344,10 @@ export class ShardPool {
     limit: number,
   ): Promise<RenderedPage> {
     return this.shard(shardId).query({ t: "under", prefix, after, limit });
+  }
+
+  backup(shardId: number, walDir: string, dbDir: string): Promise<ShardBackupResult> {
+    return this.shard(shardId).query({ t: "backup", walDir, dbDir });
   }
 
   info(shardId: number): Promise<ShardInfo> {

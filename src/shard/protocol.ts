@@ -54,9 +54,16 @@ export type QueryRequest =
   | { t: "info"; req: number }
   | { t: "metrics"; req: number }
   | { t: "checkpoint"; req: number }
+  | { t: "backup"; req: number; walDir: string; dbDir: string }
   | { t: "close"; req: number };
 
 export type ShardRequest = WriteRequest | QueryRequest;
+
+export interface ShardBackupResult {
+  cutLsn: number;
+  snapshotLsn: number;
+  walFiles: string[];
+}
 
 export interface WriteResult {
   lsns: Float64Array;

@@ -82,6 +82,8 @@ export class ShardCore {
   private checkpointRunning: Promise<number> | null = null;
   private checkpointTimer: NodeJS.Timeout | null = null;
   private applyError: Error | null = null;
+  /** While a backup copies WAL segments, checkpoints (which recycle segments) wait. */
+  private backupRunning = false;
 
   static async open(opts: ShardCoreOptions): Promise<ShardCore> {
     const started = performance.now();
@@ -303,7 +305,7 @@ export class ShardCore {
   }
 
   private maybeCheckpoint(): void {
-    if (this.checkpointRunning !== null) return;
+    if (this.checkpointRunning !== null || this.backupRunning) return;
     const applied = this.store.appliedLsn;
     const due =
       applied - this.lastCheckpointLsn >= this.checkpointEveryRecords ||
@@ -328,6 +330,35 @@ export class ShardCore {
       });
     this.checkpointRunning = running;
     return running;
+  }
+
+  /**
+   * Online backup of this shard into walDir/dbDir (both empty): an LMDB snapshot, then every
+   * live WAL segment. Checkpoints pause meanwhile so no segment is recycled under the copy.
+   * `cutLsn`: every write acknowledged before the call is at or below it and in the copy.
+   */
+  async backup(
+    walDir: string,
+    dbDir: string,
+  ): Promise<{ cutLsn: number; snapshotLsn: number; walFiles: string[] }> {
+    if (this.backupRunning) throw new Error(`shard ${this.shardId}: a backup is already running`);
+    this.backupRunning = true;
+    try {
+      if (this.checkpointRunning !== null) await this.checkpointRunning;
+      const cutLsn = this.wal.durableLsn;
+      fs.mkdirSync(dbDir, { recursive: true });
+      fs.mkdirSync(walDir, { recursive: true });
+      const snapshotLsn = await this.store.backupTo(dbDir);
+      const walFiles: string[] = [];
+      for (const segment of this.wal.segmentsInfo()) {
+        const target = path.join(walDir, path.basename(segment.path));
+        await fs.promises.copyFile(segment.path, target);
+        walFiles.push(target);
+      }
+      return { cutLsn, snapshotLsn, walFiles };
+    } finally {
+      this.backupRunning = false;
+    }
   }
 
   get checkpointLsn(): number {

@@ -173,6 +173,8 @@ async function handleQuery(msg: Exclude<ShardRequest, WriteRequest>): Promise<un
       return registryJson(registry);
     case "checkpoint":
       return core.checkpoint();
+    case "backup":
+      return core.backup(msg.walDir, msg.dbDir);
     case "close":
       await core.close();
       return info();

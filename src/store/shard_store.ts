@@ -426,6 +426,18 @@ export class ShardStore {
     return lsn;
   }
 
+  /**
+   * A consistent copy of the environment (one LMDB read snapshot) as `<dir>/data.mdb`;
+   * `dir` must exist and be empty. Returns the applied LSN the snapshot holds.
+   */
+  async backupTo(dir: string): Promise<number> {
+    this.checkOpen();
+    await this.lastWrite;
+    const lsn = this.applied;
+    await this.root.backup(dir, false);
+    return lsn;
+  }
+
   /** Resolves once every async apply issued so far is committed (readable by ranges). */
   settled(): Promise<void> {
     return this.lastWrite;

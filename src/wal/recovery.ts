@@ -39,6 +39,8 @@ export interface RecoveryOptions {
   /** Records with lsn <= checkpointLsn are checked but not replayed. */
   checkpointLsn: number;
   repair: boolean;
+  /** Inspect only (verify, dump): never zero a torn tail or delete segments. */
+  readOnly?: boolean;
   /** Called in LSN order. `payload` is only valid during the call. */
   onRecord: (kind: number, lsn: number, payload: Buffer) => void;
 }
@@ -249,7 +251,7 @@ export function recoverWal(opts: RecoveryOptions): RecoveryResult {
       for (const dropped of segments.slice(i + 1)) {
         readWhole(dropped.path, buf, dropped.sizeBytes);
         result.droppedRecords += countIntactRecords(buf, dropped.sizeBytes);
-        fs.unlinkSync(dropped.path);
+        if (opts.readOnly !== true) fs.unlinkSync(dropped.path);
       }
       readWhole(seg.path, buf, seg.sizeBytes);
       segments = segments.slice(0, i + 1);
@@ -275,7 +277,7 @@ export function recoverWal(opts: RecoveryOptions): RecoveryResult {
     const clean = later.count === 0 && (atEnd || zeroAtPos || staleAtPos || recycledLeftover);
     if (!clean) {
       if (later.fromLaterBatch) result.droppedRecords += later.count;
-      zeroTail(seg.path, pos, seg.sizeBytes);
+      if (opts.readOnly !== true) zeroTail(seg.path, pos, seg.sizeBytes);
       result.tornTailTruncations++;
     }
     result.segments.push(info(seg, expected - 1));
