@@ -1,5 +1,6 @@
 // `stemedb backup --to DIR`: asks the running server for an online, consistent backup.
 import fs from "node:fs";
+import http from "node:http";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_BIND_ADDR } from "../config.js";
@@ -24,6 +25,86 @@ export function adminKey(
   if (key !== undefined) return key;
   const file = keyFile ?? path.join(dataDir, "admin.key");
   return fs.readFileSync(file, "utf8").trim();
+}
+
+export interface BackupJobResult extends BackupManifest {
+  id: string;
+  to: string;
+  status: "running" | "done" | "failed";
+  duration_ms: number;
+  bytes: number;
+  error: string | null;
+}
+
+const POLL_INTERVAL_MS = 100;
+const MAX_BACKUP_WAIT_MS = 6 * 60 * 60 * 1000;
+
+/**
+ * One JSON request on a fresh connection (no keep-alive): the CLI's requests are minutes
+ * apart, and a pooled connection the server has meanwhile closed would fail a POST.
+ */
+function requestJson(
+  url: string,
+  method: string,
+  key: string,
+  body?: unknown,
+): Promise<{ status: number; json: unknown }> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = http.request(
+      url,
+      {
+        method,
+        agent: false,
+        headers: {
+          authorization: `Bearer ${key}`,
+          ...(payload === undefined
+            ? {}
+            : { "content-type": "application/json", "content-length": Buffer.byteLength(payload) }),
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          try {
+            resolve({
+              status: res.statusCode ?? 0,
+              json: JSON.parse(Buffer.concat(chunks).toString("utf8")),
+            });
+          } catch (err) {
+            reject(err);
+          }
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(payload);
+  });
+}
+
+/** Starts a backup job on the server and polls it until it is done or failed. */
+export async function backupAndWait(
+  baseUrl: string,
+  key: string,
+  to: string,
+): Promise<BackupJobResult> {
+  const res = await requestJson(`${baseUrl}/v1/admin/backup`, "POST", key, { to });
+  let job = res.json as BackupJobResult & { error?: unknown };
+  if (res.status !== 202) {
+    const message = (job.error as { message?: string } | undefined)?.message ?? JSON.stringify(job);
+    throw new Error(`backup refused (${res.status}): ${message}`);
+  }
+  const deadline = Date.now() + MAX_BACKUP_WAIT_MS;
+  while (job.status === "running") {
+    if (Date.now() > deadline)
+      throw new Error(`backup ${job.id} still running after ${MAX_BACKUP_WAIT_MS} ms`);
+    await new Promise((r) => setTimeout(r, POLL_INTERVAL_MS));
+    job = (await requestJson(`${baseUrl}/v1/admin/backups/${job.id}`, "GET", key))
+      .json as BackupJobResult;
+  }
+  if (job.status !== "done") throw new Error(`backup ${job.id} ended as ${String(job.status)}: ${job.error}`);
+  return job;
 }
 
 export async function runBackup(argv: string[]): Promise<number> {
@@ -56,21 +137,15 @@ export async function runBackup(argv: string[]): Promise<number> {
     values["key-file"] as string | undefined,
     dataDir,
   );
-  const res = await fetch(`${serverUrl(values.url as string | undefined)}/v1/admin/backup`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-    body: JSON.stringify({ to: path.resolve(values.to) }),
-  });
-  const body = (await res.json()) as BackupManifest & {
-    to: string;
-    bytes: number;
-    duration_ms: number;
-    error?: { message: string };
-  };
-  if (res.status !== 201) {
-    process.stderr.write(
-      `backup failed (${res.status}): ${body.error?.message ?? JSON.stringify(body)}\n`,
+  let body: BackupJobResult;
+  try {
+    body = await backupAndWait(
+      serverUrl(values.url as string | undefined),
+      key,
+      path.resolve(values.to),
     );
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
     return 1;
   }
   if (values.json === true) {

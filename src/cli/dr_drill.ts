@@ -8,6 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { backupAndWait } from "./backup.js";
 import { runRestore } from "./restore.js";
 import {
   api,

@@ -162,15 +162,14 @@ function verifyWal(
   } catch (err) {
     if (!(err instanceof WalCorruptionError)) throw err;
     summary.records = check.records;
+    summary.first_lsn = check.firstLsn;
     summary.last_lsn = check.lastLsn;
     summary.corruption = {
       segment: err.segmentPath,
       offset_bytes: err.offsetBytes,
       message: err.message,
     };
-    f.fail(
-      `WAL corruption in segment ${path.basename(err.segmentPath)} at byte offset ${err.offsetBytes}: ${err.message}`,
-    );
+    f.fail(err.message); // names shard, segment path, byte offset and what to do
   }
   return summary;
 }
@@ -191,13 +190,10 @@ export function verifyShard(dirs: DataDirs, shardId: number): ShardReport {
     warnings_omitted: 0,
   };
   // lmdb-js creates a missing directory on open: check first, never create anything.
-  const lmdb = fs.existsSync(path.join(dbDir, "data.mdb"))
-    ? openLmdbReadOnly(dbDir, shardId, f)
-    : null;
-  if (lmdb === null && !isDir(dbDir)) f.fail(`LMDB directory ${dbDir} is missing`);
-  else if (lmdb === null && !fs.existsSync(path.join(dbDir, "data.mdb"))) {
-    f.fail(`LMDB directory ${dbDir} has no data.mdb`);
-  }
+  const hasData = fs.existsSync(path.join(dbDir, "data.mdb"));
+  if (!isDir(dbDir)) f.fail(`LMDB directory ${dbDir} is missing`);
+  else if (!hasData) f.fail(`LMDB directory ${dbDir} has no data.mdb`);
+  const lmdb = hasData ? openLmdbReadOnly(dbDir, shardId, f) : null;
   try {
     const check = walCrossCheck(shardId, lmdb, f);
     if (isDir(walDir)) report.wal = verifyWal(walDir, shardId, f, check);

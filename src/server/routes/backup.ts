@@ -15,7 +15,7 @@ import {
 } from "../../store/backup_manifest.js";
 import { MANIFEST_FILE, writeFileAtomic } from "../../store/manifest.js";
 import type { ServerContext } from "../context.js";
-import { conflict, unprocessable } from "../errors.js";
+import { conflict, notFound, unprocessable } from "../errors.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import { parseJsonBody, validate } from "../schemas.js";
 
@@ -31,7 +31,32 @@ export const BackupRequest = Type.Object(
 );
 const BackupRequestCheck = TypeCompiler.Compile(BackupRequest);
 
-let backupRunning = false;
+/** Backups run as jobs: uWS closes a connection idle for ~10 s, and a backup can take longer. */
+interface BackupJob {
+  id: string;
+  to: string;
+  status: "running" | "done" | "failed";
+  startedAtMs: number;
+  finishedAtMs: number | null;
+  result: (BackupManifest & { bytes: number }) | null;
+  error: string | null;
+}
+const MAX_REMEMBERED_JOBS = 32;
+const jobs = new Map<string, BackupJob>();
+let jobCounter = 0;
+
+function jobJson(job: BackupJob): string {
+  return JSON.stringify({
+    id: job.id,
+    to: job.to,
+    status: job.status,
+    started_at: job.startedAtMs,
+    finished_at: job.finishedAtMs,
+    duration_ms: (job.finishedAtMs ?? Date.now()) - job.startedAtMs,
+    error: job.error,
+    ...(job.result ?? {}),
+  });
+}
 
 export async function runBackup(server: ServerContext, to: string): Promise<BackupManifest> {
   const { config, pool } = server;
@@ -73,23 +98,45 @@ async function backupHandler(server: ServerContext, ctx: RouteContext): Promise<
   if (fs.existsSync(resolved) && fs.readdirSync(resolved).length > 0) {
     throw conflict(`The backup directory ${resolved} is not empty.`, "backup_target_not_empty");
   }
-  if (backupRunning) throw conflict("A backup is already running.", "backup_running");
-  backupRunning = true;
-  const started = Date.now();
-  try {
-    const manifest = await runBackup(server, resolved);
-    const bytes = manifest.files.reduce((sum, f) => sum + f.size_bytes, 0);
-    server.logger.info(
-      { request_id: ctx.requestId, to: resolved, bytes, ms: Date.now() - started },
-      "backup written",
-    );
-    return {
-      status: 201,
-      body: JSON.stringify({ to: resolved, duration_ms: Date.now() - started, bytes, ...manifest }),
-    };
-  } finally {
-    backupRunning = false;
-  }
+  if ([...jobs.values()].some((j) => j.status === "running"))
+    throw conflict("A backup is already running.", "backup_running");
+  jobCounter++;
+  const job: BackupJob = {
+    id: `backup-${Date.now()}-${jobCounter}`,
+    to: resolved,
+    status: "running",
+    startedAtMs: Date.now(),
+    finishedAtMs: null,
+    result: null,
+    error: null,
+  };
+  if (jobs.size >= MAX_REMEMBERED_JOBS) jobs.delete(jobs.keys().next().value as string);
+  jobs.set(job.id, job);
+  runBackup(server, resolved).then(
+    (manifest) => {
+      const bytes = manifest.files.reduce((sum, f) => sum + f.size_bytes, 0);
+      job.result = { ...manifest, bytes };
+      job.status = "done";
+      job.finishedAtMs = Date.now();
+      server.logger.info(
+        {
+          request_id: ctx.requestId,
+          job: job.id,
+          to: resolved,
+          bytes,
+          ms: job.finishedAtMs - job.startedAtMs,
+        },
+        "backup written",
+      );
+    },
+    (err: unknown) => {
+      job.status = "failed";
+      job.error = (err as Error).message;
+      job.finishedAtMs = Date.now();
+      server.logger.error({ request_id: ctx.requestId, job: job.id, err }, "backup failed");
+    },
+  );
+  return { status: 202, body: jobJson(job), headers: { location: `/v1/admin/backups/${job.id}` } };
 }
 
 export function backupRoutes(server: ServerContext): Route[] {
@@ -100,6 +147,17 @@ export function backupRoutes(server: ServerContext): Route[] {
       role: "admin",
       jsonBody: true,
       handler: (ctx) => backupHandler(server, ctx),
+    },
+    {
+      method: "get",
+      pattern: "/v1/admin/backups/:id",
+      role: "admin",
+      jsonBody: false,
+      handler: (ctx) => {
+        const job = jobs.get(ctx.params[0] ?? "");
+        if (job === undefined) throw notFound(`No backup job has id ${ctx.params[0] ?? ""}.`);
+        return { status: 200, body: jobJson(job) };
+      },
     },
   ];
 }
