@@ -103,7 +103,8 @@ export async function backupAndWait(
     job = (await requestJson(`${baseUrl}/v1/admin/backups/${job.id}`, "GET", key))
       .json as BackupJobResult;
   }
-  if (job.status !== "done") throw new Error(`backup ${job.id} ended as ${String(job.status)}: ${job.error}`);
+  if (job.status !== "done")
+    throw new Error(`backup ${job.id} ended as ${String(job.status)}: ${job.error}`);
   return job;
 }
 

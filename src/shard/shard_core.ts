@@ -34,6 +34,8 @@ export interface ShardCoreOptions {
   /** Checkpoint once this many records were applied since the last one. */
   checkpointEveryRecords?: number;
   checkpointIntervalMs?: number;
+  /** Called when an async LMDB apply commits (or fails): records, seconds from issue to commit. */
+  onApplied?: (records: number, seconds: number, ok: boolean) => void;
 }
 
 export const WRITE_NEW = 0;
@@ -66,6 +68,7 @@ export class ShardCore {
   readonly recovery: RecoveryReport;
   private readonly checkpointEveryRecords: number;
   private readonly checkpointIntervalMs: number;
+  private readonly onApplied: (records: number, seconds: number, ok: boolean) => void;
 
   /** Appended, not yet durable: id -> lsn (duplicates inside the durability window). */
   private readonly unapplied = new Map<string, number>();
@@ -136,6 +139,7 @@ export class ShardCore {
     this.lastCheckpointLsn = store.appliedLsn;
     this.checkpointEveryRecords = opts.checkpointEveryRecords ?? DEFAULT_CHECKPOINT_EVERY_RECORDS;
     this.checkpointIntervalMs = opts.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
+    this.onApplied = opts.onApplied ?? (() => {});
     this.checkpointTimer = setInterval(
       () => this.maybeCheckpoint(),
       Math.min(this.checkpointIntervalMs, 1000),
@@ -260,8 +264,10 @@ export class ShardCore {
       this.applyError = err as Error;
       return;
     }
+    const issuedAt = performance.now();
     committed.then(
       () => {
+        this.onApplied(n, (performance.now() - issuedAt) / 1000, true);
         for (let i = 0; i < n; i++) {
           const entry = batch[i] as ApplyEntry;
           const d = entry.decoded as NonNullable<ApplyEntry["decoded"]>;
@@ -271,9 +277,15 @@ export class ShardCore {
         }
       },
       (err: unknown) => {
+        this.onApplied(n, (performance.now() - issuedAt) / 1000, false);
         this.applyError = err as Error;
       },
     );
+  }
+
+  /** Records appended to the WAL and not yet durable. */
+  get pendingRecords(): number {
+    return this.pendingEntries.length;
   }
 
   /** Acknowledged record by id: from memory while its LMDB commit is pending, else from LMDB. */

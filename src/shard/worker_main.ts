@@ -76,6 +76,8 @@ try {
     direct: data.direct,
     repair: data.repair,
     walObserver,
+    onApplied: (_records, seconds, ok) =>
+      metrics.recordStorageOp("txn", ok ? "ok" : "error", seconds),
   });
 } catch (err) {
   const code =
@@ -107,7 +109,23 @@ function info(): ShardInfo {
   };
 }
 
+/** Runs one store read and records it as an index lookup and a storage operation. */
+function timedLookup<T>(index: string, op: "get" | "range", read: () => T): T {
+  const started = performance.now();
+  try {
+    const value = read();
+    const seconds = (performance.now() - started) / 1000;
+    metrics.indexLookup(index).observe(seconds);
+    metrics.recordStorageOp(op, "ok", seconds);
+    return value;
+  } catch (err) {
+    metrics.recordStorageOp(op, "error", (performance.now() - started) / 1000);
+    throw err;
+  }
+}
+
 function refreshGauges(): void {
+  metrics.shardQueueDepth.set(core.pendingRecords);
   metrics.walLastLsn.set(core.wal.durableLsn);
   metrics.checkpointLsn.set(core.checkpointLsn);
   try {
@@ -145,21 +163,25 @@ function handleWrite(msg: WriteRequest): void {
 async function handleQuery(msg: Exclude<ShardRequest, WriteRequest>): Promise<unknown> {
   switch (msg.t) {
     case "get": {
-      const rec = core.getAssertion(msg.id);
+      const rec = timedLookup("records", "get", () => core.getAssertion(msg.id));
       return rec === undefined ? null : renderAssertion(rec);
     }
     case "latest": {
-      const rec = core.latest(msg.concept);
+      const rec = timedLookup("latest", "get", () => core.latest(msg.concept));
       return rec === undefined ? null : renderAssertion(rec);
     }
     case "history": {
       await core.settled();
-      const page = core.store.history(msg.concept, { limit: msg.limit, cursor: msg.cursor });
+      const page = timedLookup("by_concept", "range", () =>
+        core.store.history(msg.concept, { limit: msg.limit, cursor: msg.cursor }),
+      );
       return { items: page.items.map(renderAssertion), keys: [], nextCursor: page.nextCursor };
     }
     case "under": {
       await core.settled();
-      const items = core.store.latestUnderAfter(msg.prefix, msg.after, msg.limit);
+      const items = timedLookup("latest", "range", () =>
+        core.store.latestUnderAfter(msg.prefix, msg.after, msg.limit),
+      );
       return {
         items: items.map(renderAssertion),
         keys: items.map((r) => r.concept),
