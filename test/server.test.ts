@@ -162,6 +162,27 @@ describe("server", () => {
     expect(seen).toEqual(assertions.map((a) => a.concept).sort());
   });
 
+  it("serves an OpenAPI 3.1 document whose request bodies are the validating schemas", async () => {
+    const res = await api(server.baseUrl, null).request("GET", "/v1/openapi.json");
+    expect(res.status).toBe(200);
+    const doc = res.json as {
+      openapi: string;
+      paths: Record<
+        string,
+        Record<
+          string,
+          { requestBody?: { content: Record<string, { schema: { anyOf?: unknown[] } }> } }
+        >
+      >;
+    };
+    expect(doc.openapi).toBe("3.1.0");
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(["/v1/assert", "/v1/assertions/{id}", "/v1/query", "/v1/health"]),
+    );
+    const schema = doc.paths["/v1/assert"]?.post?.requestBody?.content["application/json"]?.schema;
+    expect(schema?.anyOf?.length).toBe(2);
+  });
+
   it("exports one /metrics with shard labels and the names the design lists", async () => {
     const res = await api(server.baseUrl, null).request("GET", "/metrics");
     expect(res.status).toBe(200);

@@ -11,7 +11,8 @@ import { shardDirs } from "../shard/shard_core.js";
 import { ensureManifest, readManifest } from "../store/manifest.js";
 import { MetaStore } from "../store/meta_store.js";
 import type { ServerContext } from "./context.js";
-import { registerRoutes } from "./router.js";
+import { buildOpenApi } from "./openapi.js";
+import { type Route, registerRoutes } from "./router.js";
 import { assertRoutes } from "./routes/assert.js";
 import { backupRoutes } from "./routes/backup.js";
 import { queryRoutes } from "./routes/query.js";
@@ -122,22 +123,29 @@ export async function startServer(
   };
   const inflight = { count: 0 };
   const app = uws.App();
-  registerRoutes(
-    app,
-    [
-      ...systemRoutes(context),
-      ...assertRoutes(context),
-      ...queryRoutes(context),
-      ...backupRoutes(context),
-    ],
-    {
-      metrics,
-      verifyKey: (key, nowMs) => meta.verify(key, nowMs),
-      inflight,
-      onError: (err, requestId, route) =>
-        logger.error({ err, request_id: requestId, route }, "request failed"),
-    },
-  );
+  const routes: Route[] = [
+    ...systemRoutes(context),
+    ...assertRoutes(context),
+    ...queryRoutes(context),
+    ...backupRoutes(context),
+  ];
+  const openapi: Route = {
+    method: "get",
+    pattern: "/v1/openapi.json",
+    role: null,
+    jsonBody: false,
+    summary: "This document",
+    handler: () => ({ status: 200, body: openapiText }),
+  };
+  routes.push(openapi);
+  const openapiText = buildOpenApi(routes, version);
+  registerRoutes(app, routes, {
+    metrics,
+    verifyKey: (key, nowMs) => meta.verify(key, nowMs),
+    inflight,
+    onError: (err, requestId, route) =>
+      logger.error({ err, request_id: requestId, route }, "request failed"),
+  });
   const listenSocket = await new Promise<us_listen_socket | false>((resolve) =>
     app.listen(config.bindHost, config.bindPort, (socket) => resolve(socket)),
   );

@@ -4,6 +4,7 @@
 
 import type { HttpRequest, HttpResponse, TemplatedApp } from "uWebSockets.js";
 import { randomBytes } from "node:crypto";
+import type { TSchema } from "@sinclair/typebox";
 import type { ApiKeyInfo, Role } from "../domain/api_keys.js";
 import { MAX_BODY_BYTES } from "../domain/limits.js";
 import type { MainMetrics } from "../metrics/main_metrics.js";
@@ -44,6 +45,9 @@ export interface Route {
   /** Whether the route reads a JSON body. */
   jsonBody: boolean;
   handler: (ctx: RouteContext) => Reply | Promise<Reply>;
+  /** For the OpenAPI document: one line, and the body's schema (the same one that validates). */
+  summary?: string;
+  bodySchema?: TSchema;
 }
 
 export interface RouterDeps {

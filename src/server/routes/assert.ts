@@ -12,7 +12,7 @@ import { encodeAssertion } from "../../store/assertion_codec.js";
 import type { ServerContext } from "../context.js";
 import { badRequest, notFound } from "../errors.js";
 import type { Reply, Route, RouteContext } from "../router.js";
-import { type NormalizedAssertion, parseAssertRequest } from "../schemas.js";
+import { AssertRequest, type NormalizedAssertion, parseAssertRequest } from "../schemas.js";
 
 interface Placed {
   id: string;
@@ -123,6 +123,9 @@ export function assertRoutes(server: ServerContext): Route[] {
     {
       method: "post",
       pattern: "/v1/assert",
+      summary:
+        "Write one assertion or a batch; 201 once durable, per item id/status/shard/lsn/duplicate",
+      bodySchema: AssertRequest,
       role: "agent",
       jsonBody: true,
       handler: (ctx) => assertHandler(server, ctx),

@@ -144,6 +144,8 @@ export function backupRoutes(server: ServerContext): Route[] {
     {
       method: "post",
       pattern: "/v1/admin/backup",
+      summary: "Start an online backup job into an empty directory",
+      bodySchema: BackupRequest,
       role: "admin",
       jsonBody: true,
       handler: (ctx) => backupHandler(server, ctx),

@@ -4,7 +4,7 @@ import type { ShardInfo } from "../../shard/protocol.js";
 import type { ServerContext } from "../context.js";
 import { notFound } from "../errors.js";
 import type { Reply, Route, RouteContext } from "../router.js";
-import { parseCreateApiKeyRequest } from "../schemas.js";
+import { CreateApiKeyRequest, parseCreateApiKeyRequest } from "../schemas.js";
 
 const HEALTH_SHARD_TIMEOUT_MS = 1_000;
 const SCRAPE_TIMEOUT_MS = 2_000;
@@ -144,6 +144,8 @@ export function systemRoutes(server: ServerContext): Route[] {
     {
       method: "post",
       pattern: "/v1/admin/api_keys",
+      summary: "Create an API key (shown once)",
+      bodySchema: CreateApiKeyRequest,
       role: "admin",
       jsonBody: true,
       handler: (ctx) => createKey(server, ctx),
