@@ -1,19 +1,23 @@
 import fs from "node:fs";
+import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   api,
   createKey,
   newDataDir,
   readAdminKeyFile,
+  ServerExitError,
   type ServerProcess,
   startServerProcess,
 } from "./helpers/server_process.js";
 
 const dataDir = newDataDir();
 let server: ServerProcess | null = null;
+const servers: ServerProcess[] = [];
 
 afterAll(async () => {
   await server?.kill9();
+  for (const s of servers) await s.kill9();
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -89,5 +93,54 @@ describe("server crash", () => {
       if ((history.json as { items: unknown[] }).items.length !== 1) duplicated++;
     }
     expect({ missing, duplicated }).toEqual({ missing: 0, duplicated: 0 });
+  });
+});
+
+describe("server start on a damaged WAL", () => {
+  it("refuses with exit code 2 naming shard, segment and offset; starts with STEMEDB_WAL_REPAIR=true", async () => {
+    const dir = newDataDir();
+    try {
+      const first = await startServerProcess({ dataDir: dir, shards: 1 });
+      const key = await createKey(first.baseUrl, readAdminKeyFile(dir), "agent");
+      for (let i = 0; i < 6; i++) {
+        const res = await api(first.baseUrl, key).request("POST", "/v1/assert", {
+          concept: `dmg/c${i}`,
+          value: i,
+          confidence: 1,
+        });
+        expect(res.status).toBe(201);
+      }
+      await first.kill9(); // a clean stop would checkpoint and recycle the segment
+      const walDir = path.join(dir, "wal", "shard-000");
+      const segment = path.join(
+        walDir,
+        fs.readdirSync(walDir).find((n) => n.startsWith("wal-")) as string,
+      );
+      const bytes = fs.readFileSync(segment);
+      bytes[4096 + 40] = (bytes[4096 + 40] as number) ^ 0x01; // inside the first record's payload
+      fs.writeFileSync(segment, bytes);
+
+      const refused = await startServerProcess({ dataDir: dir, shards: 1 }).then(
+        () => null,
+        (err: unknown) => err,
+      );
+      expect(refused).toBeInstanceOf(ServerExitError);
+      expect((refused as ServerExitError).exitCode).toBe(2);
+      expect((refused as ServerExitError).output).toContain("WAL corruption in shard 0");
+      expect((refused as ServerExitError).output).toContain("byte offset 4096");
+
+      const repaired = await startServerProcess({
+        dataDir: dir,
+        shards: 1,
+        env: { STEMEDB_WAL_REPAIR: "true" },
+      });
+      servers.push(repaired);
+      const health = (await api(repaired.baseUrl, null).request("GET", "/v1/health")).json as {
+        shards: Array<{ recovery: { dropped_records: number } }>;
+      };
+      expect(health.shards[0]?.recovery.dropped_records).toBeGreaterThan(0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

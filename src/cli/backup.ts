@@ -120,11 +120,16 @@ export async function runBackup(argv: string[]): Promise<number> {
         "key-file": { type: "string" },
         "data-dir": { type: "string" },
         json: { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
       },
     }));
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
     return 2;
+  }
+  if (values.help === true) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
   }
   if (typeof values.to !== "string") {
     process.stderr.write(`${USAGE}\n`);

@@ -87,11 +87,16 @@ export async function runDrDrill(argv: string[]): Promise<number> {
         clients: { type: "string", default: "8" },
         "load-ms": { type: "string", default: "1500" },
         json: { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
       },
     }));
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
     return 2;
+  }
+  if (values.help === true) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
   }
   const shards = Number(values.shards);
   const clients = Number(values.clients);

@@ -33,11 +33,16 @@ export async function runRestore(argv: string[]): Promise<number> {
         "data-dir": { type: "string" },
         force: { type: "boolean", default: false },
         json: { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
       },
     }));
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
     return 2;
+  }
+  if (values.help === true) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
   }
   if (typeof values.from !== "string") {
     process.stderr.write(`${USAGE}\n`);

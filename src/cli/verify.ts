@@ -204,10 +204,11 @@ export function verifyShard(dirs: DataDirs, shardId: number): ShardReport {
       const applied = lmdb.appliedLsn;
       const wal = report.wal;
       if (wal !== null && wal.corruption === null) {
-        if (wal.segments === 0 && applied > 0) {
-          f.warn(
-            `no WAL segments, LMDB applied_lsn is ${applied}: nothing to cross-check; records ` +
-              "acknowledged after the last checkpoint (if any) are not on disk",
+        // No segments is normal after a clean stop: the final checkpoint recycles them all.
+        if (wal.first_lsn !== null && wal.first_lsn > applied + 1) {
+          f.fail(
+            `the WAL starts at LSN ${wal.first_lsn} but LMDB applied_lsn is ${applied}: LSNs ` +
+              `${applied + 1}..${wal.first_lsn - 1} are missing; the server refuses to start on this shard`,
           );
         } else if (wal.last_lsn !== null && wal.last_lsn < applied) {
           f.fail(
@@ -283,7 +284,7 @@ function shardLine(s: ShardReport): string {
   const parts: string[] = [];
   const w = s.wal;
   if (w === null) parts.push("WAL missing");
-  else if (w.segments === 0) parts.push("WAL empty (0 segments)");
+  else if (w.segments === 0) parts.push("WAL empty (0 segments: all checkpointed)");
   else {
     const range = w.records > 0 ? `LSN ${w.first_lsn}..${w.last_lsn}` : "no records";
     parts.push(

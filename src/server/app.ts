@@ -17,7 +17,7 @@ import { assertRoutes } from "./routes/assert.js";
 import { backupRoutes } from "./routes/backup.js";
 import { queryRoutes } from "./routes/query.js";
 import { systemRoutes } from "./routes/system.js";
-import { ShardPool } from "./shard_pool.js";
+import { ShardPool, ShardRequestError } from "./shard_pool.js";
 import { loadUws } from "./uws_engine.js";
 
 export class StartupError extends Error {
@@ -104,6 +104,10 @@ export async function startServer(
     );
   } catch (err) {
     await meta.close();
+    if (err instanceof ShardRequestError && err.reason === "wal_corruption") {
+      // Restarting cannot help: exit as a configuration-class failure (code 2), not a crash.
+      throw new StartupError("wal_corruption", err.message);
+    }
     throw err;
   }
   const registry = new Registry();

@@ -30,27 +30,13 @@ function encodeItems(
   const perShard = new Map<number, { records: Uint8Array[]; indexes: number[] }>();
   for (let i = 0; i < items.length; i++) {
     const item = items[i] as NormalizedAssertion;
-    const id = routableAssertionId({
-      agent,
-      concept: item.concept,
-      valueJson: item.valueJson,
-      confidence: item.confidence,
-      sources: item.sources,
-      validFromMs: item.validFromMs,
-      validToMs: item.validToMs,
-      nonce: item.nonce,
-    });
+    // NormalizedAssertion carries exactly the content fields the id covers (plus `value`).
+    const content = { ...item, agent };
+    const id = routableAssertionId(content);
     const shard = shardForConcept(item.concept, shardCount);
     const record = encodeAssertion({
+      ...content,
       id,
-      concept: item.concept,
-      agent,
-      valueJson: item.valueJson,
-      confidence: item.confidence,
-      sources: item.sources,
-      validFromMs: item.validFromMs,
-      validToMs: item.validToMs,
-      nonce: item.nonce,
       recordedAtMs: nowMs,
       epoch: 0,
       shard,

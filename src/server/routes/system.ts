@@ -49,6 +49,7 @@ async function health(server: ServerContext): Promise<Reply> {
           recovery: {
             replayed_records: info.recovery.replayedRecords,
             torn_tail_truncations: info.recovery.tornTailTruncations,
+            dropped_records: info.recovery.droppedRecords,
             duration_ms: Math.round(info.recovery.durationMs),
           },
         },
