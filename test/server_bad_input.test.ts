@@ -192,6 +192,18 @@ describe("bad input gets a clear 4xx in the error format", () => {
     await new Promise((r) => setTimeout(r, 100));
     partial.destroy();
 
+    // HEAD has no route: 405/404 headers without a body (this once aborted the process).
+    const head = await rawRequest(
+      server.port,
+      Buffer.from("HEAD /v1/health HTTP/1.1\r\nhost: x\r\n\r\n"),
+    );
+    expect(head.startsWith("HTTP/1.1 405")).toBe(true);
+    const badPercent = await api(server.baseUrl, readerKey).request(
+      "GET",
+      "/v1/assertions/%E0%A4%A",
+    );
+    expectError(badPercent, 400, "malformed_path");
+
     const ok = await api(server.baseUrl, agentKey).request("POST", "/v1/assert", {
       ...valid,
       concept: "still/serving",

@@ -136,11 +136,7 @@ export async function runDrDrill(argv: string[]): Promise<number> {
     await new Promise((r) => setTimeout(r, loadMs));
     const backupStartedMs = Date.now();
     await timed(steps, "backup (under write load)", async () => {
-      const res = await api(running.baseUrl, adminKey).request("POST", "/v1/admin/backup", {
-        to: backupDir,
-      });
-      if (res.status !== 201) throw new Error(`backup failed: ${res.status} ${res.text}`);
-      const body = res.json as { files: unknown[]; bytes: number };
+      const body = await backupAndWait(running.baseUrl, adminKey, backupDir);
       return [undefined, `${body.files.length} files, ${(body.bytes / 1e6).toFixed(1)} MB`];
     });
     await new Promise((r) => setTimeout(r, Math.min(loadMs, 500)));

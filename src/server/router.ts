@@ -10,6 +10,7 @@ import { MAX_BODY_BYTES } from "../domain/limits.js";
 import type { MainMetrics } from "../metrics/main_metrics.js";
 import {
   ApiError,
+  badRequest,
   errorBody,
   forbidden,
   internalError,
@@ -90,6 +91,7 @@ const JSON_TYPE = "application/json";
 /** Oversize bodies up to this size are read and dropped so the client sees the 413. */
 const MAX_DRAIN_BYTES = 4 * MAX_BODY_BYTES;
 
+const noop = (): void => {};
 const idPrefix = randomBytes(4).toString("hex");
 let idCounter = 0;
 function newRequestId(): string {
@@ -131,6 +133,7 @@ export function send(
   requestId: string,
   reply: Reply,
   closeConnection = false,
+  head = false,
 ): void {
   res.writeStatus(statusLine(reply.status));
   res.writeHeader("content-type", reply.contentType ?? JSON_TYPE);
@@ -138,7 +141,10 @@ export function send(
   if (reply.headers !== undefined) {
     for (const name in reply.headers) res.writeHeader(name, reply.headers[name] as string);
   }
-  res.end(reply.body, closeConnection);
+  // A HEAD answer carries the headers of the GET answer but never a body (RFC 9110 §9.3.2).
+  // (uWS 20.30 does not count endWithoutBody as an answer unless an abort handler is set.)
+  if (head) res.onAborted(noop).endWithoutBody(Buffer.byteLength(reply.body), closeConnection);
+  else res.end(reply.body, closeConnection);
 }
 
 export function errorReply(err: ApiError, requestId: string): Reply {
@@ -176,7 +182,7 @@ export function registerRoutes(
           allow,
         },
       );
-      send(res, requestId, errorReply(err, requestId));
+      send(res, requestId, errorReply(err, requestId), false, req.getMethod() === "head");
       deps.metrics.recordHttp(req.getMethod(), label, 405, (performance.now() - started) / 1000);
     });
   }
@@ -188,7 +194,7 @@ export function registerRoutes(
       "not_found",
       `No route matches ${req.getMethod().toUpperCase()} ${req.getUrl()}.`,
     );
-    send(res, requestId, errorReply(err, requestId));
+    send(res, requestId, errorReply(err, requestId), false, req.getMethod() === "head");
     deps.metrics.recordHttp(
       req.getMethod(),
       "unmatched",
@@ -209,9 +215,16 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
   // HttpRequest is only valid in this synchronous part: copy what the handler needs.
   const authHeader = route.role === null ? "" : req.getHeader("authorization");
   const params: string[] = [];
+  let badParam = false;
   for (let i = 0; route.pattern.indexOf(":", i) !== -1; ) {
     i = route.pattern.indexOf(":", i) + 1;
-    params.push(decodeURIComponent(req.getParameter(params.length)));
+    const raw = req.getParameter(params.length);
+    try {
+      params.push(decodeURIComponent(raw));
+    } catch {
+      badParam = true; // malformed percent-encoding: answered with 400 below
+      params.push(raw);
+    }
   }
   const rawQuery = req.getQuery();
   const contentType = route.jsonBody ? req.getHeader("content-type") : "";
@@ -257,6 +270,7 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
   let principal: ApiKeyInfo | null = null;
   const declaredBytes = contentLength === "" ? 0 : Number(contentLength);
   try {
+    if (badParam) throw badRequest("The path has malformed percent-encoding.", "malformed_path");
     if (route.role !== null) principal = authenticate(authHeader, route, deps);
     if (route.jsonBody) {
       const mediaType = contentType.split(";")[0]?.trim().toLowerCase() ?? "";

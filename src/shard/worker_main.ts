@@ -5,11 +5,7 @@ import fs from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import { Registry } from "prom-client";
 import { registryJson } from "../metrics/merge.js";
-import {
-  createShardMetrics,
-  createThreadMetrics,
-  shardThreadLabel,
-} from "../metrics/shard_metrics.js";
+import { createShardMetrics } from "../metrics/shard_metrics.js";
 import { InvalidCursorError } from "../store/shard_store.js";
 import { WalCorruptionError, WalUnavailableError } from "../wal/errors.js";
 import type { WalObserver } from "../wal/wal.js";

@@ -277,21 +277,29 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
         try {
           if (race) {
             // The same write twice at once: one is new, the other a duplicate of it.
-            let firstDone = 0;
+            let order = 0;
             const tagged = (p: Promise<WriteResult[] | null>) =>
-              p.then((r) => ({ r, at: firstDone++ }));
-            const [a, b] = await Promise.all([
+              p.then((r) => ({ r, at: order++ }));
+            const settled = await Promise.allSettled([
               tagged(postItems(running.baseUrl, key, items, false)),
               tagged(postItems(running.baseUrl, key, items, false)),
             ]);
-            if (a.r === null || b.r === null) {
+            const answers = settled.flatMap((x) =>
+              x.status === "fulfilled" && x.value.r !== null ? [x.value] : [],
+            );
+            // Record the original (duplicate:false) first so the other counts as its re-ack.
+            const byOriginal = [...answers].sort(
+              (x, y) => Number(x.r?.[0]?.duplicate) - Number(y.r?.[0]?.duplicate),
+            );
+            for (const a of byOriginal) record(items, a.r as WriteResult[], iteration);
+            if (answers.length < 2) {
               unanswered.push({ items, batch: false });
+              if (settled.some((x) => x.status === "rejected")) return; // the server is gone
               continue;
             }
-            const dupFirst = a.r[0]?.duplicate === true ? a.at < b.at : b.at < a.at;
+            const [a, b] = answers as [(typeof answers)[0], (typeof answers)[0]];
+            const dupFirst = a.r?.[0]?.duplicate === true ? a.at < b.at : b.at < a.at;
             if (dupFirst) stats.earlyDuplicateAcks++;
-            record(items, a.r, iteration);
-            record(items, b.r, iteration);
             continue;
           }
           const results = await postItems(running.baseUrl, key, items, batch);

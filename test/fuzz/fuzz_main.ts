@@ -12,6 +12,7 @@ const { values } = parseArgs({
     "timeout-ms": { type: "string", default: "10000" },
     "rss-growth-mib": { type: "string", default: "192" },
     only: { type: "string" },
+    families: { type: "string" },
   },
 });
 
@@ -36,6 +37,7 @@ const report = await runFuzz({
   timeoutMs: intArg("timeout-ms", values["timeout-ms"], 100, 600_000),
   rssGrowthLimitMiB: intArg("rss-growth-mib", values["rss-growth-mib"], 1, 65_536),
   ...(values.only !== undefined ? { only: intArg("only", values.only, 0, 1_000_000) } : {}),
+  ...(values.families !== undefined ? { families: values.families.split(",") } : {}),
   log: (line) => process.stdout.write(`${line}\n`),
 });
 for (const line of formatReport(report)) process.stdout.write(`${line}\n`);

@@ -131,7 +131,7 @@ export function sendRaw(req: RawRequest): Promise<RawOutcome> {
   return new Promise((resolve) => {
     const socket = net.connect(req.port, "127.0.0.1");
     socket.setNoDelay(true);
-    let received = Buffer.alloc(0);
+    let received: Buffer = Buffer.alloc(0);
     const responses: RawResponse[] = [];
     let garbage: string | null = null;
     let settled = false;

@@ -60,6 +60,8 @@ export interface FuzzOptions {
   rssGrowthLimitMiB: number;
   /** Run only this case index (replay). */
   only?: number;
+  /** Run only cases of these families (indexes stay those of the full sample). */
+  families?: readonly string[];
   log?: (line: string) => void;
 }
 
@@ -88,6 +90,8 @@ export interface FuzzReport {
   };
   afterRun: string[];
   serverAlive: boolean;
+  /** Times a case killed the server and it was restarted. */
+  restarts: number;
   shutdownExitCode: number | null;
   elapsedMs: number;
 }
@@ -109,6 +113,10 @@ function toRawRequest(c: FuzzCase, bytes: Buffer, port: number, timeoutMs: numbe
   const d = c.delivery;
   const common = { port, delayMs: 0, timeoutMs, head: c.method === "HEAD" };
   const expectResponses = c.pipeline?.length ?? 1;
+  // A request that is not valid HTTP may be held open by uWS until its idle timeout without
+  // any answer; that is not a hang of the server, so such cases only linger.
+  if (c.protocolLevel && d.kind === "whole")
+    return { ...common, chunks: [bytes], finish: { kind: "linger", lingerMs: 1000 } };
   switch (d.kind) {
     case "whole":
       return { ...common, chunks: [bytes], finish: { kind: "wait", expectResponses } };
@@ -187,15 +195,49 @@ async function afterRunChecks(
   return problems;
 }
 
+/** The server under test; restarted on the same data directory when a case kills it. */
+class Target {
+  server!: ServerProcess;
+  generation = 0;
+  stderr = "";
+  constructor(readonly dataDir: string) {}
+
+  async start(): Promise<void> {
+    this.server = await startServerProcess({ dataDir: this.dataDir });
+    this.generation++;
+    this.stderr = "";
+    this.server.child.stderr?.on("data", (d: Buffer) => {
+      if (this.stderr.length < 64 * 1024) this.stderr += d.toString();
+    });
+  }
+
+  alive(): boolean {
+    return alive(this.server);
+  }
+
+  /** A case that saw the connection drop may have killed the process: give the exit time to show. */
+  async diesWithin(ms: number): Promise<boolean> {
+    for (let waited = 0; waited < ms; waited += 20) {
+      if (!this.alive()) return true;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return !this.alive();
+  }
+
+  deathNote(): string {
+    const c = this.server.child;
+    return `server process died (${c.signalCode ?? `exit ${c.exitCode}`}): ${this.stderr.trim().slice(-1500)}`;
+  }
+}
+
+/** Most server restarts in one run before giving up (each one is a reported failure). */
+const MAX_RESTARTS = 50;
+
 export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   const log = opts.log ?? (() => {});
   const started = performance.now();
-  const dataDir = newDataDir();
-  const server = await startServerProcess({ dataDir });
-  let stderr = "";
-  server.child.stderr?.on("data", (d: Buffer) => {
-    if (stderr.length < 64 * 1024) stderr += d.toString();
-  });
+  const target = new Target(newDataDir());
+  await target.start();
   const report: FuzzReport = {
     runs: opts.runs,
     seed: opts.seed,
@@ -213,14 +255,15 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     },
     afterRun: [],
     serverAlive: true,
+    restarts: 0,
     shutdownExitCode: null,
     elapsedMs: 0,
   };
   try {
-    const keys = await setupKeys(server);
+    const keys = await setupKeys(target.server);
     // Warm-up so the baseline RSS includes lazily initialized paths (LMDB maps, JIT, pools).
     for (let i = 0; i < 30; i++) {
-      const res = await api(server.baseUrl, keys.agent).request("POST", "/v1/assert", {
+      const res = await api(target.server.baseUrl, keys.agent).request("POST", "/v1/assert", {
         assertions: Array.from({ length: 20 }, (_, j) => ({
           concept: `fuzz/warm/${i}/${j}`,
           value: "w".repeat(500),
@@ -229,68 +272,134 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
       });
       if (res.status !== 201) throw new Error(`warm-up write failed: ${res.status} ${res.text}`);
     }
-    await api(server.baseUrl, null).request("GET", "/metrics");
-    report.rss.baselineMiB = readRssMiB(server.child.pid as number);
+    await api(target.server.baseUrl, null).request("GET", "/metrics");
+    const rssNow = () => readRssMiB(target.server.child.pid as number);
+    report.rss.baselineMiB = rssNow();
     report.rss.peakMiB = report.rss.baselineMiB;
 
     const total = opts.only !== undefined ? Math.max(opts.runs, opts.only + 1) : opts.runs;
     const cases = fc.sample(fuzzCase, { numRuns: total, seed: opts.seed });
-    const indexes = opts.only !== undefined ? [opts.only] : cases.map((_, i) => i);
+    const wanted = (i: number) =>
+      opts.families === undefined || opts.families.includes((cases[i] as FuzzCase).family);
+    const indexes =
+      opts.only !== undefined ? [opts.only] : cases.map((_, i) => i).filter((i) => wanted(i));
+
+    const runCase = async (index: number) => {
+      const c = cases[index] as FuzzCase;
+      const bytes = serialize(c, keys);
+      const generation = target.generation;
+      const out = await sendRaw(toRawRequest(c, bytes, target.server.port, opts.timeoutMs));
+      const verdict = judge(c, out);
+      const died =
+        generation !== target.generation ||
+        !target.alive() ||
+        ((verdict.failures.length > 0 || out.closedByServer) && (await target.diesWithin(300)));
+      return { c, bytes, verdict, died };
+    };
+    const account = (index: number, r: Awaited<ReturnType<typeof runCase>>, extra: string[]) => {
+      report.executed++;
+      report.byFamily[r.c.family] = (report.byFamily[r.c.family] ?? 0) + 1;
+      for (const o of r.verdict.outcomes) report.byStatus[o] = (report.byStatus[o] ?? 0) + 1;
+      report.engineAnswers += r.verdict.engineAnswers;
+      const problems = [...extra, ...r.verdict.failures];
+      if (problems.length > 0 && report.failures.length < MAX_FAILURES_KEPT)
+        report.failures.push({
+          index,
+          family: r.c.family,
+          label: r.c.label.slice(0, 300),
+          problems,
+          request: excerpt(r.bytes),
+        });
+    };
+
+    // When the server dies, every case in flight is a suspect: restart, then replay the
+    // suspects one at a time so the one that kills it is named.
     let next = 0;
+    let inflight = 0;
     let stop = false;
+    const suspects: number[] = [];
+    let recovering: Promise<void> | null = null;
+    const restart = async (): Promise<boolean> => {
+      if (report.restarts >= MAX_RESTARTS) {
+        stop = true;
+        return false;
+      }
+      report.restarts++;
+      await target.start();
+      return true;
+    };
+    const recover = async () => {
+      while (inflight > 0) await new Promise((r) => setTimeout(r, 10));
+      const note = target.deathNote();
+      if (!(await restart())) return;
+      let blamed = false;
+      while (suspects.length > 0 && !stop) {
+        const index = suspects.shift() as number;
+        const r = await runCase(index);
+        if (r.died) {
+          blamed = true;
+          account(index, r, [`kills the server: ${target.deathNote()}`]);
+          if (!(await restart())) return;
+        } else {
+          account(index, r, []);
+        }
+      }
+      if (!blamed) {
+        report.failures.push({
+          index: -1,
+          family: "unknown",
+          label: "the server died while several cases ran; none kills it alone",
+          problems: [note],
+          request: "",
+        });
+      }
+    };
     const worker = async () => {
       while (!stop) {
+        if (recovering !== null) {
+          await recovering;
+          continue;
+        }
         const k = next++;
         if (k >= indexes.length) return;
         const index = indexes[k] as number;
-        const c = cases[index] as FuzzCase;
-        const bytes = serialize(c, keys);
-        const out = await sendRaw(toRawRequest(c, bytes, server.port, opts.timeoutMs));
-        const verdict = judge(c, out);
-        report.executed++;
-        report.byFamily[c.family] = (report.byFamily[c.family] ?? 0) + 1;
-        for (const o of verdict.outcomes) report.byStatus[o] = (report.byStatus[o] ?? 0) + 1;
-        report.engineAnswers += verdict.engineAnswers;
-        const problems = [...verdict.failures];
-        if (!alive(server)) {
-          problems.push(
-            `server process died (${server.child.signalCode ?? server.child.exitCode}): ${stderr.slice(-2000)}`,
-          );
-          stop = true;
+        inflight++;
+        const r = await runCase(index);
+        if (r.died) {
+          suspects.push(index);
+          if (recovering === null) {
+            recovering = recover().finally(() => {
+              recovering = null;
+            });
+          }
+        } else {
+          account(index, r, []);
         }
-        if (problems.length > 0 && report.failures.length < MAX_FAILURES_KEPT)
-          report.failures.push({
-            index,
-            family: c.family,
-            label: c.label.slice(0, 300),
-            problems,
-            request: excerpt(bytes),
-          });
-        if (report.executed % 50 === 0) {
-          if (alive(server))
-            report.rss.peakMiB = Math.max(
-              report.rss.peakMiB,
-              readRssMiB(server.child.pid as number),
-            );
-          if (report.executed % 500 === 0)
-            log(`  ${report.executed}/${indexes.length} cases, ${report.failures.length} failing`);
+        inflight--;
+        if (report.executed % 50 === 0 && target.alive() && report.restarts === 0) {
+          report.rss.peakMiB = Math.max(report.rss.peakMiB, rssNow());
         }
+        if (report.executed % 500 === 0 && report.executed > 0)
+          log(`  ${report.executed}/${indexes.length} cases, ${report.failures.length} failing`);
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, opts.concurrency) }, worker));
+    if (recovering !== null) await recovering;
 
-    report.serverAlive = alive(server);
+    report.serverAlive = target.alive();
     if (report.serverAlive) {
-      report.afterRun = await afterRunChecks(server, keys, `s${opts.seed}`);
+      report.afterRun = await afterRunChecks(target.server, keys, `s${opts.seed}`);
       await new Promise((r) => setTimeout(r, 500)); // let in-flight buffers be released
-      report.rss.finalMiB = readRssMiB(server.child.pid as number);
-      report.rss.peakMiB = Math.max(report.rss.peakMiB, report.rss.finalMiB);
-      report.rss.growthMiB = report.rss.finalMiB - report.rss.baselineMiB;
-      report.shutdownExitCode = await stopWithin(server, 20_000);
+      if (report.restarts === 0) {
+        report.rss.finalMiB = rssNow();
+        report.rss.peakMiB = Math.max(report.rss.peakMiB, report.rss.finalMiB);
+        report.rss.growthMiB = report.rss.finalMiB - report.rss.baselineMiB;
+      }
+      report.shutdownExitCode = await stopWithin(target.server, 20_000);
     }
   } finally {
-    if (alive(server)) await server.kill9();
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    if (target.alive()) await target.server.kill9();
+    fs.rmSync(target.dataDir, { recursive: true, force: true });
   }
   report.elapsedMs = performance.now() - started;
   return report;
@@ -309,6 +418,7 @@ export function reportPassed(r: FuzzReport): boolean {
   return (
     r.failures.length === 0 &&
     r.serverAlive &&
+    r.restarts === 0 &&
     r.afterRun.length === 0 &&
     r.rss.growthMiB <= r.rss.limitMiB &&
     r.shutdownExitCode === 0
@@ -327,8 +437,11 @@ export function formatReport(r: FuzzReport): string[] {
     `statuses: ${sorted(r.byStatus)}`,
     `families: ${sorted(r.byFamily)}`,
     `answers from uWS itself (protocol-level cases): ${r.engineAnswers}`,
-    `rss: baseline ${mib(r.rss.baselineMiB)}, peak ${mib(r.rss.peakMiB)}, final ${mib(r.rss.finalMiB)}, growth ${mib(r.rss.growthMiB)} (limit ${mib(r.rss.limitMiB)})`,
-    `server alive after the run: ${r.serverAlive}; valid request after the run: ${r.afterRun.length === 0 ? "ok" : r.afterRun.join("; ")}; SIGTERM exit code: ${r.shutdownExitCode}`,
+    r.restarts > 0
+      ? "rss: not compared (the server was restarted)"
+      : `rss: baseline ${mib(r.rss.baselineMiB)}, peak ${mib(r.rss.peakMiB)}, final ${mib(r.rss.finalMiB)}, growth ${mib(r.rss.growthMiB)} (limit ${mib(r.rss.limitMiB)})`,
+    `server restarts (a case killed it): ${r.restarts}; alive at the end: ${r.serverAlive}`,
+    `valid request after the run: ${!r.serverAlive ? "not run" : r.afterRun.length === 0 ? "ok" : r.afterRun.join("; ")}; SIGTERM exit code: ${r.shutdownExitCode}`,
     `failing cases: ${r.failures.length}`,
   ];
   for (const f of r.failures.slice(0, 30)) {
