@@ -47,6 +47,8 @@ export interface Config {
   walSyncMode: "dsync" | "fdatasync";
   walDirect: boolean;
   walRepair: boolean;
+  /** Absolute path, or null (segments are recycled without a copy). */
+  walArchiveDir: string | null;
   requestTimeoutMs: number;
   meterEnabled: boolean;
   aphoriaEnabled: boolean;
@@ -126,6 +128,12 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     name: "STEMEDB_WAL_DIRECT",
     default: "true",
     meaning: "true = O_DIRECT WAL writes (falls back to buffered where the filesystem refuses)",
+  },
+  {
+    name: "STEMEDB_WAL_ARCHIVE_DIR",
+    default: "",
+    meaning:
+      "if set, WAL segments behind a checkpoint are copied here (one subdirectory per shard, fsynced) before they are recycled",
   },
   {
     name: "STEMEDB_WAL_REPAIR",
@@ -290,6 +298,9 @@ export function loadConfig(env: Env = process.env): Config {
     walSyncMode: parseSyncMode(env),
     walDirect: parseBool(env, "STEMEDB_WAL_DIRECT", true),
     walRepair: parseBool(env, "STEMEDB_WAL_REPAIR", false),
+    walArchiveDir: ((v) => (v === undefined ? null : path.resolve(v)))(
+      get(env, "STEMEDB_WAL_ARCHIVE_DIR"),
+    ),
     requestTimeoutMs: parseInteger(env, "STEMEDB_REQUEST_TIMEOUT_MS", 30_000, 1_000, 600_000),
     meterEnabled: parseBool(env, "STEMEDB_METER_ENABLED", false),
     aphoriaEnabled: parseBool(env, "STEMEDB_APHORIA", false),

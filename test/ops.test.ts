@@ -306,11 +306,12 @@ describe("configuration files", () => {
       "dist/src/cli/main.js restore --from ",
     );
     expect(read("systemd/stemedb-verify.service")).toContain("dist/src/cli/main.js verify ");
+    expect(read("systemd/stemedb-wal-archive.service")).toContain("find /var/backups/stemedb/wal");
   });
 
   it("calls the CLI only with options it documents", () => {
     const cli = path.join(ROOT, "dist/src/cli/main.js");
-    // stemedb-wal-archive.service needs `backup --wal-only`, which the CLI does not have yet.
+    // stemedb-wal-archive.service only prunes: the server archives segments itself.
     for (const unit of ["stemedb-backup.service", "stemedb-verify.service"]) {
       const calls = [
         ...read(`systemd/${unit}`).matchAll(/cli\/main\.js ([a-z-]+)((?: --?[a-z-]+(?: \S+)?)*)/g),

@@ -88,7 +88,7 @@ describe("wal", () => {
       await wal.durable(i + 1);
     }
     expect(wal.segmentCount).toBeGreaterThan(2);
-    const released = wal.releaseUpTo(40);
+    const released = await wal.releaseUpTo(40);
     expect(released).toBeGreaterThan(0);
     expect(fs.readdirSync(dir).some((n) => n.startsWith("spare-r-"))).toBe(true);
     await wal.close();
@@ -101,12 +101,34 @@ describe("wal", () => {
       if (i % 8 === 7) await again.durable(lsn);
     }
     await again.durable(120);
-    again.releaseUpTo(110);
+    await again.releaseUpTo(110);
     await again.close();
     const { wal: third, replayed: tail } = await openCollecting(dir, { checkpointLsn: 110 });
     expect(tail.map((r) => r.lsn)).toEqual(Array.from({ length: 10 }, (_, i) => 111 + i));
     expect(third.recovery.tornTailTruncations).toBe(0);
     await third.close();
+  });
+
+  it("archives segments behind a checkpoint before recycling them, so the chain replays whole", async () => {
+    const dir = newDir();
+    const archive = newDir();
+    const { wal } = await openCollecting(dir, { archiveDir: archive });
+    const big = Buffer.alloc(60_000, 9);
+    for (let i = 0; i < 60; i++) {
+      wal.append(2, big);
+      await wal.durable(i + 1);
+    }
+    expect(await wal.releaseUpTo(40)).toBeGreaterThan(0);
+    await wal.close();
+    const archived = segmentPaths(archive);
+    expect(archived.length).toBeGreaterThan(0);
+    // Archived + live segments together are the whole log from LSN 1.
+    const chain = newDir();
+    for (const file of [...archived, ...segmentPaths(dir)])
+      fs.copyFileSync(file, path.join(chain, path.basename(file)));
+    const { wal: whole, replayed } = await openCollecting(chain);
+    expect(replayed.map((r) => r.lsn)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    await whole.close();
   });
 
   it("truncates and counts a torn tail, keeping every earlier record", async () => {

@@ -97,6 +97,7 @@ export async function startServer(
         syncMode: config.walSyncMode,
         direct: config.walDirect,
         repair: config.walRepair,
+        walArchiveRoot: config.walArchiveDir,
         queueMaxItems: config.shardQueueMaxItems,
         requestTimeoutMs: config.requestTimeoutMs,
       },

@@ -39,6 +39,8 @@ export interface ShardPoolOptions {
   syncMode: "dsync" | "fdatasync";
   direct: boolean;
   repair: boolean;
+  /** Root of the WAL archive (a subdirectory per shard), or null. */
+  walArchiveRoot: string | null;
   /** Items (records) queued or in flight per shard before new writes get `backpressure`. */
   queueMaxItems: number;
   /** Longest a request may wait for its shard before failing with `timeout`. */
@@ -291,6 +293,10 @@ export class ShardPool {
             syncMode: opts.syncMode,
             direct: opts.direct,
             repair: opts.repair,
+            walArchiveDir:
+              opts.walArchiveRoot === null
+                ? null
+                : path.join(opts.walArchiveRoot, path.basename(dirsFor(id).walDir)),
           },
           opts.queueMaxItems,
         ),

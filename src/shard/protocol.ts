@@ -10,6 +10,7 @@ export interface ShardWorkerData {
   syncMode: "dsync" | "fdatasync";
   direct: boolean;
   repair: boolean;
+  walArchiveDir: string | null;
 }
 
 export interface ShardInfo {

@@ -31,6 +31,8 @@ export interface ShardCoreOptions {
   direct?: boolean;
   repair?: boolean;
   walObserver?: WalObserver;
+  /** Copy WAL segments here before recycling them (STEMEDB_WAL_ARCHIVE_DIR/shard-NNN). */
+  walArchiveDir?: string | null;
   /** Checkpoint once this many records were applied since the last one. */
   checkpointEveryRecords?: number;
   checkpointIntervalMs?: number;
@@ -109,6 +111,7 @@ export class ShardCore {
       repair: opts.repair ?? false,
       checkpointLsn: store.appliedLsn,
       observer: opts.walObserver,
+      archiveDir: opts.walArchiveDir ?? null,
       onRecord: (kind, lsn, payload) => {
         const copy = Uint8Array.prototype.slice.call(payload);
         replay.push({ lsn, kind, payload: copy, decoded: decodeForApply(copy) });
@@ -331,10 +334,10 @@ export class ShardCore {
     if (this.checkpointRunning !== null) return this.checkpointRunning;
     const running = this.store
       .checkpoint()
-      .then((lsn) => {
+      .then(async (lsn) => {
         this.lastCheckpointLsn = lsn;
         this.lastCheckpointAtMs = Date.now();
-        this.wal.releaseUpTo(lsn);
+        await this.wal.releaseUpTo(lsn);
         return lsn;
       })
       .finally(() => {

@@ -71,6 +71,7 @@ try {
     syncMode: data.syncMode,
     direct: data.direct,
     repair: data.repair,
+    walArchiveDir: data.walArchiveDir,
     walObserver,
     onApplied: (_records, seconds, ok) =>
       metrics.recordStorageOp("txn", ok ? "ok" : "error", seconds),

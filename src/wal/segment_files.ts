@@ -94,6 +94,22 @@ export function createZeroSpare(
   });
 }
 
+/** Copies a released segment into the archive directory: temp name, fsync, rename, fsync dir. */
+export async function archiveSegment(archiveDir: string, segmentPath: string): Promise<void> {
+  await fs.promises.mkdir(archiveDir, { recursive: true });
+  const target = path.join(archiveDir, path.basename(segmentPath));
+  const temp = target + TEMP_SUFFIX;
+  await fs.promises.copyFile(segmentPath, temp);
+  const handle = await fs.promises.open(temp, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fs.promises.rename(temp, target);
+  nativeWal.fsyncDir(archiveDir);
+}
+
 /** Turns a released segment into a spare (its stale records stay; LSN order rejects them). */
 export function recycleSegment(dir: string, segmentPath: string): Spare {
   const target = path.join(dir, spareName(true));

@@ -21,6 +21,7 @@ import { nativeWal, type WalNativeError, type WalWriteResult } from "./native.js
 import { type RecoveryResult, recoverWal, type SegmentInfo } from "./recovery.js";
 import {
   activateSpare,
+  archiveSegment,
   createZeroSpare,
   type LiveSegment,
   listSpares,
@@ -54,6 +55,8 @@ export interface WalOptions {
   observer?: WalObserver;
   maxSpares?: number;
   retryDelayMs?: number;
+  /** Segments behind a checkpoint are copied here (fsynced) before they are recycled. */
+  archiveDir?: string | null;
 }
 
 type DurableCallback = (err: Error | null) => void;
@@ -82,6 +85,7 @@ export class Wal {
 
   private readonly observer: WalObserver;
   private readonly maxSpares: number;
+  private readonly archiveDir: string | null;
   private readonly baseRetryDelayMs: number;
   private retryDelayMs: number;
   private segments: SegmentInfo[];
@@ -167,6 +171,7 @@ export class Wal {
     this.maxBatchRecords = opts.maxBatchRecords ?? DEFAULT_MAX_BATCH_RECORDS;
     this.observer = opts.observer ?? noopObserver;
     this.maxSpares = opts.maxSpares ?? 2;
+    this.archiveDir = opts.archiveDir ?? null;
     this.baseRetryDelayMs = opts.retryDelayMs ?? 250;
     this.retryDelayMs = this.baseRetryDelayMs;
     this.recovery = recovery;
@@ -305,13 +310,18 @@ export class Wal {
     });
   }
 
-  /** Recycles (or deletes, past maxSpares) every closed segment whose records are all <= checkpointLsn. */
-  releaseUpTo(checkpointLsn: number): number {
+  /**
+   * Recycles (or deletes, past maxSpares) every closed segment whose records are all
+   * <= checkpointLsn; with an archive directory each one is first copied there durably.
+   */
+  async releaseUpTo(checkpointLsn: number): Promise<number> {
     let released = 0;
     while (this.segments.length > 0) {
       const first = this.segments[0] as SegmentInfo;
       if (this.tail !== null && first.seq === this.tail.seq) break;
       if (first.lastLsn > checkpointLsn) break;
+      if (this.archiveDir !== null) await archiveSegment(this.archiveDir, first.path);
+      if (this.segments[0] !== first) break; // changed while archiving: look again next time
       if (this.spares.length < this.maxSpares) {
         this.spares.push(recycleSegment(this.dir, first.path));
       } else {

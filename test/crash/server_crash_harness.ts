@@ -45,7 +45,9 @@ export interface ServerCrashStats {
   lsnGaps: number;
   lsnMismatches: number;
   resendMismatches: number;
-  /** Acks with duplicate:true that arrived while the original write was still unanswered. */
+  /** Pairs of identical writes sent at once. */
+  racePairs: number;
+  /** Of those, pairs whose duplicate:true ack arrived before the original's ack. */
   earlyDuplicateAcks: number;
   startupKills: number;
   rotations: number;
@@ -188,6 +190,7 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
     lsnGaps: 0,
     lsnMismatches: 0,
     resendMismatches: 0,
+    racePairs: 0,
     earlyDuplicateAcks: 0,
     startupKills: 0,
     rotations: 0,
@@ -298,6 +301,7 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
               continue;
             }
             const [a, b] = answers as [(typeof answers)[0], (typeof answers)[0]];
+            stats.racePairs++;
             const dupFirst = a.r?.[0]?.duplicate === true ? a.at < b.at : b.at < a.at;
             if (dupFirst) stats.earlyDuplicateAcks++;
             continue;

@@ -71,7 +71,7 @@ if (iterations > 0) {
         `lsn mismatches ${stats.lsnMismatches}, re-send mismatches ${stats.resendMismatches}, ` +
         `torn tails ${stats.tornTails}, WAL rotations ${stats.rotations}, ` +
         `final shard LSNs ${stats.maxLsn.join("/")}, ` +
-        `duplicate acks ahead of their original ${stats.earlyDuplicateAcks}`,
+        `duplicate acks ahead of their original ${stats.earlyDuplicateAcks}/${stats.racePairs} racing pairs`,
     );
     for (const p of stats.problems.slice(0, 30)) out(`  problem: ${p}`);
     passed += stats.checksPassed;
