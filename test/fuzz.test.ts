@@ -14,7 +14,7 @@ it("survives a fixed-seed fuzz run with only documented answers", async () => {
     seed: SEED,
     concurrency: 4,
     timeoutMs: 10_000,
-    rssGrowthLimitMiB: 192,
+    rssGrowthLimitMiB: 128,
   });
   const text = formatReport(report).join("\n");
   expect(report.executed, text).toBe(RUNS);

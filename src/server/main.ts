@@ -25,16 +25,6 @@ try {
       `\nStemeDB admin key (shown once; also saved with mode 0600 in ${config.dataDir}/admin.key):\n  ${server.createdAdminKey}\n\n`,
     );
   }
-  logger.info(
-    {
-      addr: `${config.bindHost}:${server.port}`,
-      port: server.port,
-      shards: config.shardCount,
-      http_engine: server.context.engine.engine,
-      data_dir: config.dataDir,
-    },
-    "listening",
-  );
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (signalled) return;
@@ -53,6 +43,17 @@ try {
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  // Only now say so: whoever waits for this line may signal us at once.
+  logger.info(
+    {
+      addr: `${config.bindHost}:${server.port}`,
+      port: server.port,
+      shards: config.shardCount,
+      http_engine: server.context.engine.engine,
+      data_dir: config.dataDir,
+    },
+    "listening",
+  );
 } catch (err) {
   if (err instanceof StartupError || err instanceof ManifestError) {
     logger.fatal({ code: (err as StartupError).code ?? "manifest" }, err.message);

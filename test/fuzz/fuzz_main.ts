@@ -10,7 +10,7 @@ const { values } = parseArgs({
     seed: { type: "string" },
     concurrency: { type: "string", default: "4" },
     "timeout-ms": { type: "string", default: "10000" },
-    "rss-growth-mib": { type: "string", default: "192" },
+    "rss-growth-mib": { type: "string", default: "128" },
     only: { type: "string" },
     families: { type: "string" },
   },

@@ -153,7 +153,7 @@ const cursorValue: fc.Arbitrary<string> = fc.oneof(
   fc.base64String({ maxLength: 64 }),
   fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/),
   weirdConcept.map((c) => b64(`c1:${c}`)),
-  fc.integer({ min: 500, max: 6000 }).map((n) => b64(`c1:fuzz/${"z".repeat(n)}`)),
+  fc.integer({ min: 500, max: 8000 }).map((n) => b64(`c1:fuzz/${"z".repeat(n)}`)),
   fc.integer({ min: 3000, max: 6000 }).map((n) => b64(`c1:${"\u0000".repeat(n)}`)),
   fc
     .record({
@@ -206,7 +206,7 @@ const queryParam: fc.Arbitrary<[string, string]> = fc.oneof(
   },
 );
 
-export const queryFamily: fc.Arbitrary<FuzzCase> = fc
+const randomQuery: fc.Arbitrary<FuzzCase> = fc
   .record({
     params: fc.array(fc.tuple(queryParam, encoding, fc.nat()), { minLength: 0, maxLength: 6 }),
     auth: fc.constantFrom<AuthKind>("reader", "reader", "agent", "admin", "none", "revoked"),
@@ -237,6 +237,29 @@ export const queryFamily: fc.Arbitrary<FuzzCase> = fc
       ...(auth === "none" || auth === "revoked" ? { expect: [401] } : {}),
     };
   });
+
+/** A paging cursor against the lens it belongs to (subtree latest or history). */
+const cursorQuery: fc.Arbitrary<FuzzCase> = fc
+  .record({
+    target: fc.constantFrom("concept=fuzz/*", "concept=fuzz/warm/*", "concept=fuzz/a&lens=history"),
+    cursor: cursorValue,
+    limit: fc.constantFrom("", "&limit=1", "&limit=1000"),
+  })
+  .map(({ target, cursor, limit }) =>
+    base(
+      "query",
+      `cursor (${cursor.length} chars) on ${target}`,
+      "GET",
+      `/v1/query?${target}${limit}&cursor=${pct(cursor)}`,
+      "reader",
+      null,
+    ),
+  );
+
+export const queryFamily: fc.Arbitrary<FuzzCase> = fc.oneof(
+  { weight: 3, arbitrary: randomQuery },
+  { weight: 1, arbitrary: cursorQuery },
+);
 
 const idValue: fc.Arbitrary<string> = fc.oneof(
   fc.stringMatching(/^[0-9a-f]{32}$/),

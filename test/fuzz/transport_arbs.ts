@@ -61,7 +61,8 @@ const abuse: fc.Arbitrary<Abuse> = fc.oneof(
   })),
   fc.constantFrom(...ACCEPTED_CONTENT_TYPES).map<Abuse>((ct) => ({
     label: `content-type ${JSON.stringify(ct)} (acceptable)`,
-    apply: (c) => ({ ...c, contentType: ct }),
+    // After an earlier bad content type set 415, the original expectation is gone.
+    apply: (c) => ({ ...(c.expect?.includes(415) ? loose(c) : c), contentType: ct }),
   })),
   fc.constantFrom("text/plain", "application/json").map<Abuse>((ct) => ({
     label: `duplicate content-type (${ct} first)`,
