@@ -1,5 +1,7 @@
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { runBackup } from "../src/cli/backup.js";
 import { runDrDrill } from "../src/cli/dr_drill.js";
@@ -72,6 +74,12 @@ describe("backup and restore", () => {
 
     const restoredDir = path.join(scratch, "restored");
     expect(await runRestore(["--from", backupDir, "--data-dir", restoredDir, "--json"])).toBe(0);
+    // Offline verification of the restored directory (WAL CRCs, LMDB, indexes) passes.
+    const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), "../src/cli/main.js");
+    const verify = spawnSync(process.execPath, [cli, "verify", "--data-dir", restoredDir], {
+      encoding: "utf8",
+    });
+    expect(verify.status, verify.stdout + verify.stderr).toBe(0);
     const restored = await startServerProcess({ dataDir: restoredDir });
     servers.push(restored);
     // Keys come back with the meta store: the old agent key still reads.
