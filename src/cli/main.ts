@@ -50,6 +50,12 @@ const COMMANDS: readonly Command[] = [
     module: "./dr_drill.js",
     exportName: "runDrDrill",
   },
+  {
+    name: "sizing",
+    summary: "recommend shard and vCPU counts from the measured basis of npm run bench:sizing",
+    module: "./sizing.js",
+    exportName: "runSizing",
+  },
 ];
 
 function moduleUrl(cmd: Command): URL {

@@ -181,18 +181,23 @@ export class ShardCore {
     const count = records.length;
     const outcome: WriteOutcome = { lsns: new Float64Array(count), flags: new Uint8Array(count) };
     let lastLsn = 0;
+    /** Highest LSN this answer depends on: new records and in-flight originals of duplicates. */
+    let waitLsn = 0;
     for (let i = 0; i < count; i++) {
       const bytes = records[i] as Uint8Array;
       const view = assertionView(bytes);
       const id = view.id() ?? "";
+      const inFlight = this.unapplied.get(id);
       const pending = this.overlayById.get(id);
       const existing =
-        this.unapplied.get(id) ??
+        inFlight ??
         (pending !== undefined ? Number(assertionView(pending).lsn()) : undefined) ??
         this.store.withAssertion(id, (v) => Number(v.lsn()));
       if (existing !== undefined) {
         outcome.lsns[i] = existing;
         outcome.flags[i] = WRITE_DUPLICATE;
+        // A duplicate of a record not yet durable is acknowledged only with that record.
+        if (inFlight !== undefined && inFlight > waitLsn) waitLsn = inFlight;
         continue;
       }
       const lsn = this.wal.nextLsn;
@@ -220,11 +225,12 @@ export class ShardCore {
       outcome.lsns[i] = lsn;
       lastLsn = lsn;
     }
-    if (lastLsn === 0) {
+    if (lastLsn > waitLsn) waitLsn = lastLsn;
+    if (waitLsn === 0) {
       done(null, outcome);
       return;
     }
-    this.wal.whenDurable(lastLsn, (err) => {
+    this.wal.whenDurable(waitLsn, (err) => {
       if (err !== null) {
         this.dropFailedPending();
         done(err, null);

@@ -1,6 +1,6 @@
 // GET /v1/query: lenses over one concept, or over a subtree (`…/*`) answered by every
 // shard and merged. Supported here: latest, history. Other lenses answer 422 until built.
-import { parseConceptQuery } from "../../domain/concept_path.js";
+import { isInSubtree, normalizeConceptPath, parseConceptQuery } from "../../domain/concept_path.js";
 import { DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT } from "../../domain/limits.js";
 import { shardForConcept } from "../../domain/shard_hash.js";
 import type { RenderedPage } from "../../shard/protocol.js";
@@ -9,6 +9,8 @@ import { badRequest, unprocessable } from "../errors.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 
 export const SUPPORTED_LENSES = ["latest", "history"] as const;
+/** base64url of "c1:" + a concept path of at most 512 bytes, with room to spare. */
+const MAX_CURSOR_CHARS = 1024;
 const KNOWN_LENSES = ["latest", "consensus", "trusted", "gold", "history"];
 
 function parseLimit(raw: string | null): number {
@@ -27,11 +29,19 @@ function parseLimit(raw: string | null): number {
 function encodeSubtreeCursor(concept: string): string {
   return Buffer.from(`c1:${concept}`, "utf8").toString("base64url");
 }
-function decodeSubtreeCursor(cursor: string): string {
+function decodeSubtreeCursor(cursor: string, prefix: string): string {
+  const invalid = badRequest(
+    "The cursor is not one this server issued for this query.",
+    "invalid_cursor",
+  );
+  // A cursor names a concept: bound its size before decoding (a path is at most 512 bytes).
+  if (cursor.length > MAX_CURSOR_CHARS) throw invalid;
   const text = Buffer.from(cursor, "base64url").toString("utf8");
-  if (!text.startsWith("c1:") || text.length < 4)
-    throw badRequest("The cursor is not one this server issued.", "invalid_cursor");
-  return text.slice(3);
+  if (!text.startsWith("c1:")) throw invalid;
+  const concept = normalizeConceptPath(text.slice(3));
+  if (!concept.ok || concept.path !== text.slice(3) || !isInSubtree(concept.path, prefix))
+    throw invalid;
+  return concept.path;
 }
 
 function pageBody(
@@ -51,7 +61,7 @@ async function subtreeLatest(
   limit: number,
   cursor: string | null,
 ): Promise<Reply> {
-  const after = cursor === null ? null : decodeSubtreeCursor(cursor);
+  const after = cursor === null ? null : decodeSubtreeCursor(cursor, prefix);
   const pages = await Promise.all(
     Array.from({ length: server.pool.shardCount }, (_, shard) =>
       server.pool.under(shard, prefix, after, limit + 1),

@@ -7,6 +7,7 @@ import type { Reply, Route, RouteContext } from "../router.js";
 import { CreateApiKeyRequest, parseCreateApiKeyRequest } from "../schemas.js";
 
 const HEALTH_SHARD_TIMEOUT_MS = 1_000;
+const KEY_ID_PATTERN = /^[a-z2-7]{12}$/;
 const SCRAPE_TIMEOUT_MS = 2_000;
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | null> {
@@ -117,8 +118,9 @@ function keyJson(r: {
 
 async function revokeKey(server: ServerContext, ctx: RouteContext): Promise<Reply> {
   const keyId = ctx.params[0] ?? "";
-  const existed = await server.meta.revoke(keyId);
-  if (!existed) throw notFound(`No API key has id ${keyId}.`);
+  // Key ids are 12 base32 characters; anything else is unknown without touching the store.
+  const existed = KEY_ID_PATTERN.test(keyId) && (await server.meta.revoke(keyId));
+  if (!existed) throw notFound(`No API key has id ${JSON.stringify(keyId.slice(0, 40))}.`);
   server.logger.info({ request_id: ctx.requestId, key_id: keyId }, "api key revoked");
   return {
     status: 200,

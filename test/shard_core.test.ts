@@ -1,0 +1,86 @@
+import fs from "node:fs";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { ShardCore, WRITE_DUPLICATE } from "../src/shard/shard_core.js";
+import { encodeAssertion } from "../src/store/assertion_codec.js";
+import { tempDir } from "./helpers/wal_fixtures.js";
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function record(i: number): Uint8Array {
+  return encodeAssertion({
+    id: i.toString(16).padStart(32, "0"),
+    concept: `core/c${i % 3}`,
+    agent: "core-agent",
+    valueJson: String(i),
+    confidence: 0.5,
+    sources: [],
+    validFromMs: null,
+    validToMs: null,
+    nonce: null,
+    recordedAtMs: 1_700_000_000_000 + i,
+    epoch: 0,
+    shard: 0,
+    lsn: 0,
+    status: "active",
+    supersedes: null,
+    supersededBy: null,
+  });
+}
+
+async function openCore(): Promise<ShardCore> {
+  const dir = tempDir("stemedb-core-");
+  dirs.push(dir);
+  return ShardCore.open({
+    shardId: 0,
+    walDir: path.join(dir, "wal"),
+    dbDir: path.join(dir, "db"),
+    segmentSizeBytes: 1024 * 1024,
+  });
+}
+
+describe("shard core", () => {
+  it("acknowledges a duplicate of an in-flight write only once the original is durable", async () => {
+    const core = await openCore();
+    const events: string[] = [];
+    const first = new Promise<void>((resolve) =>
+      core.write([record(1)], (err, outcome) => {
+        expect(err).toBeNull();
+        events.push(`original lsn ${outcome?.lsns[0]} durable ${core.wal.durableLsn}`);
+        resolve();
+      }),
+    );
+    const second = new Promise<void>((resolve) =>
+      core.write([record(1)], (err, outcome) => {
+        expect(err).toBeNull();
+        expect(outcome?.flags[0]).toBe(WRITE_DUPLICATE);
+        // The original (LSN 1) must be on disk before its duplicate is acknowledged.
+        expect(core.wal.durableLsn).toBeGreaterThanOrEqual(outcome?.lsns[0] as number);
+        events.push(`duplicate lsn ${outcome?.lsns[0]} durable ${core.wal.durableLsn}`);
+        resolve();
+      }),
+    );
+    await Promise.all([first, second]);
+    expect(events).toEqual(["original lsn 1 durable 1", "duplicate lsn 1 durable 1"]);
+    await core.close();
+  });
+
+  it("serves acknowledged writes before LMDB commits them, and after a restart", async () => {
+    const core = await openCore();
+    const lsns = await new Promise<Float64Array>((resolve, reject) =>
+      core.write([record(10), record(11), record(12)], (err, outcome) =>
+        err === null && outcome !== null ? resolve(outcome.lsns) : reject(err),
+      ),
+    );
+    expect([...lsns]).toEqual([1, 2, 3]);
+    // Right after the acknowledgement, before awaiting LMDB's commit.
+    expect(core.getAssertion((10).toString(16).padStart(32, "0"))?.lsn).toBe(1);
+    expect(core.latest("core/c0")?.valueJson).toBe("12");
+    await core.settled();
+    expect(core.store.getAssertion((11).toString(16).padStart(32, "0"))?.lsn).toBe(2);
+    await core.close();
+  });
+});
