@@ -30,6 +30,7 @@ import {
   type Spare,
   type SyncMode,
 } from "./segment_files.js";
+import { type DurableCallback, DurableWaiters } from "./waiters.js";
 
 export interface WalObserver {
   onFlush(records: number, bytes: number, writeNs: number, syncNs: number, flushNs: number): void;
@@ -58,8 +59,6 @@ export interface WalOptions {
   /** Segments behind a checkpoint are copied here (fsynced) before they are recycled. */
   archiveDir?: string | null;
 }
-
-type DurableCallback = (err: Error | null) => void;
 
 const DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024;
 const DEFAULT_MAX_BATCH_RECORDS = 65_536;
@@ -115,10 +114,7 @@ export class Wal {
   private retryTimer: NodeJS.Timeout | null = null;
   private closeWaiters: Array<() => void> = [];
 
-  // Waiters, kept in registration order (LSNs are non-decreasing), as parallel arrays.
-  private waiterLsns: number[] = [];
-  private waiterCbs: DurableCallback[] = [];
-  private waiterHead = 0;
+  private readonly waiters = new DurableWaiters();
 
   private readonly onWriteDone = (err: WalNativeError | null, res: WalWriteResult | null) =>
     this.finishWrite(err, res);
@@ -300,8 +296,7 @@ export class Wal {
       return;
     }
     if (lsn >= this._nextLsn) throw new RangeError(`LSN ${lsn} has not been appended`);
-    this.waiterLsns.push(lsn);
-    this.waiterCbs.push(cb);
+    this.waiters.add(lsn, cb);
   }
 
   durable(lsn: number): Promise<void> {
@@ -408,31 +403,9 @@ export class Wal {
       flushNs,
     );
     this.retryDelayMs = this.baseRetryDelayMs;
-    this.releaseWaiters(null);
+    this.waiters.release(this._durableLsn);
     if (this.fillBytes > 0) this.flush();
     else this.wakeClosers();
-  }
-
-  private releaseWaiters(err: Error | null): void {
-    const lsns = this.waiterLsns;
-    const cbs = this.waiterCbs;
-    let head = this.waiterHead;
-    while (head < lsns.length && (err !== null || (lsns[head] as number) <= this._durableLsn)) {
-      const cb = cbs[head] as DurableCallback;
-      cbs[head] = undefined as unknown as DurableCallback;
-      head++;
-      cb(err);
-    }
-    if (head === lsns.length) {
-      lsns.length = 0;
-      cbs.length = 0;
-      head = 0;
-    } else if (head > 4096) {
-      lsns.splice(0, head);
-      cbs.splice(0, head);
-      head = 0;
-    }
-    this.waiterHead = head;
   }
 
   private fail(cause: Error): void {
@@ -449,7 +422,7 @@ export class Wal {
     this.fillRecords = 0;
     this._nextLsn = this._durableLsn + 1;
     this.fillFirstLsn = this._nextLsn;
-    this.releaseWaiters(this.failure);
+    this.waiters.failAll(this.failure);
     if (this.tail !== null) {
       // Abandon the segment: the next one starts at the first LSN that was not acknowledged.
       this.rememberTail();
