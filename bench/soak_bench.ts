@@ -48,10 +48,10 @@ const TICK_MS = 2;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const WRK_DIR = path.resolve(here, "../../bench/wrk");
 
-function wrkCapacity(url: string, key: string): { rps: number; p99_ms: number } {
+function wrkCapacity(url: string, key: string, seconds: number): { rps: number; p99_ms: number } {
   const out = execFileSync(
     "wrk",
-    ["-t", "2", "-c", "64", "-d", `${CAPACITY_S}s`, "--timeout", "10s"].concat([
+    ["-t", "2", "-c", "64", "-d", `${seconds}s`, "--timeout", "10s"].concat([
       "-s",
       path.join(WRK_DIR, "assert.lua"),
       url,
@@ -72,9 +72,14 @@ function wrkCapacity(url: string, key: string): { rps: number; p99_ms: number } 
   return { rps: (r.requests - r.non2xx) / (r.duration_us / 1e6), p99_ms: r.p99_us / 1000 };
 }
 
-function rssBytes(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m === null ? Number.NaN : Number(m[1]) * 1024;
+/** VmRSS and its split: RssFile is mapped file pages (LMDB's memory map grows with the data). */
+function rss(pid: number): { total: number; anon: number; file: number } {
+  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (field: string) => {
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(status);
+    return m === null ? Number.NaN : Number(m[1]) * 1024;
+  };
+  return { total: kb("VmRSS"), anon: kb("RssAnon"), file: kb("RssFile") };
 }
 
 function gauge(text: string, name: string): number {
@@ -91,6 +96,8 @@ interface Sample {
   p50_ms: number;
   p99_ms: number;
   rss_mib: number;
+  rss_anon_mib: number;
+  rss_file_mib: number;
   heap_used_mib: number;
   eventloop_delay_p99_ms: number;
 }
@@ -107,7 +114,9 @@ const server = await startServerProcess({
 const pid = server.child.pid as number;
 const url = new URL(server.baseUrl);
 const key = await createKey(server.baseUrl, readAdminKeyFile(dataDir), "agent", "soak-bench");
-const capacity = wrkCapacity(server.baseUrl, key);
+// 1 s warm-up (JIT, first segment writes) so the capacity figure is not a cold start's.
+wrkCapacity(server.baseUrl, key, 1);
+const capacity = wrkCapacity(server.baseUrl, key, CAPACITY_S);
 const rate = capacity.rps * LOAD;
 process.stdout.write(
   `capacity (wrk c=64, ${CAPACITY_S} s): ${Math.round(capacity.rps)} req/s, p99 ${capacity.p99_ms.toFixed(2)} ms; soak at ${Math.round(rate)} req/s for ${MINUTES} min\n`,
@@ -180,6 +189,7 @@ async function sample(nowNs: bigint): Promise<void> {
   window = { latencies: [], acked: 0, errors: 0, missed: 0, sent: 0 };
   const metrics = (await api(server.baseUrl, null).request("GET", "/metrics")).text;
   const sorted = Float64Array.from(w.latencies).sort();
+  const mem = rss(pid);
   const s: Sample = {
     t_s: Math.round(Number(nowNs - startNs) / 1e9),
     target_rps: Math.round(rate),
@@ -188,13 +198,15 @@ async function sample(nowNs: bigint): Promise<void> {
     missed: w.missed,
     p50_ms: percentile(sorted, 50),
     p99_ms: percentile(sorted, 99),
-    rss_mib: rssBytes(pid) / 2 ** 20,
+    rss_mib: mem.total / 2 ** 20,
+    rss_anon_mib: mem.anon / 2 ** 20,
+    rss_file_mib: mem.file / 2 ** 20,
     heap_used_mib: gauge(metrics, "nodejs_heap_size_used_bytes") / 2 ** 20,
     eventloop_delay_p99_ms: gauge(metrics, "nodejs_eventloop_lag_p99_seconds") * 1000,
   };
   samples.push(s);
   process.stdout.write(
-    `t=${s.t_s}s acked ${s.acked_rps}/s p50 ${s.p50_ms.toFixed(2)} p99 ${s.p99_ms.toFixed(2)} ms errors ${s.errors} missed ${s.missed} rss ${s.rss_mib.toFixed(1)} MiB heap ${s.heap_used_mib.toFixed(1)} MiB loop p99 ${s.eventloop_delay_p99_ms.toFixed(2)} ms\n`,
+    `t=${s.t_s}s acked ${s.acked_rps}/s p50 ${s.p50_ms.toFixed(2)} p99 ${s.p99_ms.toFixed(2)} ms errors ${s.errors} missed ${s.missed} rss ${s.rss_mib.toFixed(1)} MiB (anon ${s.rss_anon_mib.toFixed(1)}, file ${s.rss_file_mib.toFixed(1)}) heap ${s.heap_used_mib.toFixed(1)} MiB loop p99 ${s.eventloop_delay_p99_ms.toFixed(2)} ms\n`,
   );
 }
 
@@ -202,6 +214,10 @@ async function sample(nowNs: bigint): Promise<void> {
 await new Promise<void>((resolve) => {
   const tick = async () => {
     const now = process.hrtime.bigint();
+    if (now >= nextSampleNs) {
+      nextSampleNs += BigInt(SAMPLE_S * 1e9);
+      await sample(now);
+    }
     if (now - startNs >= durationNs) {
       resolve();
       return;
@@ -214,10 +230,6 @@ await new Promise<void>((resolve) => {
         window.missed++;
         totals.missed++;
       } else send(scheduled);
-    }
-    if (now >= nextSampleNs) {
-      nextSampleNs += BigInt(SAMPLE_S * 1e9);
-      await sample(now);
     }
     setTimeout(tick, TICK_MS);
   };
@@ -288,7 +300,8 @@ fs.mkdirSync("bench/results", { recursive: true });
 fs.writeFileSync("bench/results/soak.csv", `${csv}\n`);
 fs.writeFileSync("bench/results/soak.svg", svg());
 
-const rss = growth((s) => s.rss_mib);
+const rssGrowth = growth((s) => s.rss_mib);
+const anonGrowth = growth((s) => s.rss_anon_mib);
 const p99 = growth((s) => s.p99_ms);
 const all = samples.map((s) => s.p99_ms).sort((a, b) => a - b);
 const lines = [
@@ -297,11 +310,13 @@ const lines = [
   `command: npm run bench:soak -- --minutes ${MINUTES} --load ${LOAD} --shards ${SHARDS} --connections ${CONNECTIONS}`,
   `capacity ${Math.round(capacity.rps)} req/s (wrk c=64 ${CAPACITY_S} s); target ${Math.round(rate)} req/s; acked ${totals.acked}, errors ${totals.errors}, missed (client at its in-flight bound ${MAX_IN_FLIGHT}) ${totals.missed}`,
   `per-window ack p99: median ${percentile(all, 50).toFixed(2)} ms, worst ${(all[all.length - 1] ?? Number.NaN).toFixed(2)} ms`,
-  `RSS first third ${rss.first.toFixed(1)} MiB → last third ${rss.last.toFixed(1)} MiB (${((rss.ratio - 1) * 100).toFixed(1)} %)`,
+  `RSS first third ${rssGrowth.first.toFixed(1)} MiB → last third ${rssGrowth.last.toFixed(1)} MiB (${((rssGrowth.ratio - 1) * 100).toFixed(1)} %); of it anonymous ${anonGrowth.first.toFixed(1)} → ${anonGrowth.last.toFixed(1)} MiB (${((anonGrowth.ratio - 1) * 100).toFixed(1)} %), the rest is mapped files (LMDB)`,
   `ack p99 first third ${p99.first.toFixed(2)} ms → last third ${p99.last.toFixed(2)} ms (${((p99.ratio - 1) * 100).toFixed(1)} %)`,
 ];
-if (rss.ratio > 1 + WARN_GROWTH)
-  lines.push(`WARN: RSS grew ${((rss.ratio - 1) * 100).toFixed(1)} % (> ${WARN_GROWTH * 100} %)`);
+if (rssGrowth.ratio > 1 + WARN_GROWTH)
+  lines.push(
+    `WARN: RSS grew ${((rssGrowth.ratio - 1) * 100).toFixed(1)} % (> ${WARN_GROWTH * 100} %)`,
+  );
 if (p99.ratio > 1 + WARN_GROWTH)
   lines.push(
     `WARN: ack p99 grew ${((p99.ratio - 1) * 100).toFixed(1)} % (> ${WARN_GROWTH * 100} %)`,
