@@ -3,12 +3,10 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   api,
-  createKey,
-  newDataDir,
-  readAdminKeyFile,
   ServerExitError,
   type ServerProcess,
   startServerProcess,
+  startServerWithKeys,
 } from "./helpers/server_process.js";
 
 interface ItemResult {
@@ -31,11 +29,7 @@ let agentKey: string;
 let readerKey: string;
 
 beforeAll(async () => {
-  dataDir = newDataDir();
-  server = await startServerProcess({ dataDir });
-  adminKey = readAdminKeyFile(dataDir);
-  agentKey = await createKey(server.baseUrl, adminKey, "agent", "agent-alpha");
-  readerKey = await createKey(server.baseUrl, adminKey, "reader");
+  ({ dataDir, server, adminKey, agentKey, readerKey } = await startServerWithKeys("agent-alpha"));
 });
 
 afterAll(async () => {

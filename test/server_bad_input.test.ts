@@ -4,10 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   api,
   createKey,
-  newDataDir,
-  readAdminKeyFile,
   type ServerProcess,
-  startServerProcess,
+  startServerWithKeys,
 } from "./helpers/server_process.js";
 
 let dataDir: string;
@@ -17,11 +15,7 @@ let agentKey: string;
 let readerKey: string;
 
 beforeAll(async () => {
-  dataDir = newDataDir();
-  server = await startServerProcess({ dataDir });
-  adminKey = readAdminKeyFile(dataDir);
-  agentKey = await createKey(server.baseUrl, adminKey, "agent");
-  readerKey = await createKey(server.baseUrl, adminKey, "reader");
+  ({ dataDir, server, adminKey, agentKey, readerKey } = await startServerWithKeys());
 });
 
 afterAll(async () => {
