@@ -69,6 +69,8 @@ type QueryWithoutReq = QueryRequest extends infer Q
 
 /** Write messages a shard may have unanswered before new writes wait for an answer. */
 const MAX_WRITES_IN_FLIGHT = 2;
+/** Requests (queries and write batches) unanswered by one shard, at most. */
+const MAX_PENDING_REQUESTS = 65_536;
 
 class ShardHandle {
   readonly worker: Worker;
@@ -198,6 +200,15 @@ class ShardHandle {
   }
 
   query<T>(msg: QueryWithoutReq): Promise<T> {
+    if (this.pending.size >= MAX_PENDING_REQUESTS) {
+      return Promise.reject(
+        new ShardRequestError(
+          this.shardId,
+          "backpressure",
+          `shard ${this.shardId} has ${MAX_PENDING_REQUESTS} requests waiting`,
+        ),
+      );
+    }
     if (this.exited)
       return Promise.reject(
         new ShardRequestError(this.shardId, "exited", `shard ${this.shardId} is not running`),

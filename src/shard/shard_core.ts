@@ -53,6 +53,8 @@ export interface WriteOutcome {
 export type WriteCallback = (err: Error | null, outcome: WriteOutcome | null) => void;
 
 const REPLAY_BATCH_RECORDS = 4096;
+/** Acknowledged records held in memory until LMDB commits them, at most. */
+const MAX_OVERLAY_RECORDS = 1_000_000;
 const DEFAULT_CHECKPOINT_EVERY_RECORDS = 100_000;
 const DEFAULT_CHECKPOINT_INTERVAL_MS = 5_000;
 
@@ -164,6 +166,17 @@ export class ShardCore {
     const blocker = this.writeBlocker;
     if (blocker !== null) {
       done(blocker, null);
+      return;
+    }
+    if (this.overlayById.size + records.length > MAX_OVERLAY_RECORDS) {
+      // LMDB's commits lag this far behind: refuse rather than grow memory without bound.
+      done(
+        new WalUnavailableError(
+          "backpressure",
+          `shard ${this.shardId} is waiting for LMDB to catch up; retry shortly`,
+        ),
+        null,
+      );
       return;
     }
     let payloadBytes = 0;

@@ -18,6 +18,7 @@ const { values } = parseArgs({
     iterations: { type: "string", default: "10" },
     "wal-iterations": { type: "string", default: "5" },
     clients: { type: "string", default: "8" },
+    "full-check-every": { type: "string", default: "10" },
   },
 });
 
@@ -33,6 +34,7 @@ function intArg(name: string, raw: string | undefined, min: number, max: number)
 const iterations = intArg("iterations", values.iterations, 0, 100_000);
 const walIterations = intArg("wal-iterations", values["wal-iterations"], 0, 100_000);
 const clients = intArg("clients", values.clients, 1, 256);
+const fullCheckEvery = intArg("full-check-every", values["full-check-every"], 1, 100_000);
 const out = (line: string) => process.stdout.write(`${line}\n`);
 let passed = 0;
 let failed = 0;
@@ -57,7 +59,7 @@ if (iterations > 0) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "stemedb-srvcrash-"));
   let stats: ServerCrashStats | null = null;
   try {
-    stats = await runServerCrashLoop({ iterations, dataDir, clients, log: out });
+    stats = await runServerCrashLoop({ iterations, dataDir, clients, fullCheckEvery, log: out });
   } catch (err) {
     out(`server loop aborted: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     out(`data directory kept for inspection: ${dataDir}`);
