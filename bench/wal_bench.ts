@@ -8,9 +8,10 @@ import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { ShardCore } from "../src/shard/shard_core.js";
-import { encodeAssertion, setRecordLsn } from "../src/store/assertion_codec.js";
+import { setRecordLsn } from "../src/store/assertion_codec.js";
 import { nativeWal } from "../src/wal/native.js";
 import { Wal, type WalObserver } from "../src/wal/wal.js";
+import { sampleAssertion } from "../test/helpers/records.js";
 import { benchDir, machineLine, Reservoir, summarizeNs, table } from "./stats.js";
 
 const { values: args } = parseArgs({
@@ -161,26 +162,6 @@ async function walOnlyThroughput(): Promise<Record<string, string | number>> {
 }
 
 // 4b: WAL + LMDB on one shard (ShardCore: dedup check, LSN patch, WAL, apply).
-function benchAssertion(i: number): Uint8Array {
-  return encodeAssertion({
-    id: i.toString(16).padStart(32, "0"),
-    concept: `bench/c${i % 10_000}`,
-    agent: "bench-agent",
-    valueJson: String(i),
-    confidence: 0.5,
-    sources: [],
-    validFromMs: null,
-    validToMs: null,
-    nonce: null,
-    recordedAtMs: 1_700_000_000_000 + i,
-    epoch: 0,
-    shard: 0,
-    lsn: 0,
-    status: "active",
-    supersedes: null,
-    supersededBy: null,
-  });
-}
 
 async function walPlusLmdb(): Promise<Record<string, string | number>> {
   const dir = path.join(root, "core");
@@ -191,7 +172,7 @@ async function walPlusLmdb(): Promise<Record<string, string | number>> {
     segmentSizeBytes: SEGMENT_BYTES,
   });
   // Records are encoded up front: in the server the front door encodes, the shard does not.
-  const records = Array.from({ length: CORE_RECORDS }, (_, i) => benchAssertion(i));
+  const records = Array.from({ length: CORE_RECORDS }, (_, i) => sampleAssertion(i));
   let next = 0;
   let acked = 0;
   const pipeline = async () => {
@@ -235,7 +216,7 @@ async function replay(): Promise<Array<Record<string, string | number>>> {
   let last = 0;
   let payloadBytes = 0;
   for (let i = 0; i < REPLAY_RECORDS; i++) {
-    const record = benchAssertion(i);
+    const record = sampleAssertion(i);
     setRecordLsn(record, wal.nextLsn);
     payloadBytes += record.byteLength;
     last = wal.append(1, record);

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ShardCore, WRITE_DUPLICATE } from "../src/shard/shard_core.js";
-import { encodeAssertion } from "../src/store/assertion_codec.js";
+import { sampleAssertion } from "./helpers/records.js";
 import { tempDir } from "./helpers/wal_fixtures.js";
 
 const dirs: string[] = [];
@@ -11,24 +11,7 @@ afterEach(() => {
 });
 
 function record(i: number): Uint8Array {
-  return encodeAssertion({
-    id: i.toString(16).padStart(32, "0"),
-    concept: `core/c${i % 3}`,
-    agent: "core-agent",
-    valueJson: String(i),
-    confidence: 0.5,
-    sources: [],
-    validFromMs: null,
-    validToMs: null,
-    nonce: null,
-    recordedAtMs: 1_700_000_000_000 + i,
-    epoch: 0,
-    shard: 0,
-    lsn: 0,
-    status: "active",
-    supersedes: null,
-    supersededBy: null,
-  });
+  return sampleAssertion(i, 3, "core");
 }
 
 async function openCore(): Promise<ShardCore> {

@@ -2,6 +2,7 @@
 // directory options (same defaults and overrides as the server, see src/config.ts) and
 // bounded integer options. Argument parsing itself is node:util parseArgs, strict.
 import path from "node:path";
+import { parseArgs } from "node:util";
 
 export const EXIT_OK = 0;
 /** A check failed (verify found a problem, the WAL is corrupt, ...). */
@@ -120,4 +121,34 @@ export function printJson(value: unknown): void {
 /** Shortens long strings for one-line human output. */
 export function clip(text: string, maxChars: number): string {
   return text.length <= maxChars ? text : `${text.slice(0, maxChars - 1)}…`;
+}
+
+type OptionSpec = Record<string, { type: "string" | "boolean"; default?: string | boolean }>;
+export type CommandValues = Record<string, string | boolean | undefined>;
+
+/**
+ * parseArgs for one command, with the shared conventions: a parse error prints the message
+ * and the usage (exit 2); `--help` prints the usage (exit 0). Returns the values, or the exit
+ * code the command should return.
+ */
+export function parseCommand(
+  argv: string[],
+  options: OptionSpec,
+  usage: string,
+): CommandValues | number {
+  let values: CommandValues;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: { ...options, help: { type: "boolean", default: false } },
+    }));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${usage}\n`);
+    return EXIT_USAGE;
+  }
+  if (values.help === true) {
+    process.stdout.write(`${usage}\n`);
+    return EXIT_OK;
+  }
+  return values;
 }

@@ -2,9 +2,9 @@
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { DEFAULT_BIND_ADDR } from "../config.js";
 import type { BackupManifest } from "../store/backup_manifest.js";
+import { parseCommand } from "./args.js";
 
 const USAGE = `usage: stemedb backup --to DIR [--url URL] [--key-file FILE | --key KEY] [--data-dir D] [--json]
   Online backup of the running server into DIR (an absolute path on the server's machine,
@@ -109,28 +109,19 @@ export async function backupAndWait(
 }
 
 export async function runBackup(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        to: { type: "string" },
-        url: { type: "string" },
-        key: { type: "string" },
-        "key-file": { type: "string" },
-        "data-dir": { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", default: false },
-      },
-    }));
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
-    return 2;
-  }
-  if (values.help === true) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
+  const values = parseCommand(
+    argv,
+    {
+      to: { type: "string" },
+      url: { type: "string" },
+      key: { type: "string" },
+      "key-file": { type: "string" },
+      "data-dir": { type: "string" },
+      json: { type: "boolean", default: false },
+    },
+    USAGE,
+  );
+  if (typeof values === "number") return values;
   if (typeof values.to !== "string") {
     process.stderr.write(`${USAGE}\n`);
     return 2;

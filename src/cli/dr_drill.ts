@@ -7,7 +7,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
+import { parseCommand } from "./args.js";
 import { backupAndWait } from "./backup.js";
 import { runRestore } from "./restore.js";
 import {
@@ -77,27 +77,18 @@ async function timed<T>(steps: Step[], step: string, fn: () => Promise<[T, strin
 }
 
 export async function runDrDrill(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        "work-dir": { type: "string" },
-        shards: { type: "string", default: "2" },
-        clients: { type: "string", default: "8" },
-        "load-ms": { type: "string", default: "1500" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", default: false },
-      },
-    }));
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
-    return 2;
-  }
-  if (values.help === true) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
+  const values = parseCommand(
+    argv,
+    {
+      "work-dir": { type: "string" },
+      shards: { type: "string", default: "2" },
+      clients: { type: "string", default: "8" },
+      "load-ms": { type: "string", default: "1500" },
+      json: { type: "boolean", default: false },
+    },
+    USAGE,
+  );
+  if (typeof values === "number") return values;
   const shards = Number(values.shards);
   const clients = Number(values.clients);
   const loadMs = Number(values["load-ms"]);

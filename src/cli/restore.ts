@@ -4,9 +4,9 @@
 // on top of its LMDB snapshot.
 import fs from "node:fs";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { BackupError, verifyBackup } from "../store/backup_manifest.js";
 import { fsyncDir } from "../store/manifest.js";
+import { parseCommand } from "./args.js";
 
 const USAGE = `usage: stemedb restore --from DIR [--data-dir D] [--force] [--json]
   Restores a backup made by 'stemedb backup' into D (default STEMEDB_DATA_DIR or ./data).
@@ -24,26 +24,17 @@ function copyDurably(from: string, to: string): void {
 }
 
 export async function runRestore(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        from: { type: "string" },
-        "data-dir": { type: "string" },
-        force: { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", default: false },
-      },
-    }));
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
-    return 2;
-  }
-  if (values.help === true) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
+  const values = parseCommand(
+    argv,
+    {
+      from: { type: "string" },
+      "data-dir": { type: "string" },
+      force: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+    },
+    USAGE,
+  );
+  if (typeof values === "number") return values;
   if (typeof values.from !== "string") {
     process.stderr.write(`${USAGE}\n`);
     return 2;
