@@ -1,14 +1,13 @@
 // `npm run bench:backup`: backup and restore throughput (MB/s, records/s) and the ingest
 // throughput/p99 while a backup runs, as a ratio to ingest without one, in one run.
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { backupAndWait } from "../src/cli/backup.js";
 import { runRestore } from "../src/cli/restore.js";
 import { api, createKey, readAdminKeyFile, startServerProcess } from "../src/cli/server_child.js";
 import { benchDir, machineLine, table } from "./stats.js";
+import { requestsPerSecond, runWrk } from "./wrk.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -18,25 +17,16 @@ const { values: args } = parseArgs({
 });
 const RECORDS = Number(args.records);
 const SECONDS = Number(args.seconds);
-const WRK_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bench/wrk");
 
 function wrk(url: string, key: string, run: string): { rps: number; p99_ms: number } {
-  const out = execFileSync(
-    "wrk",
-    ["-t", "2", "-c", "64", "-d", `${SECONDS}s`, "-s", path.join(WRK_DIR, "assert.lua"), url],
-    {
-      encoding: "utf8",
-      env: { ...process.env, STEMEDB_WRK_DIR: WRK_DIR, STEMEDB_KEY: key, STEMEDB_RUN: run },
-    },
-  );
-  const r = JSON.parse(
-    (out.split("\n").find((l) => l.startsWith("WRK_JSON ")) as string).slice(9),
-  ) as {
-    requests: number;
-    duration_us: number;
-    p99_us: number;
-  };
-  return { rps: r.requests / (r.duration_us / 1e6), p99_ms: r.p99_us / 1000 };
+  const r = runWrk({
+    url,
+    script: "assert.lua",
+    connections: 64,
+    seconds: SECONDS,
+    env: { STEMEDB_KEY: key, STEMEDB_RUN: run },
+  });
+  return { rps: requestsPerSecond(r), p99_ms: r.p99_us / 1000 };
 }
 
 const root = benchDir("backup");

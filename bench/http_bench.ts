@@ -3,13 +3,14 @@
 //   generator ceiling (GET /ping on a bare uWS app), zero-hop floor (bare uWS route doing one
 //   4 KiB write + fdatasync per request), StemeDB single-assertion ingest at c=1/16/64/256,
 //   1000-assertion batches, `latest` queries, and the server's own fsync p99 from /metrics.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { api, createKey, readAdminKeyFile, startServerProcess } from "../src/cli/server_child.js";
 import { benchDir, machineLine, table } from "./stats.js";
+import { runWrk, type WrkResult } from "./wrk.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -19,17 +20,6 @@ const { values: args } = parseArgs({
 });
 const SECONDS = Number(args.seconds);
 const here = path.dirname(fileURLToPath(import.meta.url));
-const WRK_DIR = path.resolve(here, "../../bench/wrk");
-
-interface WrkResult {
-  requests: number;
-  duration_us: number;
-  p50_us: number;
-  p99_us: number;
-  p999_us: number;
-  socket_errors: number;
-  non2xx: number;
-}
 
 function wrk(
   url: string,
@@ -38,31 +28,7 @@ function wrk(
   env: Record<string, string>,
   seconds = SECONDS,
 ): WrkResult {
-  const threads = connections >= 64 ? 2 : 1;
-  const out = execFileSync(
-    "wrk",
-    [
-      "-t",
-      String(threads),
-      "-c",
-      String(connections),
-      "-d",
-      `${seconds}s`,
-      "--timeout",
-      "10s",
-      "-s",
-      path.join(WRK_DIR, script),
-      url,
-    ],
-    {
-      encoding: "utf8",
-      env: { ...process.env, STEMEDB_WRK_DIR: WRK_DIR, ...env },
-      maxBuffer: 1 << 24,
-    },
-  );
-  const line = out.split("\n").find((l) => l.startsWith("WRK_JSON "));
-  if (line === undefined) throw new Error(`wrk printed no result:\n${out}`);
-  return JSON.parse(line.slice("WRK_JSON ".length)) as WrkResult;
+  return runWrk({ url, script, connections, seconds, env });
 }
 
 function row(

@@ -9,11 +9,11 @@
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { api, createKey, readAdminKeyFile, startServerProcess } from "../src/cli/server_child.js";
 import type { SizingBasis, SizingRow } from "../src/cli/sizing.js";
 import { benchDir, machineLine, table } from "./stats.js";
+import { runWrk, type WrkResult } from "./wrk.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -39,45 +39,10 @@ if (
 ) {
   throw new Error("--shards must be a comma-separated list of integers in [1, 64]");
 }
-const here = path.dirname(fileURLToPath(import.meta.url));
-const WRK_DIR = path.resolve(here, "../../bench/wrk");
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 
-interface WrkResult {
-  requests: number;
-  duration_us: number;
-  p50_us: number;
-  p99_us: number;
-  p999_us: number;
-  socket_errors: number;
-  non2xx: number;
-}
-
 function wrk(url: string, env: Record<string, string>, seconds: number): WrkResult {
-  const out = execFileSync(
-    "wrk",
-    [
-      "-t",
-      CONNECTIONS >= 64 ? "2" : "1",
-      "-c",
-      String(CONNECTIONS),
-      "-d",
-      `${seconds}s`,
-      "--timeout",
-      "10s",
-      "-s",
-      path.join(WRK_DIR, "assert.lua"),
-      url,
-    ],
-    {
-      encoding: "utf8",
-      env: { ...process.env, STEMEDB_WRK_DIR: WRK_DIR, ...env },
-      maxBuffer: 1 << 24,
-    },
-  );
-  const line = out.split("\n").find((l) => l.startsWith("WRK_JSON "));
-  if (line === undefined) throw new Error(`wrk printed no result:\n${out}`);
-  return JSON.parse(line.slice("WRK_JSON ".length)) as WrkResult;
+  return runWrk({ url, script: "assert.lua", connections: CONNECTIONS, seconds, env });
 }
 
 /** Samples of one metric family (exact name), with their label text. */

@@ -1,20 +1,10 @@
-// `npm run bench:soak -- --minutes M`: bounded load for M minutes to find leaks and slow
-// degradation. Measures capacity first (wrk, bench/wrk/assert.lua, c=64, 5 s), then drives a
-// fixed rate of --load (default 0.7) × that capacity from this process: a scheduler issues
-// the requests due each tick over a bounded pool of keep-alive connections, and latency is
-// measured from each request's *scheduled* time (so a stalled server cannot hide its stall
-// by slowing the client: no coordinated omission). Every 10 s it samples the server's RSS
-// (/proc/<pid>/status VmRSS), heap and event-loop delay (GET /metrics), ack p50/p99 and errors
-// (non-201 and socket errors). Writes bench/results/soak.csv and soak.svg and prints WARN when
-// the last third's mean RSS or p99 exceeds the first third's by more than --warn-growth.
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { api, createKey, readAdminKeyFile, startServerProcess } from "../src/cli/server_child.js";
 import { benchDir, machineLine, percentile } from "./stats.js";
+import { runWrk } from "./wrk.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -45,30 +35,15 @@ const MAX_IN_FLIGHT = CONNECTIONS * 4;
 /** Latencies kept per sample window (uniform prefix is enough for p99 at these rates). */
 const MAX_WINDOW_SAMPLES = 200_000;
 const TICK_MS = 2;
-const here = path.dirname(fileURLToPath(import.meta.url));
-const WRK_DIR = path.resolve(here, "../../bench/wrk");
 
 function wrkCapacity(url: string, key: string, seconds: number): { rps: number; p99_ms: number } {
-  const out = execFileSync(
-    "wrk",
-    ["-t", "2", "-c", "64", "-d", `${seconds}s`, "--timeout", "10s"].concat([
-      "-s",
-      path.join(WRK_DIR, "assert.lua"),
-      url,
-    ]),
-    {
-      encoding: "utf8",
-      env: { ...process.env, STEMEDB_WRK_DIR: WRK_DIR, STEMEDB_KEY: key, STEMEDB_RUN: "cap" },
-    },
-  );
-  const line = out.split("\n").find((l) => l.startsWith("WRK_JSON "));
-  if (line === undefined) throw new Error(`wrk printed no result:\n${out}`);
-  const r = JSON.parse(line.slice(9)) as {
-    requests: number;
-    duration_us: number;
-    p99_us: number;
-    non2xx: number;
-  };
+  const r = runWrk({
+    url,
+    script: "assert.lua",
+    connections: 64,
+    seconds,
+    env: { STEMEDB_KEY: key, STEMEDB_RUN: "cap" },
+  });
   return { rps: (r.requests - r.non2xx) / (r.duration_us / 1e6), p99_ms: r.p99_us / 1000 };
 }
 

@@ -4,7 +4,7 @@
 // Rules (a subset of RFC 8785 / JCS that is exact for everything JSON.parse produces):
 // - object keys sorted by UTF-16 code units (JavaScript's default string order), no whitespace;
 // - numbers as ECMAScript Number→String (what JSON.stringify prints; -0 prints as 0);
-// - strings as JSON.stringify prints them (lone surrogates escaped as \udXXX);
+// - strings as JSON.stringify prints them (lone surrogates come out as \u escapes);
 // - only null, booleans, finite numbers, strings, arrays and plain objects are accepted.
 // Anything else (undefined, functions, symbols, BigInt, NaN/±Infinity, Dates, Maps, class
 // instances, sparse array holes, cycles or nesting deeper than the bound) throws, rather than
