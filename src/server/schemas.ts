@@ -31,6 +31,7 @@ import {
   MAX_TIME_MS,
   MAX_VALUE_JSON_BYTES,
 } from "../domain/limits.js";
+import type { AssertionRecord } from "../store/assertion_codec.js";
 import { badRequest, payloadTooLarge, unprocessable } from "./errors.js";
 
 // ---- Schemas --------------------------------------------------------------------------
@@ -218,19 +219,15 @@ export function parseJsonBody(bytes: Uint8Array): unknown {
 
 // ---- Normalized requests ----------------------------------------------------------------
 
-/** An assertion after validation and normalization, ready for id derivation and routing. */
-export interface NormalizedAssertion {
-  /** Canonical concept path (aliases not yet resolved). */
-  concept: string;
-  value: unknown;
-  /** canonicalJson(value); its UTF-8 size is ≤ MAX_VALUE_JSON_BYTES. */
-  valueJson: string;
-  confidence: number;
-  sources: string[];
-  validFromMs: number | null;
-  validToMs: number | null;
-  nonce: string | null;
-}
+/**
+ * An assertion after validation and normalization, ready for id derivation and routing: the
+ * client-supplied fields of the stored record (concept canonical, aliases not yet resolved;
+ * valueJson = canonicalJson(value), at most MAX_VALUE_JSON_BYTES) plus the parsed value.
+ */
+export type NormalizedAssertion = Pick<
+  AssertionRecord,
+  "concept" | "valueJson" | "confidence" | "sources" | "validFromMs" | "validToMs" | "nonce"
+> & { value: unknown };
 
 /**
  * Apply the rules a schema cannot express to one schema-valid assertion. `pointer` is the

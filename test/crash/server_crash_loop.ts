@@ -10,6 +10,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { intArg } from "../helpers/cli_args.js";
 import { runServerCrashLoop, type ServerCrashStats } from "./server_crash_harness.js";
 import { runWalCrashLoop } from "./wal_crash_harness.js";
 
@@ -21,15 +22,6 @@ const { values } = parseArgs({
     "full-check-every": { type: "string", default: "10" },
   },
 });
-
-function intArg(name: string, raw: string | undefined, min: number, max: number): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    process.stderr.write(`--${name} must be an integer from ${min} to ${max} (got ${raw})\n`);
-    process.exit(2);
-  }
-  return n;
-}
 
 const iterations = intArg("iterations", values.iterations, 0, 100_000);
 const walIterations = intArg("wal-iterations", values["wal-iterations"], 0, 100_000);

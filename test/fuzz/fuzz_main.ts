@@ -2,6 +2,7 @@
 // Exit code 0 only when no case failed, the server survived, a valid request still works
 // afterwards, its RSS stayed under the bound, and it still shuts down cleanly.
 import { parseArgs } from "node:util";
+import { intArg } from "../helpers/cli_args.js";
 import { formatReport, reportPassed, runFuzz } from "./runner.js";
 
 const { values } = parseArgs({
@@ -15,15 +16,6 @@ const { values } = parseArgs({
     families: { type: "string" },
   },
 });
-
-function intArg(name: string, raw: string | undefined, min: number, max: number): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    process.stderr.write(`--${name} must be an integer from ${min} to ${max} (got ${raw})\n`);
-    process.exit(2);
-  }
-  return n;
-}
 
 const runs = intArg("runs", values.runs, 1, 1_000_000);
 const seed =
