@@ -90,7 +90,7 @@ export class MetaStore {
     fs.mkdirSync(dir, { recursive: true });
     // Meta writes are rare (key changes, admin actions); LMDB's own synced commits make them
     // durable without the WAL.
-    const root = open({ path: dir, maxDbs: 16 });
+    const root = open({ path: dir, maxDbs: 32 });
     return new MetaStore(root);
   }
 
