@@ -43,6 +43,7 @@ const record = {
   status: "active" as const,
   supersedes: null,
   supersededBy: null,
+  authorTrust: 0.5,
 };
 const dir = benchDir("micro");
 const machine = machineLine(dir);

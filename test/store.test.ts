@@ -60,6 +60,7 @@ function rec(n: number, over: Partial<AssertionRecord> = {}): AssertionRecord {
     status: "active",
     supersedes: null,
     supersededBy: null,
+    authorTrust: 0.5,
     ...over,
   };
 }

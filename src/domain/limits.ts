@@ -83,3 +83,31 @@ export const DEFAULT_SHARD_QUEUE_MAX_ITEMS = 65_536;
 export const MAX_SHARD_QUEUE_MAX_ITEMS = 1_048_576;
 /** Largest manifest.json we are willing to read, in bytes (it is ~100 bytes in practice). */
 export const MAX_MANIFEST_BYTES = 64 * KiB;
+
+// ---- Knowledge semantics (votes, supersession, epochs, sources, lenses) ----------------
+
+/** Most assertions of one concept a lens looks at (newest first); older ones are ignored. */
+export const MAX_LENS_SCAN_ASSERTIONS = 10_000;
+/** Most vote events read per assertion when summing votes (newest kept per voter). */
+export const MAX_VOTES_PER_ASSERTION = 100_000;
+/** Most concepts one subtree query visits per shard and page. */
+export const MAX_SUBTREE_CONCEPTS_SCANNED = 50_000;
+/** Longest retraction/decision reason, in UTF-16 code units. */
+export const MAX_REASON_LENGTH = 1024;
+/** Longest epoch label, in UTF-16 code units. */
+export const MAX_EPOCH_LABEL_LENGTH = 256;
+/** Most epochs a data directory keeps (each holds one LSN per shard and a trust snapshot). */
+export const MAX_EPOCHS = 100_000;
+/** Longest source URI / title / kind / content hash, in UTF-16 code units. */
+export const MAX_SOURCE_URI_LENGTH = 2048;
+export const MAX_SOURCE_TITLE_LENGTH = 1024;
+export const MAX_SOURCE_KIND_LENGTH = 64;
+export const MAX_SOURCE_HASH_LENGTH = 256;
+/** Most assertion ids a source may be derived from. */
+export const MAX_SOURCE_DERIVED_FROM = 64;
+/** Deepest source → derived_from → assertion → source chain provenance follows. */
+export const MAX_PROVENANCE_DEPTH = 8;
+/** Most assertions plus sources one provenance answer visits. */
+export const MAX_PROVENANCE_NODES = 256;
+/** Most votes one provenance answer lists (newest first). */
+export const MAX_PROVENANCE_VOTES = 1000;

@@ -6,8 +6,10 @@ import fs from "node:fs";
 import { type Logger, pino } from "pino";
 import { Registry } from "prom-client";
 import type { Config } from "../config.js";
+import { priorTrustView } from "../domain/trust_view.js";
 import { createMainMetrics } from "../metrics/main_metrics.js";
 import { shardDirs } from "../shard/shard_core.js";
+import { EpochStore } from "../store/epoch_store.js";
 import { ensureManifest, readManifest } from "../store/manifest.js";
 import { MetaStore } from "../store/meta_store.js";
 import type { ServerContext } from "./context.js";
@@ -15,7 +17,10 @@ import { buildOpenApi } from "./openapi.js";
 import { type Route, registerRoutes } from "./router.js";
 import { assertRoutes } from "./routes/assert.js";
 import { backupRoutes } from "./routes/backup.js";
+import { epochRoutes } from "./routes/epochs.js";
 import { queryRoutes } from "./routes/query.js";
+import { sourceRoutes } from "./routes/sources.js";
+import { stateRoutes } from "./routes/state.js";
 import { systemRoutes } from "./routes/system.js";
 import { ShardPool, ShardRequestError } from "./shard_pool.js";
 import { loadUws } from "./uws_engine.js";
@@ -119,6 +124,8 @@ export async function startServer(
     config,
     pool,
     meta,
+    epochs: new EpochStore(meta.root),
+    trust: priorTrustView,
     metrics,
     registry,
     logger,
@@ -133,6 +140,9 @@ export async function startServer(
     ...assertRoutes(context),
     ...queryRoutes(context),
     ...backupRoutes(context),
+    ...stateRoutes(context),
+    ...epochRoutes(context),
+    ...sourceRoutes(context),
   ];
   const openapi: Route = {
     method: "get",

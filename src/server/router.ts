@@ -45,6 +45,8 @@ export interface Route {
   role: Role | null;
   /** Whether the route reads a JSON body. */
   jsonBody: boolean;
+  /** An agent write guarded by the per-agent circuit breaker. */
+  breaker?: boolean;
   handler: (ctx: RouteContext) => Reply | Promise<Reply>;
   /** For the OpenAPI document: one line, and the body's schema (the same one that validates). */
   summary?: string;

@@ -7,6 +7,8 @@ export function toApiError(err: unknown): ApiError | null {
   if (err instanceof ApiError) return err;
   if (!(err instanceof ShardRequestError)) return null;
   switch (err.reason) {
+    case "domain":
+      return new ApiError(err.status ?? 409, err.code ?? "conflict", err.message);
     case "backpressure":
       return unavailable(
         1,

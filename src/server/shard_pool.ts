@@ -7,7 +7,6 @@ import { Worker } from "node:worker_threads";
 import type { MetricObjectWithValues } from "../metrics/merge.js";
 import type {
   QueryRequest,
-  RenderedPage,
   ShardBackupResult,
   ShardErrorBody,
   ShardEvent,
@@ -27,6 +26,9 @@ export class ShardRequestError extends Error {
     readonly shardId: number,
     readonly reason: string,
     message: string,
+    /** reason "domain": the HTTP status and code of the broken rule. */
+    readonly status?: number,
+    readonly code?: string,
   ) {
     super(message);
     this.name = "ShardRequestError";
@@ -232,7 +234,16 @@ class ShardHandle {
     this.depthItems -= p.items;
     if (p.write === true) this.writeAnswered();
     if (msg.ok) p.resolve(msg.value);
-    else p.reject(new ShardRequestError(this.shardId, msg.error.reason, msg.error.message));
+    else
+      p.reject(
+        new ShardRequestError(
+          this.shardId,
+          msg.error.reason,
+          msg.error.message,
+          msg.error.status,
+          msg.error.code,
+        ),
+      );
   }
 
   private writeAnswered(): void {
@@ -340,27 +351,12 @@ export class ShardPool {
     return this.shard(shardId).query({ t: "get", id });
   }
 
-  latest(shardId: number, concept: string): Promise<string | null> {
-    return this.shard(shardId).query({ t: "latest", concept });
-  }
-
-  history(
-    shardId: number,
-    concept: string,
-    limit: number,
-    cursor: string | null,
-  ): Promise<RenderedPage> {
-    return this.shard(shardId).query({ t: "history", concept, limit, cursor });
-  }
-
-  /** Up to `limit` latest assertions under prefix, after the concept `after`, ordered by concept. */
-  under(
-    shardId: number,
-    prefix: string,
-    after: string | null,
-    limit: number,
-  ): Promise<RenderedPage> {
-    return this.shard(shardId).query({ t: "under", prefix, after, limit });
+  /**
+   * Any other request (lenses, state writes, sources, epoch marks); the caller knows the
+   * answer's shape from the message type (see protocol.ts).
+   */
+  request<T>(shardId: number, msg: QueryWithoutReq): Promise<T> {
+    return this.shard(shardId).query<T>(msg);
   }
 
   backup(shardId: number, walDir: string, dbDir: string): Promise<ShardBackupResult> {

@@ -47,8 +47,55 @@ export interface PageRequest {
   cursor: string | null;
 }
 
+/** Lens reads at a boundary: asOfLsn is null for live reads, else the epoch's LSN for this shard. */
+export type LensRequest =
+  | { t: "lens_latest"; req: number; concept: string; asOfLsn: number | null }
+  | ({ t: "lens_history"; req: number; concept: string; asOfLsn: number | null } & PageRequest)
+  | { t: "lens_active"; req: number; concept: string; asOfLsn: number | null; limit: number }
+  | {
+      t: "lens_under";
+      req: number;
+      /** latest: newest active per concept; active: every active assertion per concept. */
+      mode: "latest" | "active";
+      prefix: string;
+      after: string | null;
+      limit: number;
+      asOfLsn: number | null;
+    };
+
+/** Writes that change existing state; each is checked by the owning shard against live state. */
+export type StateRequest =
+  | {
+      t: "vote";
+      req: number;
+      target: string;
+      actor: string;
+      dir: 1 | -1;
+      weight: number;
+      atMs: number;
+    }
+  | {
+      t: "status_event";
+      req: number;
+      kind: "retract" | "approve" | "reject";
+      target: string;
+      actor: string;
+      /** May act on another agent's assertion (admin for retract; always for decisions). */
+      privileged: boolean;
+      reason: string | null;
+      atMs: number;
+    }
+  | { t: "supersede"; req: number; buf: ArrayBuffer }
+  | { t: "source_put"; req: number; source: import("../domain/state_events.js").SourceRecord }
+  | { t: "epoch_mark"; req: number };
+
 export type QueryRequest =
+  | LensRequest
+  | StateRequest
   | { t: "get"; req: number; id: string }
+  | { t: "record"; req: number; id: string }
+  | { t: "votes"; req: number; id: string; asOfLsn: number | null; limit: number }
+  | { t: "source_get"; req: number; id: string }
   | { t: "latest"; req: number; concept: string }
   | ({ t: "history"; req: number; concept: string } & PageRequest)
   | { t: "under"; req: number; prefix: string; after: string | null; limit: number }
@@ -79,9 +126,59 @@ export interface RenderedPage {
 }
 
 export interface ShardErrorBody {
-  /** WalUnavailableError reason, "invalid_cursor", "corrupt_record", or "internal". */
+  /** WalUnavailableError reason, "invalid_cursor", "corrupt_record", "domain" or "internal". */
   reason: string;
   message: string;
+  /** reason "domain": the HTTP status and error code the rule maps to. */
+  status?: number;
+  code?: string;
+}
+
+/** One active assertion for a lens the main thread finishes (consensus, trusted). */
+export interface ActiveItem {
+  json: string;
+  id: string;
+  agent: string;
+  valueJson: string;
+  confidence: number;
+  lsn: number;
+  /** Σ voter weight × (±1) over each voter's newest vote. */
+  voteScore: number;
+  votesUp: number;
+  votesDown: number;
+}
+
+export interface ActiveList {
+  concept: string;
+  items: ActiveItem[];
+  /** The scan bound stopped before every assertion of the concept was seen. */
+  truncated: boolean;
+}
+
+/** A record with the fields main-thread rules need, and its rendered JSON. */
+export interface RecordFacts {
+  json: string;
+  id: string;
+  concept: string;
+  agent: string;
+  status: string;
+  supersedes: string | null;
+  supersededBy: string | null;
+  sources: string[];
+  authorTrust: number;
+  lsn: number;
+  recordedAtMs: number;
+  valueJson: string;
+}
+
+export interface StateWriteResult {
+  lsn: number;
+  duplicate: boolean;
+  /** vote: the target's author (trust evidence) and whether this voter had voted before. */
+  author?: string;
+  replaced?: boolean;
+  /** status events: the target's status before. */
+  previousStatus?: string;
 }
 
 export type ShardResponse =

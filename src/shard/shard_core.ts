@@ -4,7 +4,9 @@
 // any later message to this shard reads its own writes).
 import fs from "node:fs";
 import path from "node:path";
+import { decodeSourceRecord, decodeStateEvent } from "../domain/state_events.js";
 import { AssertionStatus } from "../schema/generated/stemedb_generated.js";
+import type { AssertionStatusName } from "../store/assertion_codec.js";
 import {
   type AssertionRecord,
   assertionView,
@@ -14,10 +16,12 @@ import {
 } from "../store/assertion_codec.js";
 import {
   type ApplyEntry,
+  type AssertionFacts,
   MAX_APPLY_BATCH_ENTRIES,
   ShardStore,
   WalRecordKind,
 } from "../store/shard_store.js";
+import { LIVE_LSN, statusAsOf, withStatus } from "../store/state_reads.js";
 import { WalUnavailableError } from "../wal/errors.js";
 import { RECORD_HEADER_BYTES } from "../wal/format.js";
 import { Wal, type WalObserver } from "../wal/wal.js";
@@ -84,6 +88,18 @@ export class ShardCore {
    */
   private readonly overlayById = new Map<string, Uint8Array>();
   private readonly overlayLatest = new Map<string, Uint8Array>();
+  /**
+   * Status changes appended but not yet committed in LMDB (target id -> status after it), so
+   * the checks of later events see them (a second supersession of the same claim is a 409).
+   */
+  private readonly statusShadow = new Map<
+    string,
+    { status: AssertionStatusName; supersededBy: string | null; lsn: number }
+  >();
+  /** Highest LSN of a status change, vote or source handed to LMDB; reads wait for it. */
+  private stateAppliedLsn = 0;
+  /** Highest LSN LMDB has committed. */
+  private committedLsn = 0;
   private lastCheckpointLsn: number;
   private lastCheckpointAtMs = Date.now();
   private checkpointRunning: Promise<number> | null = null;
@@ -116,7 +132,7 @@ export class ShardCore {
       archiveDir: opts.walArchiveDir ?? null,
       onRecord: (kind, lsn, payload) => {
         const copy = Uint8Array.prototype.slice.call(payload);
-        replay.push({ lsn, kind, payload: copy, decoded: decodeForApply(copy) });
+        replay.push(replayEntry(kind, lsn, copy));
         if (replay.length >= REPLAY_BATCH_RECORDS) flushReplay();
       },
     });
@@ -142,6 +158,7 @@ export class ShardCore {
     this.wal = wal;
     this.recovery = recovery;
     this.lastCheckpointLsn = store.appliedLsn;
+    this.committedLsn = store.appliedLsn;
     this.checkpointEveryRecords = opts.checkpointEveryRecords ?? DEFAULT_CHECKPOINT_EVERY_RECORDS;
     this.checkpointIntervalMs = opts.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
     this.onApplied = opts.onApplied ?? (() => {});
@@ -228,6 +245,13 @@ export class ShardCore {
       if (appended !== lsn) throw new Error(`WAL assigned LSN ${appended}, expected ${lsn}`);
       this.unapplied.set(id, lsn);
       const decoded = decodedFields(view, id);
+      if (decoded.supersedes !== null) {
+        this.statusShadow.set(decoded.supersedes, {
+          status: "superseded",
+          supersededBy: id,
+          lsn,
+        });
+      }
       this.pendingEntries.push({
         lsn,
         kind: WalRecordKind.AssertionInsert,
@@ -271,11 +295,14 @@ export class ShardCore {
     }
     for (let i = 0; i < n; i++) {
       const entry = batch[i] as ApplyEntry;
-      const d = entry.decoded as NonNullable<ApplyEntry["decoded"]>;
+      const d = entry.decoded;
+      if (d === undefined || d.supersedes !== null) this.stateAppliedLsn = entry.lsn;
+      if (d === undefined) continue;
       this.unapplied.delete(d.id);
       this.overlayById.set(d.id, entry.payload);
       if (d.active) this.overlayLatest.set(d.concept, entry.payload);
     }
+    const lastLsn = (batch[n - 1] as ApplyEntry).lsn;
     let committed: Promise<void> = Promise.resolve();
     try {
       for (let from = 0; from < n; from += MAX_APPLY_BATCH_ENTRIES) {
@@ -290,9 +317,14 @@ export class ShardCore {
     committed.then(
       () => {
         this.onApplied(n, (performance.now() - issuedAt) / 1000, true);
+        if (lastLsn > this.committedLsn) this.committedLsn = lastLsn;
         for (let i = 0; i < n; i++) {
           const entry = batch[i] as ApplyEntry;
-          const d = entry.decoded as NonNullable<ApplyEntry["decoded"]>;
+          const target = entry.event?.target ?? entry.decoded?.supersedes ?? null;
+          if (target !== null && this.statusShadow.get(target)?.lsn === entry.lsn)
+            this.statusShadow.delete(target);
+          const d = entry.decoded;
+          if (d === undefined) continue;
           if (this.overlayById.get(d.id) === entry.payload) this.overlayById.delete(d.id);
           if (this.overlayLatest.get(d.concept) === entry.payload)
             this.overlayLatest.delete(d.concept);
@@ -305,21 +337,137 @@ export class ShardCore {
     );
   }
 
+  /**
+   * Appends one state event or source record (already checked by the caller, see
+   * state_ops.ts) and calls back with its LSN once durable. `shadow` is the target's status
+   * after the event, for the checks of events that follow before LMDB commits this one.
+   */
+  appendRecord(
+    entry: Omit<ApplyEntry, "lsn">,
+    shadow: { target: string; status: AssertionStatusName; supersededBy: string | null } | null,
+    done: (err: Error | null, lsn: number) => void,
+  ): void {
+    const blocker = this.writeBlocker;
+    if (blocker !== null) {
+      done(blocker, 0);
+      return;
+    }
+    if (!this.wal.canAppendBatch(RECORD_HEADER_BYTES + entry.payload.byteLength, 1)) {
+      done(
+        new WalUnavailableError("backpressure", `shard ${this.shardId} WAL buffers are full`),
+        0,
+      );
+      return;
+    }
+    let lsn: number;
+    try {
+      lsn = this.wal.append(entry.kind, entry.payload);
+    } catch (err) {
+      done(err as Error, 0);
+      return;
+    }
+    if (shadow !== null) {
+      this.statusShadow.set(shadow.target, {
+        status: shadow.status,
+        supersededBy: shadow.supersededBy,
+        lsn,
+      });
+    }
+    this.pendingEntries.push({ ...entry, lsn });
+    this.pendingIds.push("");
+    this.wal.whenDurable(lsn, (err) => {
+      if (err !== null) {
+        this.dropFailedPending();
+        done(err, 0);
+        return;
+      }
+      done(null, lsn);
+      this.applyDurable();
+    });
+  }
+
+  /**
+   * The live state of an assertion, including writes not yet durable or committed: what the
+   * checks of votes, supersessions and retractions must see.
+   */
+  currentRecord(id: string): AssertionRecord | undefined {
+    let rec: AssertionRecord | undefined;
+    if (this.unapplied.has(id)) {
+      const entry = this.pendingEntries.find((e) => e.decoded?.id === id);
+      rec = entry === undefined ? undefined : decodeAssertion(entry.payload);
+    } else {
+      rec = this.getRecordWithoutStatus(id);
+    }
+    if (rec === undefined) return undefined;
+    const shadow = this.statusShadow.get(id);
+    if (shadow !== undefined) {
+      return withStatus(rec, { status: shadow.status, supersededBy: shadow.supersededBy });
+    }
+    return withStatus(rec, statusAsOf(this.store.dbs, rec, LIVE_LSN));
+  }
+
+  /** Whether a source id exists, durable or in flight. */
+  hasSource(id: string): boolean {
+    if (this.store.dbs.sources.doesExist(id)) return true;
+    return this.pendingEntries.some((e) => e.source?.id === id);
+  }
+
+  /**
+   * Resolves when LMDB has committed every acknowledged status change, vote and source, so
+   * reads of statuses are current. Bounded: under a steady stream of such writes it gives up
+   * after a few commits (the answer is then at most that many commits old).
+   */
+  async stateBarrier(): Promise<void> {
+    for (let i = 0; i < 4 && this.committedLsn < this.stateAppliedLsn; i++) {
+      await this.store.settled();
+    }
+  }
+
+  /**
+   * The LSN a new epoch records for this shard: every record appended before the call, once
+   * durable (or, if that flush fails, the durable point, since failed LSNs are reused).
+   */
+  epochMark(done: (lsn: number) => void): void {
+    const target = this.wal.nextLsn - 1;
+    if (target <= this.wal.durableLsn) {
+      done(target);
+      return;
+    }
+    this.wal.whenDurable(target, (err) => done(err === null ? target : this.wal.durableLsn));
+  }
+
   /** Records appended to the WAL and not yet durable. */
   get pendingRecords(): number {
     return this.pendingEntries.length;
   }
 
-  /** Acknowledged record by id: from memory while its LMDB commit is pending, else from LMDB. */
-  getAssertion(id: string): AssertionRecord | undefined {
+  private getRecordWithoutStatus(id: string): AssertionRecord | undefined {
     const pending = this.overlayById.get(id);
     return pending !== undefined ? decodeAssertion(pending) : this.store.getAssertion(id);
   }
 
-  /** Newest active assertion of a concept (overlay entries are always newer than LMDB's). */
+  /** Acknowledged record by id with its live status (call after stateBarrier()). */
+  getAssertion(id: string): AssertionRecord | undefined {
+    const rec = this.getRecordWithoutStatus(id);
+    if (rec === undefined) return undefined;
+    const shadow = this.statusShadow.get(id);
+    if (shadow !== undefined) return withStatus(rec, shadow);
+    return withStatus(rec, statusAsOf(this.store.dbs, rec, LIVE_LSN));
+  }
+
+  /**
+   * Newest active assertion of a concept (call after stateBarrier()). An acknowledged insert
+   * LMDB has not committed yet is newer than anything committed, so it wins unless a status
+   * change (in flight) took it out.
+   */
   latest(concept: string): AssertionRecord | undefined {
     const pending = this.overlayLatest.get(concept);
-    return pending !== undefined ? decodeAssertion(pending) : this.store.latest(concept);
+    if (pending !== undefined) {
+      const rec = decodeAssertion(pending);
+      const shadow = this.statusShadow.get(rec.id);
+      if (shadow === undefined || shadow.status === "active") return rec;
+    }
+    return this.store.latest(concept);
   }
 
   /** Resolves once LMDB has committed every applied entry (range reads need that). */
@@ -336,6 +484,9 @@ export class ShardCore {
       this.unapplied.delete(this.pendingIds[i] as string);
     this.pendingIds = this.pendingIds.slice(0, keep.length);
     this.pendingEntries = keep;
+    for (const [target, shadow] of this.statusShadow) {
+      if (shadow.lsn > durable) this.statusShadow.delete(target);
+    }
   }
 
   private maybeCheckpoint(): void {
@@ -411,23 +562,26 @@ export class ShardCore {
   }
 }
 
-function decodedFields(
-  view: ReturnType<typeof assertionView>,
-  id: string,
-): NonNullable<ApplyEntry["decoded"]> {
+function decodedFields(view: ReturnType<typeof assertionView>, id: string): AssertionFacts {
   return {
     id,
     concept: view.concept() ?? "",
     agent: view.agent() ?? "",
     active: view.status() === AssertionStatus.Active,
+    supersedes: view.supersedes(),
   };
 }
 
-function decodeForApply(payload: Uint8Array): NonNullable<ApplyEntry["decoded"]> {
+/** A WAL record read back at recovery, decoded the way the live writer would have. */
+function replayEntry(kind: number, lsn: number, payload: Uint8Array): ApplyEntry {
+  if (kind === WalRecordKind.StateEvent)
+    return { lsn, kind, payload, event: decodeStateEvent(payload) };
+  if (kind === WalRecordKind.SourceInsert)
+    return { lsn, kind, payload, source: decodeSourceRecord(payload) };
   const view = assertionView(payload);
   const id = view.id();
   if (id === null) throw new CorruptRecordError("a replayed WAL record has no assertion id");
-  return decodedFields(view, id);
+  return { lsn, kind, payload, decoded: decodedFields(view, id) };
 }
 
 export function shardDirs(

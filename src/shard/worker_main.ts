@@ -9,6 +9,7 @@ import { createShardMetrics } from "../metrics/shard_metrics.js";
 import { InvalidCursorError } from "../store/shard_store.js";
 import { WalCorruptionError, WalUnavailableError } from "../wal/errors.js";
 import type { WalObserver } from "../wal/wal.js";
+import { handleLens, handleRead } from "./lens_handlers.js";
 import type {
   ShardErrorBody,
   ShardEvent,
@@ -17,8 +18,8 @@ import type {
   ShardResponse,
   WriteRequest,
 } from "./protocol.js";
-import { renderAssertion } from "./render.js";
 import { ShardCore } from "./shard_core.js";
+import { runStateWrite, ShardDomainError } from "./state_ops.js";
 
 const port = parentPort;
 if (port === null) throw new Error("shard worker must run in a worker thread");
@@ -53,7 +54,18 @@ function post(msg: ShardResponse | ShardEvent, transfer?: ArrayBuffer[]): void {
   (port as import("node:worker_threads").MessagePort).postMessage(msg, transfer);
 }
 
+/** Query-latency label per read message (bounded set). */
+const LENS_METRIC_NAMES: Partial<Record<ShardRequest["t"], string>> = {
+  get: "get",
+  lens_latest: "latest",
+  lens_history: "history",
+  lens_active: "active",
+  lens_under: "under",
+};
+
 function errorBody(err: unknown): ShardErrorBody {
+  if (err instanceof ShardDomainError)
+    return { reason: "domain", message: err.message, status: err.status, code: err.code };
   if (err instanceof WalUnavailableError) return { reason: err.reason, message: err.message };
   if (err instanceof InvalidCursorError) return { reason: "invalid_cursor", message: err.message };
   const e = err as Error;
@@ -106,20 +118,17 @@ function info(): ShardInfo {
   };
 }
 
-/** Runs one store read and records it as an index lookup and a storage operation. */
-function timedLookup<T>(index: string, op: "get" | "range", read: () => T): T {
-  const started = performance.now();
-  try {
-    const value = read();
-    const seconds = (performance.now() - started) / 1000;
-    metrics.indexLookup(index).observe(seconds);
-    metrics.recordStorageOp(op, "ok", seconds);
-    return value;
-  } catch (err) {
-    metrics.recordStorageOp(op, "error", (performance.now() - started) / 1000);
-    throw err;
-  }
-}
+/** The index each read message mostly uses (the index-lookup histogram's label). */
+const READ_INDEX: Partial<Record<ShardRequest["t"], string>> = {
+  get: "records",
+  record: "records",
+  votes: "votes",
+  source_get: "sources",
+  lens_latest: "by_concept",
+  lens_history: "by_concept",
+  lens_active: "by_concept",
+  lens_under: "latest",
+};
 
 function refreshGauges(): void {
   metrics.shardQueueDepth.set(core.pendingRecords);
@@ -159,32 +168,24 @@ function handleWrite(msg: WriteRequest): void {
 
 async function handleQuery(msg: Exclude<ShardRequest, WriteRequest>): Promise<unknown> {
   switch (msg.t) {
-    case "get": {
-      const rec = timedLookup("records", "get", () => core.getAssertion(msg.id));
-      return rec === undefined ? null : renderAssertion(rec);
-    }
-    case "latest": {
-      const rec = timedLookup("latest", "get", () => core.latest(msg.concept));
-      return rec === undefined ? null : renderAssertion(rec);
-    }
-    case "history": {
-      await core.settled();
-      const page = timedLookup("by_concept", "range", () =>
-        core.store.history(msg.concept, { limit: msg.limit, cursor: msg.cursor }),
+    case "get":
+    case "record":
+    case "votes":
+    case "source_get":
+      return handleRead(core, msg);
+    case "lens_latest":
+    case "lens_history":
+    case "lens_active":
+    case "lens_under":
+      return handleLens(core, msg);
+    case "vote":
+    case "status_event":
+    case "supersede":
+    case "source_put":
+    case "epoch_mark":
+      return new Promise((resolve, reject) =>
+        runStateWrite(core, msg, (err, value) => (err === null ? resolve(value) : reject(err))),
       );
-      return { items: page.items.map(renderAssertion), keys: [], nextCursor: page.nextCursor };
-    }
-    case "under": {
-      await core.settled();
-      const items = timedLookup("latest", "range", () =>
-        core.store.latestUnderAfter(msg.prefix, msg.after, msg.limit),
-      );
-      return {
-        items: items.map(renderAssertion),
-        keys: items.map((r) => r.concept),
-        nextCursor: null,
-      };
-    }
     case "info":
       return info();
     case "metrics":
@@ -209,8 +210,14 @@ port.on("message", (msg: ShardRequest) => {
   const started = performance.now();
   handleQuery(msg).then(
     (value) => {
-      if (msg.t === "latest" || msg.t === "history" || msg.t === "under" || msg.t === "get") {
-        metrics.queryLatency(msg.t).observe((performance.now() - started) / 1000);
+      const seconds = (performance.now() - started) / 1000;
+      const lens = LENS_METRIC_NAMES[msg.t];
+      if (lens !== undefined) metrics.queryLatency(lens).observe(seconds);
+      const index = READ_INDEX[msg.t];
+      if (index !== undefined) {
+        metrics.indexLookup(index).observe(seconds);
+        const op = msg.t === "get" || msg.t === "record" ? "get" : "range";
+        metrics.recordStorageOp(op, "ok", seconds);
       }
       post({ t: "res", req, ok: true, value });
       if (msg.t === "close") port.close();

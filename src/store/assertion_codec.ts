@@ -28,6 +28,8 @@ export interface AssertionRecord {
   status: AssertionStatusName;
   supersedes: string | null;
   supersededBy: string | null;
+  /** The author's trust when the write was accepted. */
+  authorTrust: number;
 }
 
 /** Thrown when stored bytes are not a well-formed Assertion (missing required fields). */
@@ -97,6 +99,9 @@ export function encodeAssertion(rec: AssertionRecord): Uint8Array {
   if (!Number.isInteger(rec.shard) || rec.shard < 0 || rec.shard > 0xffff) {
     throw new RangeError(`shard must be a uint16, got ${rec.shard}`);
   }
+  if (!(rec.authorTrust >= 0 && rec.authorTrust <= 1)) {
+    throw new RangeError(`authorTrust must be in [0, 1], got ${rec.authorTrust}`);
+  }
   const status = statusToFb(rec.status);
   const b = builder;
   b.clear();
@@ -138,6 +143,7 @@ export function encodeAssertion(rec: AssertionRecord): Uint8Array {
   fb.Assertion.addStatus(b, status);
   if (supersedesOff !== 0) fb.Assertion.addSupersedes(b, supersedesOff);
   if (supersededByOff !== 0) fb.Assertion.addSupersededBy(b, supersededByOff);
+  fb.Assertion.addAuthorTrust(b, rec.authorTrust);
   const root = fb.Assertion.endAssertion(b);
   fb.Assertion.finishAssertionBuffer(b, root);
   // The builder's buffer is reused by the next call, so hand out a copy.
@@ -191,6 +197,7 @@ export function recordFromView(v: fb.Assertion): AssertionRecord {
     status: statusFromFb(v.status()),
     supersedes: v.supersedes(),
     supersededBy: v.supersededBy(),
+    authorTrust: v.authorTrust(),
   };
 }
 

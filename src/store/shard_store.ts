@@ -8,8 +8,17 @@
 //   records     id -> Assertion FlatBuffer bytes, exactly as received (no re-encode)
 //   by_concept  [concept, lsn] -> id          (time order per concept)
 //   by_agent    [agent, lsn] -> id            (time order per agent)
-//   latest      concept -> id of the newest ACTIVE assertion
+//   latest      concept -> id of the newest assertion inserted ACTIVE (a hint: its status
+//               may have changed since; lenses check, see state_reads.ts)
+//   concepts_held  concept -> 1 for concepts whose assertions arrived quarantined (so subtree
+//               scans find concepts that have no active insert)
+//   status_log  [id, lsn] -> {k, a, o?, r?, at}  supersede/retract/approve/reject of id
+//   votes       [id, lsn] -> {a, d, w, at}       every vote on id (newest per voter counts)
+//   sources     id -> SourceRecord
 //   meta        "applied_lsn" | "format_version" | "shard_id" -> number
+//
+// The status of an assertion as of LSN L is its insert status folded with its status_log
+// entries up to L; that one rule serves live reads (L = infinity) and as_of_epoch reads.
 //
 // Durability: lmdb-js's default on Linux (overlappingSync). With it, a transactionSync
 // commit is still flushed (fdatasync) before it returns — overlapping only applies to
@@ -17,6 +26,12 @@
 // cannot leave appliedLsn ahead of (or behind) the state it describes.
 import assert from "node:assert/strict";
 import { type Database, open, type RootDatabase } from "lmdb";
+import {
+  decodeSourceRecord,
+  decodeStateEvent,
+  type SourceRecord,
+  type StateEvent,
+} from "../domain/state_events.js";
 import type * as fb from "../schema/generated/stemedb_generated.js";
 import {
   type AssertionRecord,
@@ -32,10 +47,36 @@ import {
   encodeCursor,
   InvalidCursorError,
 } from "./cursor.js";
+import { LIVE_LSN, latestAsOf, latestUnderAsOf } from "./state_reads.js";
 
 export { InvalidCursorError };
 
-export const WalRecordKind = { AssertionInsert: 1 } as const; // more kinds later (votes, supersession)
+export const WalRecordKind = { AssertionInsert: 1, StateEvent: 2, SourceInsert: 3 } as const;
+
+/** What the store needs of an assertion to index it (decoded once by the writer). */
+export interface AssertionFacts {
+  id: string;
+  concept: string;
+  agent: string;
+  active: boolean;
+  supersedes: string | null;
+}
+
+export interface StatusLogValue {
+  k: "supersede" | "retract" | "approve" | "reject";
+  a: string;
+  /** supersede: the id of the new assertion. */
+  o?: string;
+  r?: string | null;
+  at: number;
+}
+
+export interface VoteValue {
+  a: string;
+  d: 1 | -1;
+  w: number;
+  at: number;
+}
 
 export interface ApplyEntry {
   lsn: number;
@@ -46,7 +87,11 @@ export interface ApplyEntry {
    * the store then trusts these instead of decoding the FlatBuffer again, and skips the
    * duplicate lookup (the writer deduplicated). Replay leaves it unset.
    */
-  decoded?: { id: string; concept: string; agent: string; active: boolean };
+  decoded?: AssertionFacts;
+  /** StateEvent entries: the decoded event (replay decodes it from the payload). */
+  event?: StateEvent;
+  /** SourceInsert entries: the decoded source. */
+  source?: SourceRecord;
 }
 
 export interface Page<T> {
@@ -82,7 +127,18 @@ const META_APPLIED_LSN = "applied_lsn";
 const META_FORMAT_VERSION = "format_version";
 const META_SHARD_ID = "shard_id";
 
-type IndexKey = [string, number];
+export type IndexKey = [string, number];
+
+/** The databases state_reads.ts reads (one env, one owning thread). */
+export interface StateDbs {
+  records: Database<Buffer, string>;
+  byConcept: Database<string, IndexKey>;
+  latest: Database<string, string>;
+  conceptsHeld: Database<number, string>;
+  statusLog: Database<StatusLogValue, IndexKey>;
+  votes: Database<VoteValue, IndexKey>;
+  sources: Database<SourceRecord, string>;
+}
 
 interface LmdbStats {
   entryCount: number;
@@ -97,6 +153,12 @@ export class ShardStore {
   private readonly byAgentDb: Database<string, IndexKey>;
   private readonly latestDb: Database<string, string>;
   private readonly meta: Database<number, string>;
+  private readonly conceptsHeld: Database<number, string>;
+  private readonly statusLog: Database<StatusLogValue, IndexKey>;
+  private readonly votesDb: Database<VoteValue, IndexKey>;
+  private readonly sourcesDb: Database<SourceRecord, string>;
+  /** For the lens reads in state_reads.ts. */
+  readonly dbs: StateDbs;
   private applied: number;
   private closed = false;
   private lastWrite: Promise<void> = Promise.resolve();
@@ -118,6 +180,31 @@ export class ShardStore {
     });
     this.latestDb = root.openDB<string, string>({ name: "latest", encoding: "string", ...opt });
     this.meta = root.openDB<number, string>({ name: "meta", encoding: "ordered-binary", ...opt });
+    this.conceptsHeld = root.openDB<number, string>({
+      name: "concepts_held",
+      encoding: "ordered-binary",
+      ...opt,
+    });
+    this.statusLog = root.openDB<StatusLogValue, IndexKey>({
+      name: "status_log",
+      encoding: "msgpack",
+      ...opt,
+    });
+    this.votesDb = root.openDB<VoteValue, IndexKey>({ name: "votes", encoding: "msgpack", ...opt });
+    this.sourcesDb = root.openDB<SourceRecord, string>({
+      name: "sources",
+      encoding: "msgpack",
+      ...opt,
+    });
+    this.dbs = {
+      records: this.records,
+      byConcept: this.byConcept,
+      latest: this.latestDb,
+      conceptsHeld: this.conceptsHeld,
+      statusLog: this.statusLog,
+      votes: this.votesDb,
+      sources: this.sourcesDb,
+    };
     this.applied = this.initMeta();
   }
 
@@ -195,7 +282,11 @@ export class ShardStore {
           `shard ${this.shardId}: lsn ${e.lsn} is not greater than ${prev} (applied ${this.applied})`,
         );
       }
-      if (e.kind !== WalRecordKind.AssertionInsert) {
+      if (
+        e.kind !== WalRecordKind.AssertionInsert &&
+        e.kind !== WalRecordKind.StateEvent &&
+        e.kind !== WalRecordKind.SourceInsert
+      ) {
         throw new Error(`shard ${this.shardId}: unknown WAL record kind ${e.kind} at lsn ${e.lsn}`);
       }
       prev = e.lsn;
@@ -209,7 +300,7 @@ export class ShardStore {
     if (entries.length === 0) return;
     const last = this.checkBatch(entries);
     this.root.transactionSync(() => {
-      for (const e of entries) this.insertAssertion(e);
+      for (const e of entries) this.applyEntry(e);
       this.meta.put(META_APPLIED_LSN, last);
     });
     this.applied = last;
@@ -226,20 +317,47 @@ export class ShardStore {
     this.checkOpen();
     if (entries.length === 0) return this.lastWrite;
     const last = this.checkBatch(entries);
-    for (const e of entries) this.insertAssertion(e);
+    for (const e of entries) this.applyEntry(e);
     this.lastWrite = this.meta.put(META_APPLIED_LSN, last).then(() => undefined);
     this.applied = last;
     return this.lastWrite;
   }
 
+  private applyEntry(e: ApplyEntry): void {
+    if (e.kind === WalRecordKind.AssertionInsert) {
+      this.insertAssertion(e);
+    } else if (e.kind === WalRecordKind.StateEvent) {
+      const ev = e.event ?? decodeStateEvent(e.payload);
+      if (ev.k === "vote") {
+        this.votesDb.put([ev.target, e.lsn], { a: ev.actor, d: ev.dir, w: ev.weight, at: ev.at });
+      } else {
+        this.statusLog.put([ev.target, e.lsn], { k: ev.k, a: ev.actor, r: ev.reason, at: ev.at });
+      }
+    } else {
+      const src = e.source ?? decodeSourceRecord(e.payload);
+      // Content-addressed: a second insert of the same id is the same source; keep the first.
+      if (!this.sourcesDb.doesExist(src.id)) this.sourcesDb.put(src.id, src);
+    }
+  }
+
+  /** Indexes one assertion; a `supersedes` link also logs the old one's change of status. */
+  private indexAssertion(e: ApplyEntry, d: AssertionFacts): void {
+    this.records.put(d.id, e.payload as Buffer);
+    this.byConcept.put([d.concept, e.lsn], d.id);
+    this.byAgentDb.put([d.agent, e.lsn], d.id);
+    // LSNs only grow, so a new active assertion is always the newest active insert.
+    if (d.active) this.latestDb.put(d.concept, d.id);
+    else this.conceptsHeld.put(d.concept, 1);
+    if (d.supersedes !== null) {
+      const at = Number(assertionView(e.payload).recordedAtMs());
+      this.statusLog.put([d.supersedes, e.lsn], { k: "supersede", a: d.agent, o: d.id, at });
+    }
+  }
+
   /** Runs inside the applyBatch write transaction; throwing aborts the whole batch. */
   private insertAssertion(e: ApplyEntry): void {
     if (e.decoded !== undefined) {
-      const d = e.decoded;
-      this.records.put(d.id, e.payload as Buffer);
-      this.byConcept.put([d.concept, e.lsn], d.id);
-      this.byAgentDb.put([d.agent, e.lsn], d.id);
-      if (d.active) this.latestDb.put(d.concept, d.id);
+      this.indexAssertion(e, e.decoded);
       return;
     }
     const v = assertionView(e.payload);
@@ -265,11 +383,13 @@ export class ShardStore {
     // Same id at another LSN: a true duplicate, never indexed twice. Same LSN: a replay after
     // a crash between commits, so the (idempotent) index puts are repeated.
     if (stored !== undefined && Number(assertionView(stored).lsn()) !== e.lsn) return;
-    this.records.put(id, e.payload as Buffer);
-    this.byConcept.put([concept, e.lsn], id);
-    this.byAgentDb.put([agent, e.lsn], id);
-    // LSNs only grow, so a new active assertion is always the newest active one.
-    if (status === "active") this.latestDb.put(concept, id);
+    this.indexAssertion(e, {
+      id,
+      concept,
+      agent,
+      active: status === "active",
+      supersedes: v.supersedes(),
+    });
   }
 
   getAssertion(id: string): AssertionRecord | undefined {
@@ -287,11 +407,10 @@ export class ShardStore {
     return buf === undefined ? undefined : fn(assertionView(buf));
   }
 
+  /** Newest assertion of the concept that is active now. */
   latest(concept: string): AssertionRecord | undefined {
     this.checkOpen();
-    const id = this.latestDb.get(concept);
-    if (id === undefined) return undefined;
-    return this.mustGet(id, `latest[${concept}]`);
+    return latestAsOf(this.dbs, concept, LIVE_LSN);
   }
 
   history(concept: string, opts: { limit: number; cursor?: string | null }): Page<AssertionRecord> {
@@ -368,33 +487,7 @@ export class ShardStore {
    */
   latestUnderAfter(prefix: string, after: string | null, want: number): AssertionRecord[] {
     this.checkOpen();
-    const hits: Array<{ concept: string; id: string }> = [];
-    if (prefix === "") {
-      const range = after === null ? {} : { start: after, exclusiveStart: true };
-      for (const { key, value } of this.latestDb.getRange({ ...range, limit: want })) {
-        hits.push({ concept: key, id: value });
-      }
-    } else {
-      // The exact concept first (it sorts before its children), then the subtree, which is
-      // the contiguous key range [prefix + "/", prefix + "0") since "0" follows "/". This
-      // skips siblings like "a/bc" or "a/b-x" without scanning them.
-      if (after === null) {
-        const id = this.latestDb.get(prefix);
-        if (id !== undefined) hits.push({ concept: prefix, id });
-      }
-      const lo = `${prefix}/`;
-      const start = after !== null && after > lo ? after : lo;
-      for (const { key, value } of this.latestDb.getRange({
-        start,
-        exclusiveStart: start === after,
-        end: `${prefix}0`,
-        limit: want - hits.length,
-      })) {
-        if (!key.startsWith(lo)) continue; // defensive; the range guarantees it
-        hits.push({ concept: key, id: value });
-      }
-    }
-    return hits.map((h) => this.mustGet(h.id, `latest[${h.concept}]`));
+    return latestUnderAsOf(this.dbs, prefix, after, want, LIVE_LSN).items;
   }
 
   private mustGet(id: string, via: string): AssertionRecord {

@@ -20,5 +20,6 @@ export function sampleAssertion(i: number, concepts = 10_000, prefix = "bench"):
     status: "active",
     supersedes: null,
     supersededBy: null,
+    authorTrust: 0.5,
   });
 }

@@ -14,37 +14,66 @@ import { badRequest, notFound } from "../errors.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import { AssertRequest, type NormalizedAssertion, parseAssertRequest } from "../schemas.js";
 
-interface Placed {
+export interface Placed {
   id: string;
   shard: number;
+}
+
+/** Server fields every new record of one request shares. */
+export interface WriteStamp {
+  agent: string;
+  nowMs: number;
+  /** The author's current trust (kept in the record as "trust then"). */
+  authorTrust: number;
+  /** The open epoch. */
+  epoch: number;
+}
+
+export function writeStamp(server: ServerContext, agent: string): WriteStamp {
+  return {
+    agent,
+    nowMs: Date.now(),
+    authorTrust: server.trust.trust(agent),
+    epoch: server.epochs.open,
+  };
+}
+
+/** One new record: id derived from content + author, shard from the concept. */
+export function encodeNew(
+  item: NormalizedAssertion,
+  stamp: WriteStamp,
+  shardCount: number,
+  supersedes: string | null = null,
+): Placed & { record: Uint8Array } {
+  // NormalizedAssertion carries exactly the content fields the id covers (plus `value`).
+  const content = { ...item, agent: stamp.agent };
+  const id = routableAssertionId(content);
+  const shard = shardForConcept(item.concept, shardCount);
+  const record = encodeAssertion({
+    ...content,
+    id,
+    recordedAtMs: stamp.nowMs,
+    epoch: stamp.epoch,
+    shard,
+    lsn: 0,
+    status: "active",
+    supersedes,
+    supersededBy: null,
+    authorTrust: stamp.authorTrust,
+  });
+  return { id, shard, record };
 }
 
 /** Encodes every item and groups them per shard, remembering each item's place. */
 function encodeItems(
   items: readonly NormalizedAssertion[],
-  agent: string,
+  stamp: WriteStamp,
   shardCount: number,
-  nowMs: number,
 ): { placed: Placed[]; perShard: Map<number, { records: Uint8Array[]; indexes: number[] }> } {
   const placed: Placed[] = new Array(items.length);
   const perShard = new Map<number, { records: Uint8Array[]; indexes: number[] }>();
   for (let i = 0; i < items.length; i++) {
-    const item = items[i] as NormalizedAssertion;
-    // NormalizedAssertion carries exactly the content fields the id covers (plus `value`).
-    const content = { ...item, agent };
-    const id = routableAssertionId(content);
-    const shard = shardForConcept(item.concept, shardCount);
-    const record = encodeAssertion({
-      ...content,
-      id,
-      recordedAtMs: nowMs,
-      epoch: 0,
-      shard,
-      lsn: 0,
-      status: "active",
-      supersedes: null,
-      supersededBy: null,
-    });
+    const { id, shard, record } = encodeNew(items[i] as NormalizedAssertion, stamp, shardCount);
     placed[i] = { id, shard };
     let group = perShard.get(shard);
     if (group === undefined) {
@@ -65,7 +94,11 @@ function itemResult(p: Placed, lsn: number, flag: number): string {
 async function assertHandler(server: ServerContext, ctx: RouteContext): Promise<Reply> {
   const { batch, items } = parseAssertRequest(ctx.body as Buffer);
   const agent = (ctx.principal as { principal: string }).principal;
-  const { placed, perShard } = encodeItems(items, agent, server.pool.shardCount, Date.now());
+  const { placed, perShard } = encodeItems(
+    items,
+    writeStamp(server, agent),
+    server.pool.shardCount,
+  );
   const lsns = new Float64Array(items.length);
   const flags = new Uint8Array(items.length);
   const writes: Promise<void>[] = [];
@@ -99,7 +132,10 @@ async function getAssertion(server: ServerContext, ctx: RouteContext): Promise<R
   const id = ctx.params[0] ?? "";
   if (!ROUTABLE_ID_PATTERN.test(id))
     throw badRequest("An assertion id is 32 lowercase hex digits.", "invalid_id");
-  const json = await server.pool.get(shardForAssertionId(id, server.pool.shardCount), id);
+  const json = await server.pool.request<string | null>(
+    shardForAssertionId(id, server.pool.shardCount),
+    { t: "get", id },
+  );
   if (json === null) throw notFound(`No assertion has id ${id}.`);
   return { status: 200, body: json };
 }

@@ -1,17 +1,32 @@
-// GET /v1/query: lenses over one concept, or over a subtree (`…/*`) answered by every
-// shard and merged. Supported here: latest, history. Other lenses answer 422 until built.
+// GET /v1/query: the lenses (latest, consensus, trusted, gold, history) over one concept, or
+// over a subtree (`…/*`, answered by every shard and merged by concept). Every lens accepts
+// `as_of_epoch` (each shard reads at the LSN the epoch recorded for it, and author trust is
+// the epoch's snapshot), `limit` and an opaque `cursor`.
 import { isInSubtree, normalizeConceptPath, parseConceptQuery } from "../../domain/concept_path.js";
+import { type ConsensusGroup, consensus } from "../../domain/consensus.js";
 import { DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT } from "../../domain/limits.js";
 import { shardForConcept } from "../../domain/shard_hash.js";
-import type { RenderedPage } from "../../shard/protocol.js";
+import { PRIOR_TRUST } from "../../domain/trust_view.js";
+import type { ActiveItem, ActiveList, RenderedPage } from "../../shard/protocol.js";
 import type { ServerContext } from "../context.js";
 import { badRequest, unprocessable } from "../errors.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 
-export const SUPPORTED_LENSES = ["latest", "history"] as const;
+export const SUPPORTED_LENSES = ["latest", "consensus", "trusted", "gold", "history"] as const;
+type Lens = (typeof SUPPORTED_LENSES)[number];
 /** base64url of "c1:" + a concept path of at most 512 bytes, with room to spare. */
 const MAX_CURSOR_CHARS = 1024;
-const KNOWN_LENSES = ["latest", "consensus", "trusted", "gold", "history"];
+/** Most active assertions (newest first) one concept's consensus weighs. */
+export const MAX_CONSENSUS_ASSERTIONS = 1000;
+/** Runners-up listed per concept in a subtree consensus. */
+const SUBTREE_RUNNERS_UP = 3;
+export const DEFAULT_MIN_TRUST = 0.6;
+
+interface Boundary {
+  epoch: number | null;
+  lsnOf: (shard: number) => number | null;
+  trustOf: (agent: string) => number;
+}
 
 function parseLimit(raw: string | null): number {
   if (raw === null || raw === "") return DEFAULT_QUERY_LIMIT;
@@ -25,6 +40,36 @@ function parseLimit(raw: string | null): number {
   return limit;
 }
 
+function parseMinTrust(raw: string | null): number {
+  if (raw === null || raw === "") return DEFAULT_MIN_TRUST;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || v < 0 || v > 1)
+    throw unprocessable(
+      `min_trust must be a number from 0 to 1 (got ${JSON.stringify(raw)}).`,
+      "invalid_min_trust",
+    );
+  return v;
+}
+
+function boundary(server: ServerContext, raw: string | null): Boundary {
+  if (raw === null) {
+    return { epoch: null, lsnOf: () => null, trustOf: (a) => server.trust.trust(a) };
+  }
+  const n = Number(raw);
+  const rec = Number.isSafeInteger(n) && n >= 1 ? server.epochs.get(n) : undefined;
+  if (rec === undefined) {
+    throw unprocessable(
+      `as_of_epoch ${JSON.stringify(raw)} is not a closed epoch (closed: 1..${server.epochs.lastClosed}).`,
+      "unknown_epoch",
+    );
+  }
+  return {
+    epoch: n,
+    lsnOf: (shard) => rec.lsns[shard] ?? 0,
+    trustOf: (a) => server.epochs.trustAtEpoch(n, a) ?? PRIOR_TRUST,
+  };
+}
+
 /** A subtree cursor names the last concept returned; every shard resumes after it. */
 function encodeSubtreeCursor(concept: string): string {
   return Buffer.from(`c1:${concept}`, "utf8").toString("base64url");
@@ -34,7 +79,6 @@ function decodeSubtreeCursor(cursor: string, prefix: string): string {
     "The cursor is not one this server issued for this query.",
     "invalid_cursor",
   );
-  // A cursor names a concept: bound its size before decoding (a path is at most 512 bytes).
   if (cursor.length > MAX_CURSOR_CHARS) throw invalid;
   const text = Buffer.from(cursor, "base64url").toString("utf8");
   if (!text.startsWith("c1:")) throw invalid;
@@ -44,60 +88,144 @@ function decodeSubtreeCursor(cursor: string, prefix: string): string {
   return concept.path;
 }
 
-function pageBody(
-  lens: string,
-  concept: string,
-  items: readonly string[],
-  nextCursor: string | null,
-): string {
-  return `{"lens":"${lens}","concept":${JSON.stringify(concept)},"items":[${items.join(",")}],"next_cursor":${
-    nextCursor === null ? "null" : JSON.stringify(nextCursor)
-  }}`;
+const str = JSON.stringify;
+
+function head(lens: Lens, concept: string, b: Boundary): string {
+  return `"lens":"${lens}","concept":${str(concept)},"as_of_epoch":${b.epoch ?? "null"}`;
 }
 
-async function subtreeLatest(
+function pageBody(
+  lens: Lens,
+  concept: string,
+  b: Boundary,
+  items: readonly string[],
+  next: string | null,
+): string {
+  return `{${head(lens, concept, b)},"items":[${items.join(",")}],"next_cursor":${next === null ? "null" : str(next)}}`;
+}
+
+function groupJson(g: ConsensusGroup): string {
+  return (
+    `{"value":${g.valueJson},"score":${g.score},"author_score":${g.authorScore},` +
+    `"vote_score":${g.voteScore},"votes_up":${g.votesUp},"votes_down":${g.votesDown},` +
+    `"assertions":${str(g.assertions)}}`
+  );
+}
+
+/** winner / margin / runners_up of one concept's active assertions. */
+function consensusJson(items: readonly ActiveItem[], b: Boundary, runnersUp: number): string {
+  const result = consensus(items, b.trustOf);
+  const winner = result.groups[0];
+  const rest = result.groups.slice(1, 1 + runnersUp);
+  return (
+    `"winner":${winner === undefined ? "null" : groupJson(winner)},"margin":${result.margin},` +
+    `"runners_up":[${rest.map(groupJson).join(",")}],"considered":${items.length}`
+  );
+}
+
+function trustedPick(
+  items: readonly ActiveItem[],
+  b: Boundary,
+  minTrust: number,
+): ActiveItem | undefined {
+  return items.find((i) => b.trustOf(i.agent) >= minTrust);
+}
+
+async function subtree(
   server: ServerContext,
+  lens: Lens,
   prefix: string,
+  b: Boundary,
   limit: number,
   cursor: string | null,
+  minTrust: number,
 ): Promise<Reply> {
-  const after = cursor === null ? null : decodeSubtreeCursor(cursor, prefix);
-  const pages = await Promise.all(
-    Array.from({ length: server.pool.shardCount }, (_, shard) =>
-      server.pool.under(shard, prefix, after, limit + 1),
-    ),
-  );
-  const merged: Array<{ key: string; json: string }> = [];
-  for (const page of pages as RenderedPage[]) {
-    for (let i = 0; i < page.items.length; i++)
-      merged.push({ key: page.keys[i] as string, json: page.items[i] as string });
+  if (lens === "history") {
+    throw unprocessable("The history lens answers one concept, not a subtree.", "unsupported_lens");
   }
-  merged.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  const more = merged.length > limit;
-  const kept = merged.slice(0, limit);
-  const next = more ? encodeSubtreeCursor((kept[kept.length - 1] as { key: string }).key) : null;
+  const after = cursor === null ? null : decodeSubtreeCursor(cursor, prefix);
+  const shards = Array.from({ length: server.pool.shardCount }, (_, s) => s);
+  const merged: Array<{ key: string; json: string }> = [];
+  let cap: string | null = null;
+  const lower = (last: string | null) => {
+    if (last !== null && (cap === null || last < cap)) cap = last;
+  };
+  if (lens === "latest") {
+    const pages = await Promise.all(
+      shards.map((shard) =>
+        server.pool.request<RenderedPage & { lastScanned: string | null }>(shard, {
+          t: "lens_under",
+          mode: "latest",
+          prefix,
+          after,
+          limit: limit + 1,
+          asOfLsn: b.lsnOf(shard),
+        }),
+      ),
+    );
+    for (const page of pages) {
+      lower(page.lastScanned);
+      for (let i = 0; i < page.items.length; i++)
+        merged.push({ key: page.keys[i] as string, json: page.items[i] as string });
+    }
+  } else {
+    const answers = await Promise.all(
+      shards.map((shard) =>
+        server.pool.request<{ lists: ActiveList[]; lastScanned: string | null }>(shard, {
+          t: "lens_under",
+          mode: "active",
+          prefix,
+          after,
+          limit: limit + 1,
+          asOfLsn: b.lsnOf(shard),
+        }),
+      ),
+    );
+    for (const answer of answers) {
+      lower(answer.lastScanned);
+      for (const list of answer.lists) {
+        const json = conceptAnswer(lens, list, b, minTrust);
+        if (json !== null) merged.push({ key: list.concept, json });
+      }
+    }
+  }
+  // A shard that stopped at its scan bound has not looked past `cap`: keep the page there.
+  const visible = cap === null ? merged : merged.filter((m) => m.key <= (cap as string));
+  visible.sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
+  const kept = visible.slice(0, limit);
+  const lastKept = kept[kept.length - 1]?.key ?? null;
+  const resumeAfter = visible.length > limit ? lastKept : cap;
+  const next = resumeAfter === null ? null : encodeSubtreeCursor(resumeAfter);
   return {
     status: 200,
     body: pageBody(
-      "latest",
+      lens,
       `${prefix}/*`,
+      b,
       kept.map((m) => m.json),
       next,
     ),
   };
 }
 
+/** One concept's answer inside a subtree page, or null when the lens finds nothing there. */
+function conceptAnswer(lens: Lens, list: ActiveList, b: Boundary, minTrust: number): string | null {
+  if (lens === "trusted") {
+    const pick = trustedPick(list.items, b, minTrust);
+    return pick === undefined ? null : pick.json;
+  }
+  const source = lens === "gold" ? `"source":"consensus",` : "";
+  return `{"concept":${str(list.concept)},${source}${consensusJson(list.items, b, SUBTREE_RUNNERS_UP)}}`;
+}
+
 async function queryHandler(server: ServerContext, ctx: RouteContext): Promise<Reply> {
   const rawConcept = ctx.query.get("concept");
   if (rawConcept === null || rawConcept === "")
     throw badRequest("The concept query parameter is required.", "missing_concept");
-  const lens = ctx.query.get("lens") ?? "latest";
-  if (!(SUPPORTED_LENSES as readonly string[]).includes(lens)) {
-    const known = KNOWN_LENSES.includes(lens);
+  const lens = (ctx.query.get("lens") ?? "latest") as Lens;
+  if (!SUPPORTED_LENSES.includes(lens)) {
     throw unprocessable(
-      known
-        ? `The ${lens} lens is not available in this version; use one of ${SUPPORTED_LENSES.join(", ")}.`
-        : `Unknown lens ${JSON.stringify(lens)}; use one of ${SUPPORTED_LENSES.join(", ")}.`,
+      `Unknown lens ${JSON.stringify(lens)}; use one of ${SUPPORTED_LENSES.join(", ")}.`,
       "unsupported_lens",
     );
   }
@@ -105,24 +233,57 @@ async function queryHandler(server: ServerContext, ctx: RouteContext): Promise<R
   if (!parsed.ok) throw unprocessable(parsed.message, parsed.code);
   const limit = parseLimit(ctx.query.get("limit"));
   const cursor = ctx.query.get("cursor");
-  if (ctx.query.has("as_of_epoch")) {
-    throw unprocessable("as_of_epoch is not available in this version.", "unsupported_parameter");
+  const minTrust = parseMinTrust(ctx.query.get("min_trust"));
+  const b = boundary(server, ctx.query.get("as_of_epoch"));
+  if (parsed.subtree) return subtree(server, lens, parsed.path, b, limit, cursor, minTrust);
+  const concept = parsed.path;
+  const shard = shardForConcept(concept, server.pool.shardCount);
+  const asOfLsn = b.lsnOf(shard);
+  switch (lens) {
+    case "latest": {
+      const json = await server.pool.request<string | null>(shard, {
+        t: "lens_latest",
+        concept,
+        asOfLsn,
+      });
+      return { status: 200, body: pageBody(lens, concept, b, json === null ? [] : [json], null) };
+    }
+    case "history": {
+      const page = await server.pool.request<RenderedPage>(shard, {
+        t: "lens_history",
+        concept,
+        asOfLsn,
+        limit,
+        cursor,
+      });
+      return { status: 200, body: pageBody(lens, concept, b, page.items, page.nextCursor) };
+    }
+    case "trusted": {
+      const list = await server.pool.request<ActiveList>(shard, {
+        t: "lens_active",
+        concept,
+        asOfLsn,
+        limit: MAX_CONSENSUS_ASSERTIONS,
+      });
+      const pick = trustedPick(list.items, b, minTrust);
+      const body = pageBody(lens, concept, b, pick === undefined ? [] : [pick.json], null);
+      return { status: 200, body: `${body.slice(0, -1)},"min_trust":${minTrust}}` };
+    }
+    case "consensus":
+    case "gold": {
+      const list = await server.pool.request<ActiveList>(shard, {
+        t: "lens_active",
+        concept,
+        asOfLsn,
+        limit: MAX_CONSENSUS_ASSERTIONS,
+      });
+      const source = lens === "gold" ? `"source":"consensus",` : "";
+      return {
+        status: 200,
+        body: `{${head(lens, concept, b)},${source}${consensusJson(list.items, b, limit)},"truncated":${list.truncated}}`,
+      };
+    }
   }
-  if (parsed.subtree) {
-    if (lens !== "latest")
-      throw unprocessable("Subtree queries (…/*) support the latest lens.", "unsupported_lens");
-    return subtreeLatest(server, parsed.path, limit, cursor);
-  }
-  const shard = shardForConcept(parsed.path, server.pool.shardCount);
-  if (lens === "latest") {
-    const json = await server.pool.latest(shard, parsed.path);
-    return {
-      status: 200,
-      body: pageBody("latest", parsed.path, json === null ? [] : [json], null),
-    };
-  }
-  const page = await server.pool.history(shard, parsed.path, limit, cursor);
-  return { status: 200, body: pageBody("history", parsed.path, page.items, page.nextCursor) };
 }
 
 export function queryRoutes(server: ServerContext): Route[] {
@@ -132,6 +293,8 @@ export function queryRoutes(server: ServerContext): Route[] {
       pattern: "/v1/query",
       role: "reader",
       jsonBody: false,
+      summary:
+        "Lenses: latest, consensus, trusted (min_trust), gold, history; as_of_epoch, limit, cursor; concept/* for a subtree",
       handler: (ctx) => queryHandler(server, ctx),
     },
   ];

@@ -212,8 +212,24 @@ supersededBy(optionalEncoding?:any):string|Uint8Array|null {
   return offset ? this.bb!.__string(this.bb_pos + offset, optionalEncoding) : null;
 }
 
+authorTrust():number {
+  const offset = this.bb!.__offset(this.bb_pos, 36);
+  return offset ? this.bb!.readFloat64(this.bb_pos + offset) : 0.0;
+}
+
+mutate_author_trust(value:number):boolean {
+  const offset = this.bb!.__offset(this.bb_pos, 36);
+
+  if (offset === 0) {
+    return false;
+  }
+
+  this.bb!.writeFloat64(this.bb_pos + offset, value);
+  return true;
+}
+
 static startAssertion(builder:flatbuffers.Builder) {
-  builder.startObject(16);
+  builder.startObject(17);
 }
 
 static addId(builder:flatbuffers.Builder, idOffset:flatbuffers.Offset) {
@@ -292,6 +308,10 @@ static addSupersededBy(builder:flatbuffers.Builder, supersededByOffset:flatbuffe
   builder.addFieldOffset(15, supersededByOffset, 0);
 }
 
+static addAuthorTrust(builder:flatbuffers.Builder, authorTrust:number) {
+  builder.addFieldFloat64(16, authorTrust, 0.0);
+}
+
 static endAssertion(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
@@ -305,7 +325,7 @@ static finishSizePrefixedAssertionBuffer(builder:flatbuffers.Builder, offset:fla
   builder.finish(offset, undefined, true);
 }
 
-static createAssertion(builder:flatbuffers.Builder, idOffset:flatbuffers.Offset, conceptOffset:flatbuffers.Offset, agentOffset:flatbuffers.Offset, valueJsonOffset:flatbuffers.Offset, confidence:number, sourcesOffset:flatbuffers.Offset, validFromMs:bigint|null, validToMs:bigint|null, nonceOffset:flatbuffers.Offset, recordedAtMs:bigint, epoch:number, shard:number, lsn:bigint, status:AssertionStatus, supersedesOffset:flatbuffers.Offset, supersededByOffset:flatbuffers.Offset):flatbuffers.Offset {
+static createAssertion(builder:flatbuffers.Builder, idOffset:flatbuffers.Offset, conceptOffset:flatbuffers.Offset, agentOffset:flatbuffers.Offset, valueJsonOffset:flatbuffers.Offset, confidence:number, sourcesOffset:flatbuffers.Offset, validFromMs:bigint|null, validToMs:bigint|null, nonceOffset:flatbuffers.Offset, recordedAtMs:bigint, epoch:number, shard:number, lsn:bigint, status:AssertionStatus, supersedesOffset:flatbuffers.Offset, supersededByOffset:flatbuffers.Offset, authorTrust:number):flatbuffers.Offset {
   Assertion.startAssertion(builder);
   Assertion.addId(builder, idOffset);
   Assertion.addConcept(builder, conceptOffset);
@@ -325,6 +345,7 @@ static createAssertion(builder:flatbuffers.Builder, idOffset:flatbuffers.Offset,
   Assertion.addStatus(builder, status);
   Assertion.addSupersedes(builder, supersedesOffset);
   Assertion.addSupersededBy(builder, supersededByOffset);
+  Assertion.addAuthorTrust(builder, authorTrust);
   return Assertion.endAssertion(builder);
 }
 }

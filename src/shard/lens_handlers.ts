@@ -1,0 +1,158 @@
+// Reads the shard answers for lenses, provenance and sources. Live reads first wait for
+// LMDB to commit acknowledged status changes (stateBarrier); reads at an epoch boundary wait
+// for every applied write (settled), since they read LMDB only.
+import { MAX_LENS_SCAN_ASSERTIONS, MAX_VOTES_PER_ASSERTION } from "../domain/limits.js";
+import type { AssertionRecord } from "../store/assertion_codec.js";
+import {
+  activeAsOf,
+  conceptsUnder,
+  historyAsOf,
+  LIVE_LSN,
+  latestAsOf,
+  latestUnderAsOf,
+  recordAsOf,
+  tallyVotes,
+  votesAsOf,
+} from "../store/state_reads.js";
+import type { ActiveItem, ActiveList, LensRequest, RenderedPage } from "./protocol.js";
+import { renderAssertion } from "./render.js";
+import type { ShardCore } from "./shard_core.js";
+import { facts } from "./state_ops.js";
+
+/** Most active assertions per concept a subtree consensus looks at. */
+const MAX_ACTIVE_PER_CONCEPT_IN_SUBTREE = 100;
+
+function activeItem(core: ShardCore, rec: AssertionRecord, asOfLsn: number): ActiveItem {
+  const tally = tallyVotes(core.store.dbs, rec.id, asOfLsn, MAX_VOTES_PER_ASSERTION);
+  return {
+    json: renderAssertion(rec),
+    id: rec.id,
+    agent: rec.agent,
+    valueJson: rec.valueJson,
+    confidence: rec.confidence,
+    lsn: rec.lsn,
+    voteScore: tally.weighted,
+    votesUp: tally.up,
+    votesDown: tally.down,
+  };
+}
+
+function activeList(core: ShardCore, concept: string, asOfLsn: number, limit: number): ActiveList {
+  const { items, truncated } = activeAsOf(
+    core.store.dbs,
+    concept,
+    asOfLsn,
+    limit,
+    MAX_LENS_SCAN_ASSERTIONS,
+  );
+  return { concept, items: items.map((r) => activeItem(core, r, asOfLsn)), truncated };
+}
+
+async function barrier(core: ShardCore, asOfLsn: number | null): Promise<number> {
+  if (asOfLsn === null) {
+    await core.stateBarrier();
+    await core.settled();
+    return LIVE_LSN;
+  }
+  await core.settled();
+  return asOfLsn;
+}
+
+export async function handleLens(core: ShardCore, msg: LensRequest): Promise<unknown> {
+  switch (msg.t) {
+    case "lens_latest": {
+      if (msg.asOfLsn === null) {
+        await core.stateBarrier();
+        const rec = core.latest(msg.concept);
+        return rec === undefined ? null : renderAssertion(rec);
+      }
+      await core.settled();
+      const rec = latestAsOf(core.store.dbs, msg.concept, msg.asOfLsn);
+      return rec === undefined ? null : renderAssertion(rec);
+    }
+    case "lens_history": {
+      const asOf = await barrier(core, msg.asOfLsn);
+      const page = historyAsOf(core.store.dbs, msg.concept, asOf, msg.limit, msg.cursor);
+      const out: RenderedPage = {
+        items: page.items.map(renderAssertion),
+        keys: [],
+        nextCursor: page.nextCursor,
+      };
+      return out;
+    }
+    case "lens_active": {
+      const asOf = await barrier(core, msg.asOfLsn);
+      return activeList(core, msg.concept, asOf, msg.limit);
+    }
+    case "lens_under": {
+      const asOf = await barrier(core, msg.asOfLsn);
+      if (msg.mode === "latest") {
+        const { items, lastScanned } = latestUnderAsOf(
+          core.store.dbs,
+          msg.prefix,
+          msg.after,
+          msg.limit,
+          asOf,
+        );
+        return {
+          items: items.map(renderAssertion),
+          keys: items.map((r) => r.concept),
+          lastScanned: items.length < msg.limit ? lastScanned : null,
+        };
+      }
+      const concepts = conceptsUnder(core.store.dbs, msg.prefix, msg.after, msg.limit);
+      const lists: ActiveList[] = [];
+      for (const concept of concepts) {
+        const list = activeList(core, concept, asOf, MAX_ACTIVE_PER_CONCEPT_IN_SUBTREE);
+        if (list.items.length > 0) lists.push(list);
+      }
+      // Concepts without an active assertion still count toward the page, so a page ends at
+      // the last concept looked at; `lastScanned` lets the main thread merge shards safely.
+      const last = concepts[concepts.length - 1];
+      return {
+        lists,
+        lastScanned: concepts.length === msg.limit && last !== undefined ? last : null,
+      };
+    }
+  }
+}
+
+/** get / record / votes / source_get. */
+export async function handleRead(
+  core: ShardCore,
+  msg:
+    | { t: "get"; id: string }
+    | { t: "record"; id: string }
+    | { t: "votes"; id: string; asOfLsn: number | null; limit: number }
+    | { t: "source_get"; id: string },
+): Promise<unknown> {
+  switch (msg.t) {
+    case "get": {
+      await core.stateBarrier();
+      const rec = core.getAssertion(msg.id);
+      return rec === undefined ? null : renderAssertion(rec);
+    }
+    case "record": {
+      await core.stateBarrier();
+      const rec = core.getAssertion(msg.id);
+      return rec === undefined ? null : facts(rec);
+    }
+    case "votes": {
+      const asOf = await barrier(core, msg.asOfLsn);
+      if (recordAsOf(core.store.dbs, msg.id, asOf) === undefined) return null;
+      const { byVoter, truncated } = votesAsOf(
+        core.store.dbs,
+        msg.id,
+        asOf,
+        MAX_VOTES_PER_ASSERTION,
+      );
+      const votes = [...byVoter.values()].sort((a, b) => b.lsn - a.lsn).slice(0, msg.limit);
+      return { votes, truncated: truncated || byVoter.size > msg.limit };
+    }
+    case "source_get": {
+      await core.stateBarrier();
+      await core.settled();
+      return core.store.dbs.sources.get(msg.id) ?? null;
+    }
+  }
+}

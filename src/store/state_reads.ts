@@ -1,0 +1,265 @@
+// Lens reads over one shard's LMDB state, at a given LSN boundary: `asOfLsn` is either
+// LIVE (everything applied) or the LSN an epoch recorded for this shard, and then every
+// record, status change and vote above it is invisible. One rule serves both cases: an
+// assertion's status as of L is its insert status folded with its status_log entries <= L.
+
+import { MAX_LENS_SCAN_ASSERTIONS, MAX_SUBTREE_CONCEPTS_SCANNED } from "../domain/limits.js";
+import {
+  type AssertionRecord,
+  type AssertionStatusName,
+  assertionView,
+  CorruptRecordError,
+  recordFromView,
+} from "./assertion_codec.js";
+import { decodeLsnCursor, encodeCursor } from "./cursor.js";
+import type { IndexKey, StateDbs } from "./shard_store.js";
+
+/** No boundary: every applied entry is visible. */
+export const LIVE_LSN = Number.MAX_SAFE_INTEGER;
+const LSN_FLOOR = -1;
+
+/** Range end (exclusive) that includes `lsn` itself. */
+function through(scope: string, lsn: number): IndexKey {
+  return [scope, lsn === LIVE_LSN ? LIVE_LSN : lsn + 0.5];
+}
+
+export interface EffectiveStatus {
+  status: AssertionStatusName;
+  supersededBy: string | null;
+}
+
+/** The record as it stood at asOfLsn: status and superseded_by from the status log. */
+export function statusAsOf(dbs: StateDbs, rec: AssertionRecord, asOfLsn: number): EffectiveStatus {
+  let status = rec.status;
+  let supersededBy: string | null = null;
+  for (const { value } of dbs.statusLog.getRange({
+    start: [rec.id, LSN_FLOOR],
+    end: through(rec.id, asOfLsn),
+  })) {
+    if (value.k === "supersede") {
+      status = "superseded";
+      supersededBy = value.o ?? null;
+    } else if (value.k === "retract") status = "retracted";
+    else if (value.k === "approve") status = "active";
+    else status = "rejected";
+  }
+  return { status, supersededBy };
+}
+
+export function withStatus(rec: AssertionRecord, s: EffectiveStatus): AssertionRecord {
+  if (s.status === rec.status && s.supersededBy === rec.supersededBy) return rec;
+  return { ...rec, status: s.status, supersededBy: s.supersededBy };
+}
+
+export function readRecord(dbs: StateDbs, id: string): AssertionRecord | undefined {
+  const buf = dbs.records.getBinaryFast(id);
+  return buf === undefined ? undefined : recordFromView(assertionView(buf));
+}
+
+/** One assertion as of asOfLsn, or undefined when it did not exist yet. */
+export function recordAsOf(
+  dbs: StateDbs,
+  id: string,
+  asOfLsn: number,
+): AssertionRecord | undefined {
+  const rec = readRecord(dbs, id);
+  if (rec === undefined || rec.lsn > asOfLsn) return undefined;
+  return withStatus(rec, statusAsOf(dbs, rec, asOfLsn));
+}
+
+export interface VoteTally {
+  up: number;
+  down: number;
+  /** Σ voter weight × (+1 | −1) over each voter's newest vote. */
+  weighted: number;
+  /** True when MAX votes were read and older ones ignored. */
+  truncated: boolean;
+}
+
+export interface VoteEntry {
+  voter: string;
+  vote: "up" | "down";
+  weight: number;
+  lsn: number;
+  at: number;
+}
+
+/** Each voter's newest vote on `id` up to asOfLsn (one vote per agent: a new one replaces). */
+export function votesAsOf(
+  dbs: StateDbs,
+  id: string,
+  asOfLsn: number,
+  maxVotes: number,
+): { byVoter: Map<string, VoteEntry>; truncated: boolean } {
+  const byVoter = new Map<string, VoteEntry>();
+  let read = 0;
+  for (const { key, value } of dbs.votes.getRange({
+    start: [id, LSN_FLOOR],
+    end: through(id, asOfLsn),
+    limit: maxVotes + 1,
+  })) {
+    if (++read > maxVotes) return { byVoter, truncated: true };
+    byVoter.set(value.a, {
+      voter: value.a,
+      vote: value.d === 1 ? "up" : "down",
+      weight: value.w,
+      lsn: key[1],
+      at: value.at,
+    });
+  }
+  return { byVoter, truncated: false };
+}
+
+export function tallyVotes(dbs: StateDbs, id: string, asOfLsn: number, max: number): VoteTally {
+  const { byVoter, truncated } = votesAsOf(dbs, id, asOfLsn, max);
+  const tally: VoteTally = { up: 0, down: 0, weighted: 0, truncated };
+  for (const v of byVoter.values()) {
+    if (v.vote === "up") {
+      tally.up++;
+      tally.weighted += v.weight;
+    } else {
+      tally.down++;
+      tally.weighted -= v.weight;
+    }
+  }
+  return tally;
+}
+
+/**
+ * Assertions of `concept` that were active at asOfLsn, newest first, visiting at most
+ * maxScan index entries; stops after `want` matches. `truncated` says the scan bound hit.
+ */
+export function activeAsOf(
+  dbs: StateDbs,
+  concept: string,
+  asOfLsn: number,
+  want: number,
+  maxScan: number,
+): { items: AssertionRecord[]; truncated: boolean } {
+  const items: AssertionRecord[] = [];
+  let scanned = 0;
+  for (const { key, value: id } of dbs.byConcept.getRange({
+    start: through(concept, asOfLsn),
+    end: [concept, LSN_FLOOR],
+    reverse: true,
+  })) {
+    if (key[0] !== concept) continue;
+    if (++scanned > maxScan) return { items, truncated: true };
+    const rec = readRecord(dbs, id);
+    if (rec === undefined) throw new CorruptRecordError(`by_concept -> ${id}: record missing`);
+    const s = statusAsOf(dbs, rec, asOfLsn);
+    if (s.status !== "active") continue;
+    items.push(withStatus(rec, s));
+    if (items.length >= want) break;
+  }
+  return { items, truncated: false };
+}
+
+/** Every assertion of `concept` (any status) up to asOfLsn, newest first, paged. */
+export function historyAsOf(
+  dbs: StateDbs,
+  concept: string,
+  asOfLsn: number,
+  limit: number,
+  cursor: string | null,
+): { items: AssertionRecord[]; nextCursor: string | null } {
+  const fromCursor = cursor === null ? LIVE_LSN : decodeLsnCursor(cursor, "h1", concept);
+  const hasCursor = cursor !== null;
+  const start: IndexKey =
+    hasCursor && fromCursor <= asOfLsn ? [concept, fromCursor] : through(concept, asOfLsn);
+  const items: AssertionRecord[] = [];
+  for (const { key, value: id } of dbs.byConcept.getRange({
+    start,
+    exclusiveStart: hasCursor && fromCursor <= asOfLsn,
+    end: [concept, LSN_FLOOR],
+    reverse: true,
+    limit: limit + 1,
+  })) {
+    if (key[0] !== concept) continue;
+    const rec = readRecord(dbs, id);
+    if (rec === undefined) throw new CorruptRecordError(`by_concept -> ${id}: record missing`);
+    items.push(withStatus(rec, statusAsOf(dbs, rec, asOfLsn)));
+  }
+  const more = items.length > limit;
+  if (more) items.length = limit;
+  const last = items[items.length - 1];
+  return {
+    items,
+    nextCursor: more && last !== undefined ? encodeCursor("h1", concept, last.lsn) : null,
+  };
+}
+
+/**
+ * Concept paths equal to `prefix` or under `prefix/` (every concept when prefix is ""),
+ * ascending, after `after` (exclusive), at most `want`. Merges the two key sets that name
+ * concepts: `latest` (concepts with an active insert) and `concepts_held` (the others).
+ */
+export function conceptsUnder(
+  dbs: StateDbs,
+  prefix: string,
+  after: string | null,
+  want: number,
+): string[] {
+  const lo = prefix === "" ? "" : `${prefix}/`;
+  const hi = prefix === "" ? undefined : `${prefix}0`;
+  const pick = (keys: Iterable<string>): string[] => {
+    const out: string[] = [];
+    for (const k of keys) {
+      if (out.length >= want) break;
+      out.push(k);
+    }
+    return out;
+  };
+  const fromDb = (db: StateDbs["latest"] | StateDbs["conceptsHeld"]): string[] => {
+    const out: string[] = [];
+    if (prefix !== "" && (after === null || after < prefix) && db.doesExist(prefix))
+      out.push(prefix);
+    const start = after !== null && after > lo ? after : lo;
+    for (const key of db.getKeys({ start, end: hi, limit: want + 1 })) {
+      if (key === after || (prefix !== "" && !key.startsWith(lo))) continue;
+      out.push(key);
+      if (out.length >= want) break;
+    }
+    return out;
+  };
+  const merged = new Set([...fromDb(dbs.latest), ...fromDb(dbs.conceptsHeld)]);
+  return pick([...merged].sort());
+}
+
+/** Newest assertion of `concept` active at asOfLsn (bounded scan, newest first). */
+export function latestAsOf(
+  dbs: StateDbs,
+  concept: string,
+  asOfLsn: number,
+): AssertionRecord | undefined {
+  return activeAsOf(dbs, concept, asOfLsn, 1, MAX_LENS_SCAN_ASSERTIONS).items[0];
+}
+
+/**
+ * Up to `want` concepts under `prefix` (after `after`, ascending) that have an active
+ * assertion at asOfLsn, with that assertion. `lastScanned` is the last concept looked at, so
+ * a caller can resume when the scan bound stopped it before `want` were found.
+ */
+export function latestUnderAsOf(
+  dbs: StateDbs,
+  prefix: string,
+  after: string | null,
+  want: number,
+  asOfLsn: number,
+): { items: AssertionRecord[]; lastScanned: string | null } {
+  const items: AssertionRecord[] = [];
+  let cursor = after;
+  let scanned = 0;
+  while (items.length < want && scanned < MAX_SUBTREE_CONCEPTS_SCANNED) {
+    const batch = conceptsUnder(dbs, prefix, cursor, Math.min(1000, want - items.length + 16));
+    if (batch.length === 0) return { items, lastScanned: null };
+    for (const concept of batch) {
+      scanned++;
+      cursor = concept;
+      const rec = latestAsOf(dbs, concept, asOfLsn);
+      if (rec !== undefined) items.push(rec);
+      if (items.length >= want) break;
+    }
+  }
+  return { items, lastScanned: cursor };
+}
