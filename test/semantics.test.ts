@@ -1,7 +1,10 @@
 // Knowledge semantics against a real 4-shard server: votes, consensus numbers computed by
 // hand, supersession permissions, retraction, epochs across every shard, sources and
 // provenance (including a cycle).
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { canonicalJson } from "../src/domain/canonical_json.js";
 import { routableAssertionId } from "../src/domain/routable_id.js";
@@ -20,6 +23,7 @@ let dataDir: string;
 let server: ServerProcess;
 const keys: Record<string, string> = {};
 const SHARDS = 4;
+const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), "../src/cli/main.js");
 
 function as(who: string) {
   const key = keys[who];
@@ -348,5 +352,25 @@ describe("durability of state changes", () => {
     expect(epochsAfter).toEqual(epochsBefore);
     const c = await query("concept=cons/x&lens=consensus");
     expect((c.winner as Json).value).toBe("B");
+    // Kill again right after more state writes, so WAL replay (not LMDB) must restore them;
+    // then `stemedb verify` accepts every record kind and `wal-dump` decodes them.
+    const z = await assert("a1", { concept: "dur/z", value: 1, confidence: 1 });
+    await as("a1").request("POST", "/v1/retract", { assertion_id: z.id });
+    await server.kill9();
+    const dump = spawnSync(
+      process.execPath,
+      [CLI, "wal", "dump", "--data-dir", dataDir, "--shard", String(z.shard), "--json"],
+      {
+        encoding: "utf8",
+      },
+    );
+    expect(dump.status, dump.stderr).toBe(0);
+    expect(dump.stdout).toMatch(/"k":\s*"retract"/);
+    const verify = spawnSync(process.execPath, [CLI, "verify", "--data-dir", dataDir], {
+      encoding: "utf8",
+    });
+    expect(verify.status, verify.stdout + verify.stderr).toBe(0);
+    server = await startServerProcess({ dataDir, shards: SHARDS });
+    expect((await getAssertion(z.id as string)).status).toBe("retracted");
   });
 });

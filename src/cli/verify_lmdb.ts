@@ -2,6 +2,7 @@
 // ShardStore (no ShardStore: its open writes meta into an empty env and it has no
 // iteration), checks every record and index entry, and cross-checks WAL records against it.
 import { type Database, open, type RootDatabase } from "lmdb";
+import { decodeSourceRecord, decodeStateEvent } from "../domain/state_events.js";
 import { AssertionStatus } from "../schema/generated/stemedb_generated.js";
 import { assertionView, decodeAssertion } from "../store/assertion_codec.js";
 import { STORE_FORMAT_VERSION, WalRecordKind } from "../store/shard_store.js";
@@ -130,6 +131,19 @@ export function walCrossCheck(shardId: number, lmdb: LmdbView | null, f: Finding
       }
       state.firstLsn ??= lsn;
       state.lastLsn = lsn;
+      if (kind === WalRecordKind.StateEvent || kind === WalRecordKind.SourceInsert) {
+        // Votes, status changes and sources: check they decode (LMDB holds them in their
+        // own databases, keyed by target and LSN; replay re-puts them idempotently).
+        try {
+          if (kind === WalRecordKind.StateEvent) decodeStateEvent(payload);
+          else decodeSourceRecord(payload);
+        } catch (err) {
+          f.fail(
+            `WAL record at LSN ${lsn} (kind ${kind}) does not decode: ${(err as Error).message}`,
+          );
+        }
+        return;
+      }
       if (kind !== WalRecordKind.AssertionInsert) {
         f.fail(`WAL record at LSN ${lsn} has unknown kind ${kind}`);
         return;

@@ -5,6 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { MAX_SHARDS } from "../domain/limits.js";
+import { decodeSourceRecord, decodeStateEvent } from "../domain/state_events.js";
 import { decodeAssertion } from "../store/assertion_codec.js";
 import { readManifest } from "../store/manifest.js";
 import { WalRecordKind } from "../store/shard_store.js";
@@ -42,6 +43,8 @@ ${DIR_OPTIONS_HELP}`;
 
 const KIND_NAMES: Readonly<Record<number, string>> = {
   [WalRecordKind.AssertionInsert]: "assertion_insert",
+  [WalRecordKind.StateEvent]: "state_event",
+  [WalRecordKind.SourceInsert]: "source_insert",
 };
 
 export interface DumpedRecord {
@@ -61,6 +64,8 @@ export interface DumpedRecord {
     shard: number;
     recorded_at_ms: number;
   } | null;
+  /** state_event / source_insert records: the decoded JSON. */
+  event: unknown;
   decode_error: string | null;
 }
 
@@ -96,8 +101,18 @@ function dumpRecord(segment: string, kind: number, lsn: number, payload: Buffer)
     kind_name: KIND_NAMES[kind] ?? "unknown",
     payload_bytes: payload.byteLength,
     assertion: null,
+    event: null,
     decode_error: null,
   };
+  if (kind === WalRecordKind.StateEvent || kind === WalRecordKind.SourceInsert) {
+    try {
+      rec.event =
+        kind === WalRecordKind.StateEvent ? decodeStateEvent(payload) : decodeSourceRecord(payload);
+    } catch (err) {
+      rec.decode_error = (err as Error).message;
+    }
+    return rec;
+  }
   if (kind !== WalRecordKind.AssertionInsert) return rec;
   try {
     const a = decodeAssertion(payload);
@@ -178,7 +193,9 @@ function renderRecord(r: DumpedRecord): string {
   const a = r.assertion;
   const body =
     a === null
-      ? ""
+      ? r.event === null
+        ? ""
+        : ` ${clip(JSON.stringify(r.event), MAX_VALUE_CHARS)}`
       : ` id=${a.id} concept=${a.concept} agent=${a.agent} status=${a.status} ` +
         `confidence=${a.confidence} value=${clip(JSON.stringify(a.value), MAX_VALUE_CHARS)}`;
   return head + body + (r.decode_error !== null ? ` DECODE ERROR: ${r.decode_error}` : "");

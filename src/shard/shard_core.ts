@@ -96,6 +96,8 @@ export class ShardCore {
     string,
     { status: AssertionStatusName; supersededBy: string | null; lsn: number }
   >();
+  /** target + "\n" + voter -> LSN of votes LMDB has not committed yet. */
+  private readonly uncommittedVotes = new Map<string, number>();
   /** Highest LSN of a status change, vote or source handed to LMDB; reads wait for it. */
   private stateAppliedLsn = 0;
   /** Highest LSN LMDB has committed. */
@@ -323,6 +325,10 @@ export class ShardCore {
           const target = entry.event?.target ?? entry.decoded?.supersedes ?? null;
           if (target !== null && this.statusShadow.get(target)?.lsn === entry.lsn)
             this.statusShadow.delete(target);
+          if (entry.event?.k === "vote") {
+            const key = `${entry.event.target}\n${entry.event.actor}`;
+            if (this.uncommittedVotes.get(key) === entry.lsn) this.uncommittedVotes.delete(key);
+          }
           const d = entry.decoded;
           if (d === undefined) continue;
           if (this.overlayById.get(d.id) === entry.payload) this.overlayById.delete(d.id);
@@ -373,6 +379,9 @@ export class ShardCore {
         lsn,
       });
     }
+    if (entry.event?.k === "vote") {
+      this.uncommittedVotes.set(`${entry.event.target}\n${entry.event.actor}`, lsn);
+    }
     this.pendingEntries.push({ ...entry, lsn });
     this.pendingIds.push("");
     this.wal.whenDurable(lsn, (err) => {
@@ -404,6 +413,11 @@ export class ShardCore {
       return withStatus(rec, { status: shadow.status, supersededBy: shadow.supersededBy });
     }
     return withStatus(rec, statusAsOf(this.store.dbs, rec, LIVE_LSN));
+  }
+
+  /** Whether `voter` has a vote on `target` that LMDB has not committed yet. */
+  hasUncommittedVote(target: string, voter: string): boolean {
+    return this.uncommittedVotes.has(`${target}\n${voter}`);
   }
 
   /** Whether a source id exists, durable or in flight. */
@@ -486,6 +500,9 @@ export class ShardCore {
     this.pendingEntries = keep;
     for (const [target, shadow] of this.statusShadow) {
       if (shadow.lsn > durable) this.statusShadow.delete(target);
+    }
+    for (const [key, lsn] of this.uncommittedVotes) {
+      if (lsn > durable) this.uncommittedVotes.delete(key);
     }
   }
 

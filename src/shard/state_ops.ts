@@ -109,7 +109,7 @@ function vote(core: ShardCore, msg: Extract<StateRequest, { t: "vote" }>, done: 
         lsn,
         duplicate: false,
         author: rec.agent,
-        replaced: before.byVoter.has(msg.actor),
+        replaced: before.byVoter.has(msg.actor) || core.hasUncommittedVote(msg.target, msg.actor),
       }),
   );
 }
