@@ -7,11 +7,21 @@
 // new claim and the old one's change of status are one WAL record and cannot be torn apart.
 import type { AssertionStatusName } from "../store/assertion_codec.js";
 
+export type StatusEvent = {
+  k: "retract" | "approve" | "reject" | "supersede";
+  target: string;
+  /** The target's own LSN (the quarantine index is keyed by it). */
+  target_lsn: number;
+  actor: string;
+  reason: string | null;
+  /** supersede: the assertion that replaces the target (an escalation's winner). */
+  by?: string;
+  at: number;
+};
+
 export type StateEvent =
   | { k: "vote"; target: string; actor: string; dir: 1 | -1; weight: number; at: number }
-  | { k: "retract"; target: string; actor: string; reason: string | null; at: number }
-  | { k: "approve"; target: string; actor: string; reason: string | null; at: number }
-  | { k: "reject"; target: string; actor: string; reason: string | null; at: number };
+  | StatusEvent;
 
 export type StatusEventKind = "retract" | "approve" | "reject" | "supersede";
 
@@ -75,7 +85,9 @@ export function decodeStateEvent(bytes: Uint8Array): StateEvent {
     typeof v.at === "number" &&
     (v.k === "vote"
       ? (v.dir === 1 || v.dir === -1) && typeof v.weight === "number"
-      : (v.k === "retract" || v.k === "approve" || v.k === "reject") &&
+      : (v.k === "retract" || v.k === "approve" || v.k === "reject" || v.k === "supersede") &&
+        typeof v.target_lsn === "number" &&
+        (v.k !== "supersede" || typeof v.by === "string") &&
         (v.reason === null || typeof v.reason === "string"));
   if (!ok) throw new CorruptEventError(`unknown or malformed state event ${JSON.stringify(v.k)}`);
   return v as unknown as StateEvent;

@@ -47,6 +47,7 @@ export const SHARD_METRIC = {
   assertions: "stemedb_assertions_total",
   queryLatency: "stemedb_query_latency_seconds",
   shardQueueDepth: "stemedb_shard_queue_depth",
+  quarantinePending: "stemedb_quarantine_pending",
 } as const;
 
 /** Per-thread families, registered in every thread's registry (main and each shard). */
@@ -134,6 +135,7 @@ export interface ShardMetrics {
   /** LSNs as float64: exact up to 2^53. */
   readonly walLastLsn: GaugeChild;
   readonly checkpointLsn: GaugeChild;
+  readonly quarantinePending: GaugeChild;
   readonly shardQueueDepth: GaugeChild;
   readonly storageOpDuration: Readonly<Record<StorageOperation, HistogramChild>>;
   readonly storageOps: Readonly<
@@ -248,6 +250,9 @@ export function createShardMetrics(registry: Registry, shardId: number): ShardMe
     ),
     walLastLsn: g0(gauge(M.walLastLsn, "LSN of the last durable WAL record.")),
     checkpointLsn: g0(gauge(M.checkpointLsn, "LSN up to which the store is checkpointed.")),
+    quarantinePending: g0(
+      gauge(M.quarantinePending, "Assertions waiting in quarantine for an admin decision."),
+    ),
     shardQueueDepth: g0(gauge(M.shardQueueDepth, "Requests queued for this shard.")),
     storageOpDuration,
     storageOps,

@@ -11,10 +11,18 @@ import {
   latestAsOf,
   latestUnderAsOf,
   recordAsOf,
+  statusAsOf,
   tallyVotes,
   votesAsOf,
 } from "../store/state_reads.js";
-import type { ActiveItem, ActiveList, LensRequest, RenderedPage } from "./protocol.js";
+import type {
+  ActiveItem,
+  ActiveList,
+  AgentAssertion,
+  HeldItem,
+  LensRequest,
+  RenderedPage,
+} from "./protocol.js";
 import { renderAssertion } from "./render.js";
 import type { ShardCore } from "./shard_core.js";
 import { facts } from "./state_ops.js";
@@ -124,7 +132,15 @@ export async function handleRead(
     | { t: "get"; id: string }
     | { t: "record"; id: string }
     | { t: "votes"; id: string; asOfLsn: number | null; limit: number }
-    | { t: "source_get"; id: string },
+    | { t: "source_get"; id: string }
+    | {
+        t: "held_list";
+        after: number | null;
+        limit: number;
+        agent: string | null;
+        concept: string | null;
+      }
+    | { t: "agent_assertions"; agent: string; limit: number },
 ): Promise<unknown> {
   switch (msg.t) {
     case "get": {
@@ -154,5 +170,49 @@ export async function handleRead(
       await core.settled();
       return core.store.dbs.sources.get(msg.id) ?? null;
     }
+    case "held_list": {
+      await core.stateBarrier();
+      await core.settled();
+      return heldList(core, msg.after, msg.limit, msg.agent, msg.concept);
+    }
+    case "agent_assertions": {
+      await core.stateBarrier();
+      await core.settled();
+      const page = core.store.byAgent(msg.agent, { limit: msg.limit });
+      const out: AgentAssertion[] = page.items.map((r) => {
+        const s = statusAsOf(core.store.dbs, r, LIVE_LSN);
+        return { id: r.id, concept: r.concept, valueJson: r.valueJson, status: s.status };
+      });
+      return out;
+    }
   }
+}
+
+/** Most held entries one page request looks at (filters may skip many). */
+const MAX_HELD_SCAN = 100_000;
+
+function heldList(
+  core: ShardCore,
+  after: number | null,
+  limit: number,
+  agent: string | null,
+  concept: string | null,
+): { items: HeldItem[]; exhausted: boolean; lastScanned: number | null } {
+  const items: HeldItem[] = [];
+  let scanned = 0;
+  let lastScanned: number | null = null;
+  for (const { key, value: id } of core.store.dbs.held.getRange({
+    start: after ?? -1,
+    exclusiveStart: after !== null,
+  })) {
+    if (++scanned > MAX_HELD_SCAN) return { items, exhausted: false, lastScanned };
+    lastScanned = key;
+    const rec = recordAsOf(core.store.dbs, id, LIVE_LSN);
+    if (rec === undefined || rec.status !== "quarantined") continue;
+    if (agent !== null && rec.agent !== agent) continue;
+    if (concept !== null && rec.concept !== concept) continue;
+    items.push({ json: renderAssertion(rec), lsn: key, recordedAtMs: rec.recordedAtMs });
+    if (items.length >= limit) return { items, exhausted: false, lastScanned };
+  }
+  return { items, exhausted: true, lastScanned };
 }

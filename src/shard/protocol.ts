@@ -77,8 +77,10 @@ export type StateRequest =
   | {
       t: "status_event";
       req: number;
-      kind: "retract" | "approve" | "reject";
+      kind: "retract" | "approve" | "reject" | "supersede";
       target: string;
+      /** supersede: the assertion that replaces the target (escalation resolution). */
+      by?: string;
       actor: string;
       /** May act on another agent's assertion (admin for retract; always for decisions). */
       privileged: boolean;
@@ -96,6 +98,16 @@ export type QueryRequest =
   | { t: "record"; req: number; id: string }
   | { t: "votes"; req: number; id: string; asOfLsn: number | null; limit: number }
   | { t: "source_get"; req: number; id: string }
+  | {
+      t: "held_list";
+      req: number;
+      /** Resume after this LSN (null: from the oldest). */
+      after: number | null;
+      limit: number;
+      agent: string | null;
+      concept: string | null;
+    }
+  | { t: "agent_assertions"; req: number; agent: string; limit: number }
   | { t: "latest"; req: number; concept: string }
   | ({ t: "history"; req: number; concept: string } & PageRequest)
   | { t: "under"; req: number; prefix: string; after: string | null; limit: number }
@@ -171,11 +183,27 @@ export interface RecordFacts {
   valueJson: string;
 }
 
+/** One quarantined assertion in the admin's pending list. */
+export interface HeldItem {
+  json: string;
+  lsn: number;
+  recordedAtMs: number;
+}
+
+/** An agent's assertion, for gold-standard verification. */
+export interface AgentAssertion {
+  id: string;
+  concept: string;
+  valueJson: string;
+  status: string;
+}
+
 export interface StateWriteResult {
   lsn: number;
   duplicate: boolean;
-  /** vote: the target's author (trust evidence) and whether this voter had voted before. */
+  /** vote: the target's author (trust evidence) and concept, and whether this voter had voted before. */
   author?: string;
+  concept?: string;
   replaced?: boolean;
   /** status events: the target's status before. */
   previousStatus?: string;

@@ -12,6 +12,8 @@ export function renderAssertion(r: AssertionRecord): string {
     `"nonce":${r.nonce === null ? "null" : str(r.nonce)},"recorded_at":${r.recordedAtMs},` +
     `"epoch":${r.epoch},"shard":${r.shard},"lsn":${r.lsn},"status":"${r.status}",` +
     `"supersedes":${r.supersedes === null ? "null" : str(r.supersedes)},` +
-    `"superseded_by":${r.supersededBy === null ? "null" : str(r.supersededBy)}}`
+    `"superseded_by":${r.supersededBy === null ? "null" : str(r.supersededBy)},` +
+    `"author_trust":${r.authorTrust},` +
+    `"quarantine_reason":${r.quarantineReason == null ? "null" : str(r.quarantineReason)}}`
   );
 }

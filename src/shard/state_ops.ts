@@ -109,6 +109,7 @@ function vote(core: ShardCore, msg: Extract<StateRequest, { t: "vote" }>, done: 
         lsn,
         duplicate: false,
         author: rec.agent,
+        concept: rec.concept,
         replaced: before.byVoter.has(msg.actor) || core.hasUncommittedVote(msg.target, msg.actor),
       }),
   );
@@ -143,13 +144,18 @@ function statusEvent(
   const ev: StateEvent = {
     k: msg.kind,
     target: msg.target,
+    target_lsn: rec.lsn,
     actor: msg.actor,
     reason: msg.reason,
     at: msg.atMs,
   };
+  if (msg.kind === "supersede") {
+    if (msg.by === undefined) throw new Error("supersede event without `by`");
+    ev.by = msg.by;
+  }
   core.appendRecord(
     { kind: WalRecordKind.StateEvent, payload: encodeJsonRecord(ev), event: ev },
-    { target: msg.target, status: after, supersededBy: rec.supersededBy },
+    { target: msg.target, status: after, supersededBy: msg.by ?? rec.supersededBy },
     (err, lsn) => done(err, { lsn, duplicate: false, previousStatus: rec.status }),
   );
 }

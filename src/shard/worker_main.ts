@@ -134,6 +134,9 @@ function refreshGauges(): void {
   metrics.shardQueueDepth.set(core.pendingRecords);
   metrics.walLastLsn.set(core.wal.durableLsn);
   metrics.checkpointLsn.set(core.checkpointLsn);
+  metrics.quarantinePending.set(
+    (core.store.dbs.held.getStats() as { entryCount: number }).entryCount,
+  );
   try {
     const fsStats = fs.statfsSync(data.walDir);
     metrics.walDiskCapacity.set(fsStats.blocks * fsStats.bsize);
@@ -172,6 +175,8 @@ async function handleQuery(msg: Exclude<ShardRequest, WriteRequest>): Promise<un
     case "record":
     case "votes":
     case "source_get":
+    case "held_list":
+    case "agent_assertions":
       return handleRead(core, msg);
     case "lens_latest":
     case "lens_history":

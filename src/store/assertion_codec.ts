@@ -30,6 +30,8 @@ export interface AssertionRecord {
   supersededBy: string | null;
   /** The author's trust when the write was accepted. */
   authorTrust: number;
+  /** Why it was quarantined at insert (null when it was not). */
+  quarantineReason?: string | null;
 }
 
 /** Thrown when stored bytes are not a well-formed Assertion (missing required fields). */
@@ -119,6 +121,8 @@ export function encodeAssertion(rec: AssertionRecord): Uint8Array {
   const nonceOff = rec.nonce === null ? 0 : b.createString(rec.nonce);
   const supersedesOff = rec.supersedes === null ? 0 : b.createString(rec.supersedes);
   const supersededByOff = rec.supersededBy === null ? 0 : b.createString(rec.supersededBy);
+  const reason = rec.quarantineReason ?? null;
+  const reasonOff = reason === null ? 0 : b.createString(reason);
 
   fb.Assertion.startAssertion(b);
   fb.Assertion.addId(b, idOff);
@@ -144,6 +148,7 @@ export function encodeAssertion(rec: AssertionRecord): Uint8Array {
   if (supersedesOff !== 0) fb.Assertion.addSupersedes(b, supersedesOff);
   if (supersededByOff !== 0) fb.Assertion.addSupersededBy(b, supersededByOff);
   fb.Assertion.addAuthorTrust(b, rec.authorTrust);
+  if (reasonOff !== 0) fb.Assertion.addQuarantineReason(b, reasonOff);
   const root = fb.Assertion.endAssertion(b);
   fb.Assertion.finishAssertionBuffer(b, root);
   // The builder's buffer is reused by the next call, so hand out a copy.
@@ -198,6 +203,7 @@ export function recordFromView(v: fb.Assertion): AssertionRecord {
     supersedes: v.supersedes(),
     supersededBy: v.supersededBy(),
     authorTrust: v.authorTrust(),
+    quarantineReason: v.quarantineReason(),
   };
 }
 

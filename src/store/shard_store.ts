@@ -15,6 +15,7 @@
 //   status_log  [id, lsn] -> {k, a, o?, r?, at}  supersede/retract/approve/reject of id
 //   votes       [id, lsn] -> {a, d, w, at}       every vote on id (newest per voter counts)
 //   sources     id -> SourceRecord
+//   held        lsn -> id of assertions waiting in quarantine (removed by any decision)
 //   meta        "applied_lsn" | "format_version" | "shard_id" -> number
 //
 // The status of an assertion as of LSN L is its insert status folded with its status_log
@@ -138,6 +139,8 @@ export interface StateDbs {
   statusLog: Database<StatusLogValue, IndexKey>;
   votes: Database<VoteValue, IndexKey>;
   sources: Database<SourceRecord, string>;
+  /** lsn -> id of assertions quarantined and not yet decided (the admin's pending list). */
+  held: Database<string, number>;
 }
 
 interface LmdbStats {
@@ -157,6 +160,7 @@ export class ShardStore {
   private readonly statusLog: Database<StatusLogValue, IndexKey>;
   private readonly votesDb: Database<VoteValue, IndexKey>;
   private readonly sourcesDb: Database<SourceRecord, string>;
+  private readonly heldDb: Database<string, number>;
   /** For the lens reads in state_reads.ts. */
   readonly dbs: StateDbs;
   private applied: number;
@@ -196,6 +200,7 @@ export class ShardStore {
       encoding: "msgpack",
       ...opt,
     });
+    this.heldDb = root.openDB<string, number>({ name: "held", encoding: "string", ...opt });
     this.dbs = {
       records: this.records,
       byConcept: this.byConcept,
@@ -204,6 +209,7 @@ export class ShardStore {
       statusLog: this.statusLog,
       votes: this.votesDb,
       sources: this.sourcesDb,
+      held: this.heldDb,
     };
     this.applied = this.initMeta();
   }
@@ -331,7 +337,11 @@ export class ShardStore {
       if (ev.k === "vote") {
         this.votesDb.put([ev.target, e.lsn], { a: ev.actor, d: ev.dir, w: ev.weight, at: ev.at });
       } else {
-        this.statusLog.put([ev.target, e.lsn], { k: ev.k, a: ev.actor, r: ev.reason, at: ev.at });
+        const value: StatusLogValue = { k: ev.k, a: ev.actor, r: ev.reason, at: ev.at };
+        if (ev.by !== undefined) value.o = ev.by;
+        this.statusLog.put([ev.target, e.lsn], value);
+        // Any decision on a quarantined assertion takes it out of the pending list.
+        this.heldDb.remove(ev.target_lsn);
       }
     } else {
       const src = e.source ?? decodeSourceRecord(e.payload);
@@ -347,7 +357,10 @@ export class ShardStore {
     this.byAgentDb.put([d.agent, e.lsn], d.id);
     // LSNs only grow, so a new active assertion is always the newest active insert.
     if (d.active) this.latestDb.put(d.concept, d.id);
-    else this.conceptsHeld.put(d.concept, 1);
+    else {
+      this.conceptsHeld.put(d.concept, 1);
+      this.heldDb.put(e.lsn, d.id);
+    }
     if (d.supersedes !== null) {
       const at = Number(assertionView(e.payload).recordedAtMs());
       this.statusLog.put([d.supersedes, e.lsn], { k: "supersede", a: d.agent, o: d.id, at });

@@ -228,8 +228,15 @@ mutate_author_trust(value:number):boolean {
   return true;
 }
 
+quarantineReason():string|null
+quarantineReason(optionalEncoding:flatbuffers.Encoding):string|Uint8Array|null
+quarantineReason(optionalEncoding?:any):string|Uint8Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 38);
+  return offset ? this.bb!.__string(this.bb_pos + offset, optionalEncoding) : null;
+}
+
 static startAssertion(builder:flatbuffers.Builder) {
-  builder.startObject(17);
+  builder.startObject(18);
 }
 
 static addId(builder:flatbuffers.Builder, idOffset:flatbuffers.Offset) {
@@ -312,6 +319,10 @@ static addAuthorTrust(builder:flatbuffers.Builder, authorTrust:number) {
   builder.addFieldFloat64(16, authorTrust, 0.0);
 }
 
+static addQuarantineReason(builder:flatbuffers.Builder, quarantineReasonOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(17, quarantineReasonOffset, 0);
+}
+
 static endAssertion(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
@@ -325,7 +336,7 @@ static finishSizePrefixedAssertionBuffer(builder:flatbuffers.Builder, offset:fla
   builder.finish(offset, undefined, true);
 }
 
-static createAssertion(builder:flatbuffers.Builder, idOffset:flatbuffers.Offset, conceptOffset:flatbuffers.Offset, agentOffset:flatbuffers.Offset, valueJsonOffset:flatbuffers.Offset, confidence:number, sourcesOffset:flatbuffers.Offset, validFromMs:bigint|null, validToMs:bigint|null, nonceOffset:flatbuffers.Offset, recordedAtMs:bigint, epoch:number, shard:number, lsn:bigint, status:AssertionStatus, supersedesOffset:flatbuffers.Offset, supersededByOffset:flatbuffers.Offset, authorTrust:number):flatbuffers.Offset {
+static createAssertion(builder:flatbuffers.Builder, idOffset:flatbuffers.Offset, conceptOffset:flatbuffers.Offset, agentOffset:flatbuffers.Offset, valueJsonOffset:flatbuffers.Offset, confidence:number, sourcesOffset:flatbuffers.Offset, validFromMs:bigint|null, validToMs:bigint|null, nonceOffset:flatbuffers.Offset, recordedAtMs:bigint, epoch:number, shard:number, lsn:bigint, status:AssertionStatus, supersedesOffset:flatbuffers.Offset, supersededByOffset:flatbuffers.Offset, authorTrust:number, quarantineReasonOffset:flatbuffers.Offset):flatbuffers.Offset {
   Assertion.startAssertion(builder);
   Assertion.addId(builder, idOffset);
   Assertion.addConcept(builder, conceptOffset);
@@ -346,6 +357,7 @@ static createAssertion(builder:flatbuffers.Builder, idOffset:flatbuffers.Offset,
   Assertion.addSupersedes(builder, supersedesOffset);
   Assertion.addSupersededBy(builder, supersededByOffset);
   Assertion.addAuthorTrust(builder, authorTrust);
+  Assertion.addQuarantineReason(builder, quarantineReasonOffset);
   return Assertion.endAssertion(builder);
 }
 }
