@@ -19,6 +19,39 @@ interface Placed {
   shard: number;
 }
 
+/** One assertion ready for its shard: content-derived id, shard, and the encoded record. */
+export interface EncodedItem extends Placed {
+  record: Uint8Array;
+}
+
+/**
+ * Derives the id and shard of one normalized assertion written by `agent` and encodes its
+ * record (LSN 0: the shard patches it in). Shared by POST /v1/assert and WS /v1/stream.
+ */
+export function encodeItem(
+  item: NormalizedAssertion,
+  agent: string,
+  shardCount: number,
+  nowMs: number,
+): EncodedItem {
+  // NormalizedAssertion carries exactly the content fields the id covers (plus `value`).
+  const content = { ...item, agent };
+  const id = routableAssertionId(content);
+  const shard = shardForConcept(item.concept, shardCount);
+  const record = encodeAssertion({
+    ...content,
+    id,
+    recordedAtMs: nowMs,
+    epoch: 0,
+    shard,
+    lsn: 0,
+    status: "active",
+    supersedes: null,
+    supersededBy: null,
+  });
+  return { id, shard, record };
+}
+
 /** Encodes every item and groups them per shard, remembering each item's place. */
 function encodeItems(
   items: readonly NormalizedAssertion[],
@@ -29,22 +62,12 @@ function encodeItems(
   const placed: Placed[] = new Array(items.length);
   const perShard = new Map<number, { records: Uint8Array[]; indexes: number[] }>();
   for (let i = 0; i < items.length; i++) {
-    const item = items[i] as NormalizedAssertion;
-    // NormalizedAssertion carries exactly the content fields the id covers (plus `value`).
-    const content = { ...item, agent };
-    const id = routableAssertionId(content);
-    const shard = shardForConcept(item.concept, shardCount);
-    const record = encodeAssertion({
-      ...content,
-      id,
-      recordedAtMs: nowMs,
-      epoch: 0,
-      shard,
-      lsn: 0,
-      status: "active",
-      supersedes: null,
-      supersededBy: null,
-    });
+    const { id, shard, record } = encodeItem(
+      items[i] as NormalizedAssertion,
+      agent,
+      shardCount,
+      nowMs,
+    );
     placed[i] = { id, shard };
     let group = perShard.get(shard);
     if (group === undefined) {
@@ -57,9 +80,17 @@ function encodeItems(
   return { placed, perShard };
 }
 
-function itemResult(p: Placed, lsn: number, flag: number): string {
+/**
+ * The per-item answer fields, without braces: `"id":…,"status":…,"shard":…,"lsn":…,
+ * "duplicate":…` (a WS ack puts `"seq":n` in front of the same fields).
+ */
+export function itemResultFields(p: Placed, lsn: number, flag: number): string {
   const duplicate = (flag & WRITE_DUPLICATE) !== 0;
-  return `{"id":"${p.id}","status":"active","shard":${p.shard},"lsn":${lsn},"duplicate":${duplicate}}`;
+  return `"id":"${p.id}","status":"active","shard":${p.shard},"lsn":${lsn},"duplicate":${duplicate}`;
+}
+
+function itemResult(p: Placed, lsn: number, flag: number): string {
+  return `{${itemResultFields(p, lsn, flag)}}`;
 }
 
 async function assertHandler(server: ServerContext, ctx: RouteContext): Promise<Reply> {
