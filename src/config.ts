@@ -10,9 +10,13 @@ import { parseApiKey } from "./domain/api_keys.js";
 import {
   DEFAULT_SHARD_QUEUE_MAX_ITEMS,
   DEFAULT_WAL_SEGMENT_BYTES,
+  DEFAULT_WS_MAX_CONNECTIONS,
+  DEFAULT_WS_MAX_INFLIGHT,
   MAX_SHARD_QUEUE_MAX_ITEMS,
   MAX_SHARDS,
   MAX_WAL_SEGMENT_BYTES,
+  MAX_WS_MAX_CONNECTIONS,
+  MAX_WS_MAX_INFLIGHT,
   MIN_WAL_SEGMENT_BYTES,
   WAL_ALIGNMENT_BYTES,
 } from "./domain/limits.js";
@@ -52,6 +56,10 @@ export interface Config {
   requestTimeoutMs: number;
   meterEnabled: boolean;
   aphoriaEnabled: boolean;
+  /** WS /v1/stream: messages one connection may have in flight (written, not yet acked). */
+  wsMaxInflight: number;
+  /** WS /v1/stream: open connections, at most (503 at the upgrade beyond). */
+  wsMaxConnections: number;
 }
 
 export interface ConfigVar {
@@ -145,6 +153,16 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     name: "STEMEDB_REQUEST_TIMEOUT_MS",
     default: "30000",
     meaning: "longest a request waits for its shard before 503 (1000..600000)",
+  },
+  {
+    name: "STEMEDB_WS_MAX_INFLIGHT",
+    default: String(DEFAULT_WS_MAX_INFLIGHT),
+    meaning: `WS /v1/stream: messages one connection may have in flight before the rest wait (1..${MAX_WS_MAX_INFLIGHT})`,
+  },
+  {
+    name: "STEMEDB_WS_MAX_CONNECTIONS",
+    default: String(DEFAULT_WS_MAX_CONNECTIONS),
+    meaning: `WS /v1/stream: open connections before upgrades get 503 (1..${MAX_WS_MAX_CONNECTIONS})`,
   },
   {
     name: "STEMEDB_APHORIA",
@@ -304,6 +322,20 @@ export function loadConfig(env: Env = process.env): Config {
     requestTimeoutMs: parseInteger(env, "STEMEDB_REQUEST_TIMEOUT_MS", 30_000, 1_000, 600_000),
     meterEnabled: parseBool(env, "STEMEDB_METER_ENABLED", false),
     aphoriaEnabled: parseBool(env, "STEMEDB_APHORIA", false),
+    wsMaxInflight: parseInteger(
+      env,
+      "STEMEDB_WS_MAX_INFLIGHT",
+      DEFAULT_WS_MAX_INFLIGHT,
+      1,
+      MAX_WS_MAX_INFLIGHT,
+    ),
+    wsMaxConnections: parseInteger(
+      env,
+      "STEMEDB_WS_MAX_CONNECTIONS",
+      DEFAULT_WS_MAX_CONNECTIONS,
+      1,
+      MAX_WS_MAX_CONNECTIONS,
+    ),
   };
 }
 

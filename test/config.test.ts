@@ -32,6 +32,7 @@ describe("loadConfig", () => {
     expect(c.metricsPublic).toBe(true);
     expect(c.meterEnabled).toBe(false);
     expect(c.aphoriaEnabled).toBe(false);
+    expect([c.wsMaxInflight, c.wsMaxConnections]).toEqual([256, 1024]);
   });
 
   it("reads every variable", () => {
@@ -49,6 +50,8 @@ describe("loadConfig", () => {
       STEMEDB_METRICS_PUBLIC: "false",
       STEMEDB_METER_ENABLED: "true",
       STEMEDB_APHORIA: "on",
+      STEMEDB_WS_MAX_INFLIGHT: "8",
+      STEMEDB_WS_MAX_CONNECTIONS: "3",
     });
     expect([c.bindHost, c.bindPort]).toEqual(["::1", 0]);
     expect([c.dataDir, c.walDir, c.dbDir]).toEqual(["/tmp/x", "/fast/wal", "/tmp/x/db"]);
@@ -59,6 +62,7 @@ describe("loadConfig", () => {
     expect(c.walSegmentBytes).toBe(1024 * 1024);
     expect(c.shardQueueMaxItems).toBe(10);
     expect([c.metricsPublic, c.meterEnabled, c.aphoriaEnabled]).toEqual([false, true, true]);
+    expect([c.wsMaxInflight, c.wsMaxConnections]).toEqual([8, 3]);
   });
 
   it("treats empty values as unset", () => {
@@ -84,6 +88,8 @@ describe("loadConfig", () => {
       [{ STEMEDB_WAL_SEGMENT_BYTES: "64MiB" }, "STEMEDB_WAL_SEGMENT_BYTES", /integer/],
       [{ STEMEDB_SHARD_QUEUE_MAX: "0" }, "STEMEDB_SHARD_QUEUE_MAX", /\[1, 1048576\]/],
       [{ STEMEDB_METRICS_PUBLIC: "2" }, "STEMEDB_METRICS_PUBLIC", /expected/],
+      [{ STEMEDB_WS_MAX_INFLIGHT: "0" }, "STEMEDB_WS_MAX_INFLIGHT", /\[1, 65536\]/],
+      [{ STEMEDB_WS_MAX_CONNECTIONS: "lots" }, "STEMEDB_WS_MAX_CONNECTIONS", /integer/],
       [{ STEMEDB_WAL_DIR: "/same", STEMEDB_DB_DIR: "/same" }, "STEMEDB_WAL_DIR", /different/],
     ];
     for (const [env, variable, message] of cases) {
@@ -116,6 +122,8 @@ describe("loadConfig", () => {
       "STEMEDB_METRICS_PUBLIC",
       "STEMEDB_METER_ENABLED",
       "STEMEDB_APHORIA",
+      "STEMEDB_WS_MAX_INFLIGHT",
+      "STEMEDB_WS_MAX_CONNECTIONS",
     ]) {
       expect(names).toContain(n);
     }

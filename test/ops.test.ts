@@ -559,6 +559,7 @@ function upgradeRequest(
   ca: string,
   urlPath: string,
   requestId: string,
+  headers: Record<string, string> = {},
 ): Promise<HttpsReply> {
   return httpsRequest(port, ca, "GET", urlPath, {
     connection: "Upgrade",
@@ -566,6 +567,7 @@ function upgradeRequest(
     "sec-websocket-key": crypto.randomBytes(16).toString("base64"),
     "sec-websocket-version": "13",
     "x-request-id": requestId,
+    ...headers,
   });
 }
 
@@ -673,12 +675,18 @@ describe.skipIf(nginxBin === null || openssl === null)("nginx in front of the se
   });
 
   it("passes a WebSocket upgrade on /v1/stream to the server", async () => {
-    // The server has no /v1/stream yet: it must answer itself, 404 in its error format.
+    // Without a key the server itself refuses the upgrade, in its error format.
     const res = await upgradeRequest((nginx as Nginx).port, ca, "/v1/stream", "ops-ws-1");
-    expect(res.status).toBe(404);
+    expect(res.status).toBe(401);
     expect(res.headers["x-request-id"]).toBe("ops-ws-1");
     const body = JSON.parse(res.text) as { error: { code: string; request_id: string } };
-    expect(body.error).toMatchObject({ code: "not_found", request_id: "ops-ws-1" });
+    expect(body.error).toMatchObject({ code: "missing_api_key", request_id: "ops-ws-1" });
+    // With an agent key the server's 101 comes back through the proxy.
+    const upgraded = await upgradeRequest((nginx as Nginx).port, ca, "/v1/stream", "ops-ws-3", {
+      authorization: `Bearer ${agentKey}`,
+    });
+    expect(upgraded.status).toBe(101);
+    expect(upgraded.headers["x-stemedb-max-inflight"]).toBe("256");
   });
 
   it("forwards Upgrade and Connection headers and relays a 101", async () => {

@@ -25,6 +25,8 @@ import {
   parseAssertRequest,
   parseCreateApiKeyRequest,
   parseJsonBody,
+  parseStreamMessage,
+  StreamMessageError,
   validate,
   validateAssertRequest,
 } from "../src/server/schemas.js";
@@ -245,5 +247,50 @@ describe("parseCreateApiKeyRequest", () => {
       expiresAtMs: 1001,
       labels: { team: "x" },
     });
+  });
+});
+
+describe("parseStreamMessage (WS /v1/stream frames)", () => {
+  const enc = (v: unknown) =>
+    new TextEncoder().encode(typeof v === "string" ? v : JSON.stringify(v));
+  const nested = (depth: number): unknown => (depth === 0 ? 1 : [nested(depth - 1)]);
+  const failure = (v: unknown): StreamMessageError => {
+    try {
+      parseStreamMessage(enc(v));
+    } catch (e) {
+      if (e instanceof StreamMessageError) return e;
+      throw e;
+    }
+    throw new Error("expected a StreamMessageError");
+  };
+
+  it("normalizes the assertion exactly like POST /v1/assert", () => {
+    const assertion = { concept: "Cities/Paris", value: { b: 1, a: 2 }, confidence: 0.5 };
+    const { seq, item } = parseStreamMessage(enc({ seq: 3, assertion }));
+    expect(seq).toBe(3);
+    expect(item).toEqual(parseAssertRequest(enc(assertion)).items[0]);
+  });
+
+  it("allows the assertion the same depth as an HTTP body (the envelope adds one level)", () => {
+    // An HTTP body {"value": [[…]]} at exactly MAX_JSON_DEPTH is accepted; so is its frame.
+    const assertion = { concept: "a", value: nested(MAX_JSON_DEPTH - 1), confidence: 0.5 };
+    expect(() => parseAssertRequest(enc(assertion))).not.toThrow();
+    expect(() => parseStreamMessage(enc({ seq: 0, assertion }))).not.toThrow();
+    const deeper = { ...assertion, value: nested(MAX_JSON_DEPTH) };
+    expect(failure({ seq: 0, assertion: deeper }).error.code).toBe("too_deep");
+  });
+
+  it("reports the seq when it is readable, with the code HTTP would answer", () => {
+    expect(failure("{").seq).toBeNull();
+    expect(failure({ seq: 2 ** 53, assertion: {} }).seq).toBeNull();
+    const bad = failure({ seq: 4, assertion: { concept: "a", value: 1, confidence: 7 } });
+    expect([bad.seq, bad.error.code, bad.error.message]).toEqual([
+      4,
+      "invalid_request",
+      expect.stringContaining("/assertion/confidence"),
+    ]);
+    expect(
+      failure({ seq: 5, assertion: { concept: "A B", value: 1, confidence: 1 } }).error.code,
+    ).toBe("invalid_concept_path");
   });
 });

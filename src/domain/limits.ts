@@ -15,6 +15,19 @@ export const MAX_BATCH_ITEMS = 10_000;
 /** Deepest nesting of arrays/objects in a request body (422 `too_deep` beyond). */
 export const MAX_JSON_DEPTH = 32;
 
+// ---- WebSocket ingest (WS /v1/stream) -------------------------------------------------
+
+/** Largest accepted WebSocket message, in bytes: the HTTP body bound (uWS closes beyond). */
+export const MAX_WS_MESSAGE_BYTES = MAX_BODY_BYTES;
+/** Default of STEMEDB_WS_MAX_INFLIGHT: messages a connection may have written and unacked. */
+export const DEFAULT_WS_MAX_INFLIGHT = 256;
+/** Largest configurable STEMEDB_WS_MAX_INFLIGHT. */
+export const MAX_WS_MAX_INFLIGHT = 65_536;
+/** Default of STEMEDB_WS_MAX_CONNECTIONS: open WebSocket connections per server. */
+export const DEFAULT_WS_MAX_CONNECTIONS = 1024;
+/** Largest configurable STEMEDB_WS_MAX_CONNECTIONS. */
+export const MAX_WS_MAX_CONNECTIONS = 65_536;
+
 // ---- Assertions ----------------------------------------------------------------------
 
 /** Largest assertion value, measured as UTF-8 bytes of its canonical JSON. */

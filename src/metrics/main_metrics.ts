@@ -1,7 +1,7 @@
 /**
- * Main-thread metrics: HTTP, errors, auth, quarantine, circuit breakers, build info, plus
- * prom-client's process/Node default metrics. The main thread's registry is one source of
- * the merged /metrics (see merge.ts); shard registries are the others.
+ * Main-thread metrics: HTTP, WebSocket ingest, errors, auth, quarantine, circuit breakers,
+ * build info, plus prom-client's process/Node default metrics. The main thread's registry is
+ * one source of the merged /metrics (see merge.ts); shard registries are the others.
  *
  * Default (process_*, nodejs_*) metrics are collected here only: process-level values are
  * the same in every thread, so collecting them in workers too would double them on merge.
@@ -32,6 +32,9 @@ export const MAIN_METRIC = {
   circuitBreakerState: "stemedb_circuit_breaker_state",
   httpEngine: "stemedb_http_engine",
   buildInfo: "stemedb_build_info",
+  wsConnections: "stemedb_ws_connections",
+  wsMessages: "stemedb_ws_messages_total",
+  wsAckDuration: "stemedb_ws_ack_duration_seconds",
 } as const;
 export const MAIN_METRIC_NAMES: readonly string[] = Object.freeze(Object.values(MAIN_METRIC));
 
@@ -86,6 +89,20 @@ export const CIRCUIT_BREAKER_STATES = ["closed", "open", "half_open"] as const;
 export type CircuitBreakerState = (typeof CIRCUIT_BREAKER_STATES)[number];
 export const HTTP_ENGINES = ["native", "fallback"] as const;
 export type HttpEngine = (typeof HTTP_ENGINES)[number];
+/**
+ * What became of one WS /v1/stream message: written (new, acked), duplicate (acked, already
+ * stored), invalid (error frame: the message cannot be written as sent), window_full (error
+ * frame: the connection had too many unacknowledged messages), failed (error frame: the
+ * shard refused or failed the write; retryable).
+ */
+export const WS_MESSAGE_OUTCOMES = [
+  "written",
+  "duplicate",
+  "invalid",
+  "window_full",
+  "failed",
+] as const;
+export type WsMessageOutcome = (typeof WS_MESSAGE_OUTCOMES)[number];
 
 /** Bounds on HTTP label cardinality: (method, route) pairs and (method, route, status) series. */
 export const MAX_HTTP_ROUTES = 256;
@@ -102,6 +119,12 @@ export interface MainMetrics {
   /** Number of breakers currently in each state. */
   setCircuitBreakerCounts(counts: Readonly<Record<CircuitBreakerState, number>>): void;
   setHttpEngine(engine: HttpEngine): void;
+  /** Open WS /v1/stream connections. */
+  readonly wsConnections: GaugeChild;
+  /** WS /v1/stream messages by outcome (children created up front: the hot path only incs). */
+  readonly wsMessages: Readonly<Record<WsMessageOutcome, CounterChild>>;
+  /** Seconds from a WS message's arrival to its ack (acked messages only). */
+  readonly wsAckDuration: HistogramChild;
 }
 
 export interface MainMetricsOptions {
@@ -191,6 +214,31 @@ export function createMainMetrics(
     registers,
   });
   buildInfo.set({ version: options.version ?? packageVersion() }, 1);
+  const wsConnectionsG = new Gauge({
+    name: MAIN_METRIC.wsConnections,
+    help: "Open WS /v1/stream connections.",
+    aggregator: "first",
+    registers,
+  });
+  wsConnectionsG.set(0);
+  const wsMessagesC = new Counter({
+    name: MAIN_METRIC.wsMessages,
+    help: "WS /v1/stream messages by outcome (written, duplicate, invalid, window_full, failed).",
+    labelNames: ["outcome"],
+    registers,
+  });
+  const wsAckDurationH = new Histogram({
+    name: MAIN_METRIC.wsAckDuration,
+    help: "Seconds from a WS /v1/stream message's arrival to its ack (after fsync).",
+    buckets: bucketsFor(HTTP_LATENCY_BUCKETS_SECONDS),
+    registers,
+  });
+  const wsMessages = {} as Record<WsMessageOutcome, CounterChild>;
+  for (const outcome of WS_MESSAGE_OUTCOMES) {
+    const child = wsMessagesC.labels({ outcome });
+    child.inc(0);
+    wsMessages[outcome] = child;
+  }
 
   const breakerChildren = new Map<CircuitBreakerState, GaugeChild>();
   for (const state of CIRCUIT_BREAKER_STATES) {
@@ -292,5 +340,8 @@ export function createMainMetrics(
     setHttpEngine(engine) {
       for (const e of HTTP_ENGINES) engineChildren.get(e)?.set(e === engine ? 1 : 0);
     },
+    wsConnections: wsConnectionsG.labels({}),
+    wsMessages,
+    wsAckDuration: wsAckDurationH.labels({}),
   };
 }

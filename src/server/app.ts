@@ -23,6 +23,7 @@ import { sourceRoutes } from "./routes/sources.js";
 import { stateRoutes } from "./routes/state.js";
 import { systemRoutes } from "./routes/system.js";
 import { ShardPool, ShardRequestError } from "./shard_pool.js";
+import { registerStream } from "./stream.js";
 import { loadUws } from "./uws_engine.js";
 
 export class StartupError extends Error {
@@ -40,7 +41,10 @@ export interface RunningServer {
   context: ServerContext;
   /** Generated admin key, only on the first start of an empty data directory. */
   createdAdminKey: string | null;
-  /** Stop accepting, drain in-flight requests, checkpoint every shard, close stores. */
+  /**
+   * Stop accepting, drain in-flight requests and WS messages, close WS connections,
+   * checkpoint every shard, close stores.
+   */
   shutdown(drainTimeoutMs?: number): Promise<void>;
 }
 
@@ -154,9 +158,18 @@ export async function startServer(
   };
   routes.push(openapi);
   const openapiText = buildOpenApi(routes, version);
+  const verifyKey = (key: string, nowMs: number) => meta.verify(key, nowMs);
+  // Before registerRoutes: its catch-all 404 must not shadow the stream's plain-HTTP answer.
+  const stream = registerStream(app, {
+    server: context,
+    verifyKey,
+    inflight,
+    maxInflight: config.wsMaxInflight,
+    maxConnections: config.wsMaxConnections,
+  });
   registerRoutes(app, routes, {
     metrics,
-    verifyKey: (key, nowMs) => meta.verify(key, nowMs),
+    verifyKey,
     inflight,
     onError: (err, requestId, route) =>
       logger.error({ err, request_id: requestId, route }, "request failed"),
@@ -181,10 +194,13 @@ export async function startServer(
     if (stopping !== null) return stopping;
     stopping = (async () => {
       uws.us_listen_socket_close(listenSocket);
+      stream.stop();
       const deadline = Date.now() + drainTimeoutMs;
       while (inflight.count > 0 && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
       }
+      // WS connections outlive the listen socket: end them once their last acks are queued.
+      stream.closeAll();
       await pool.close();
       await meta.close();
     })();

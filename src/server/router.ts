@@ -75,6 +75,7 @@ const STATUS_TEXT: Record<number, string> = {
   413: "413 Payload Too Large",
   415: "415 Unsupported Media Type",
   422: "422 Unprocessable Entity",
+  426: "426 Upgrade Required",
   429: "429 Too Many Requests",
   500: "500 Internal Server Error",
   503: "503 Service Unavailable",
@@ -105,7 +106,15 @@ function statusLine(status: number): string {
   return STATUS_TEXT[status] ?? `${status} Status`;
 }
 
-function authenticate(header: string, route: Route, deps: RouterDeps): ApiKeyInfo {
+/**
+ * Checks an Authorization header for a route open to `role` and above (null: any valid key).
+ * Throws ApiError 401/403 and counts the failure. Also used at the WS /v1/stream upgrade.
+ */
+export function authenticate(
+  header: string,
+  role: Role | null,
+  deps: Pick<RouterDeps, "metrics" | "verifyKey">,
+): ApiKeyInfo {
   if (header === "") {
     deps.metrics.authFailures("missing").inc();
     throw unauthorized(
@@ -122,10 +131,8 @@ function authenticate(header: string, route: Route, deps: RouterDeps): ApiKeyInf
     deps.metrics.authFailures("invalid").inc();
     throw unauthorized("The API key is unknown, revoked or expired.", "invalid_api_key");
   }
-  if (route.role !== null && ROLE_RANK[principal.role] < ROLE_RANK[route.role]) {
-    throw forbidden(
-      `This route needs the ${route.role} role; the key has the ${principal.role} role.`,
-    );
+  if (role !== null && ROLE_RANK[principal.role] < ROLE_RANK[role]) {
+    throw forbidden(`This route needs the ${role} role; the key has the ${principal.role} role.`);
   }
   return principal;
 }
@@ -206,7 +213,8 @@ export function registerRoutes(
   });
 }
 
-function requestIdOf(req: HttpRequest): string {
+/** The request's valid incoming x-request-id, or a new one. */
+export function requestIdOf(req: HttpRequest): string {
   const incoming = req.getHeader("x-request-id");
   return incoming !== "" && INCOMING_REQUEST_ID.test(incoming) ? incoming : newRequestId();
 }
@@ -273,7 +281,7 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
   const declaredBytes = contentLength === "" ? 0 : Number(contentLength);
   try {
     if (badParam) throw badRequest("The path has malformed percent-encoding.", "malformed_path");
-    if (route.role !== null) principal = authenticate(authHeader, route, deps);
+    if (route.role !== null) principal = authenticate(authHeader, route.role, deps);
     if (route.jsonBody) {
       const mediaType = contentType.split(";")[0]?.trim().toLowerCase() ?? "";
       if (mediaType !== JSON_TYPE) {

@@ -32,7 +32,7 @@ import {
   MAX_VALUE_JSON_BYTES,
 } from "../domain/limits.js";
 import type { AssertionRecord } from "../store/assertion_codec.js";
-import { badRequest, payloadTooLarge, unprocessable } from "./errors.js";
+import { ApiError, badRequest, payloadTooLarge, unprocessable } from "./errors.js";
 
 // ---- Schemas --------------------------------------------------------------------------
 
@@ -77,6 +77,20 @@ export type AssertBatch = Static<typeof AssertBatch>;
 export const AssertRequest = Type.Union([AssertionInput, AssertBatch]);
 export type AssertRequest = Static<typeof AssertRequest>;
 
+/** One text frame of WS /v1/stream: a client sequence number and one assertion. */
+export const StreamMessage = Type.Object(
+  {
+    seq: Type.Integer({
+      minimum: 0,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description: "Client sequence number, echoed in the ack or error frame",
+    }),
+    assertion: AssertionInput,
+  },
+  { additionalProperties: false },
+);
+export type StreamMessage = Static<typeof StreamMessage>;
+
 export const CreateApiKeyRequest = Type.Object(
   {
     role: Type.Union([Type.Literal("agent"), Type.Literal("reader"), Type.Literal("admin")]),
@@ -105,6 +119,7 @@ export const AssertionInputCheck = TypeCompiler.Compile(AssertionInput);
 export const AssertBatchCheck = TypeCompiler.Compile(AssertBatch);
 export const AssertRequestCheck = TypeCompiler.Compile(AssertRequest);
 export const CreateApiKeyRequestCheck = TypeCompiler.Compile(CreateApiKeyRequest);
+export const StreamMessageCheck = TypeCompiler.Compile(StreamMessage);
 
 export type ValidationResult<T> =
   | { ok: true; value: T }
@@ -191,29 +206,34 @@ const utf8Fatal = new TextDecoder("utf-8", { fatal: true });
 /**
  * Decode and parse a JSON request body. Throws ApiError: 413 beyond MAX_BODY_BYTES,
  * 400 `malformed_json` for empty, non-UTF-8 or non-JSON bytes, 422 `too_deep` when nested
- * deeper than MAX_JSON_DEPTH (checked on the text before JSON.parse runs).
+ * deeper than `maxDepth` (checked on the text before JSON.parse runs). `what` names the
+ * input in error messages ("Request body", or "Message" for a WebSocket frame).
  */
-export function parseJsonBody(bytes: Uint8Array): unknown {
+export function parseJsonBody(
+  bytes: Uint8Array,
+  what = "Request body",
+  maxDepth = MAX_JSON_DEPTH,
+): unknown {
   if (bytes.length > MAX_BODY_BYTES) {
     throw payloadTooLarge(
-      `Request body is ${bytes.length} bytes; at most ${MAX_BODY_BYTES} bytes are allowed.`,
+      `${what} is ${bytes.length} bytes; at most ${MAX_BODY_BYTES} bytes are allowed.`,
     );
   }
-  if (bytes.length === 0) throw badRequest("Request body is empty.", "malformed_json");
+  if (bytes.length === 0) throw badRequest(`${what} is empty.`, "malformed_json");
   let text: string;
   try {
     text = utf8Fatal.decode(bytes);
   } catch {
-    throw badRequest("Request body is not valid UTF-8.", "malformed_json");
+    throw badRequest(`${what} is not valid UTF-8.`, "malformed_json");
   }
-  if (jsonTextDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
-    throw unprocessable(`Request body is nested deeper than ${MAX_JSON_DEPTH} levels.`, "too_deep");
+  if (jsonTextDepth(text, maxDepth) > maxDepth) {
+    throw unprocessable(`${what} is nested deeper than ${maxDepth} levels.`, "too_deep");
   }
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {
     const detail = e instanceof Error ? ` (${e.message})` : "";
-    throw badRequest(`Request body is not valid JSON${detail}.`, "malformed_json");
+    throw badRequest(`${what} is not valid JSON${detail}.`, "malformed_json");
   }
 }
 
@@ -296,6 +316,65 @@ export function parseAssertRequest(bytes: Uint8Array): {
     return { batch: true, items };
   }
   return { batch: false, items: [normalizeAssertionInput(request)] };
+}
+
+/** A WS /v1/stream message that cannot be written; `seq` is null when it could not be read. */
+export class StreamMessageError extends Error {
+  constructor(
+    readonly seq: number | null,
+    readonly error: ApiError,
+  ) {
+    super(error.message);
+    this.name = "StreamMessageError";
+  }
+}
+
+function readableSeq(value: unknown): number | null {
+  if (typeof value !== "object" || value === null) return null;
+  const seq = (value as { seq?: unknown }).seq;
+  return typeof seq === "number" && Number.isSafeInteger(seq) && seq >= 0 ? seq : null;
+}
+
+/**
+ * Parse, validate and normalize one WS /v1/stream text frame
+ * `{"seq": n, "assertion": {…the body of a single POST /v1/assert…}}` with the same schema
+ * and rules as POST /v1/assert. The envelope adds one level of nesting, so the frame may be
+ * one level deeper than an HTTP body. Throws StreamMessageError carrying the ApiError (its
+ * code is the one HTTP would answer) and the seq when the frame had a readable one.
+ */
+export function parseStreamMessage(bytes: Uint8Array): { seq: number; item: NormalizedAssertion } {
+  let body: unknown;
+  try {
+    body = parseJsonBody(bytes, "Message", MAX_JSON_DEPTH + 1);
+  } catch (err) {
+    throw err instanceof ApiError ? new StreamMessageError(null, err) : err;
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new StreamMessageError(
+      null,
+      unprocessable('Message must be a JSON object {"seq": n, "assertion": {…}}.'),
+    );
+  }
+  const seq = readableSeq(body);
+  const assertion = (body as { assertion?: unknown }).assertion;
+  if (typeof assertion === "object" && assertion !== null && "assertions" in assertion) {
+    throw new StreamMessageError(
+      seq,
+      unprocessable(
+        "Field /assertion must be one assertion; send a batch as one message per assertion.",
+      ),
+    );
+  }
+  const checked = validate(StreamMessageCheck, body);
+  if (!checked.ok) throw new StreamMessageError(seq, unprocessable(checked.message));
+  try {
+    return {
+      seq: checked.value.seq,
+      item: normalizeAssertionInput(checked.value.assertion, "/assertion"),
+    };
+  } catch (err) {
+    throw err instanceof ApiError ? new StreamMessageError(seq, err) : err;
+  }
 }
 
 export interface CreateApiKeyInput {

@@ -86,9 +86,17 @@ function encodeItems(
   return { placed, perShard };
 }
 
-function itemResult(p: Placed, lsn: number, flag: number): string {
+/**
+ * The per-item answer fields, without braces: `"id":…,"status":…,"shard":…,"lsn":…,
+ * "duplicate":…` (a WS ack puts `"seq":n` in front of the same fields).
+ */
+export function itemResultFields(p: Placed, lsn: number, flag: number): string {
   const duplicate = (flag & WRITE_DUPLICATE) !== 0;
-  return `{"id":"${p.id}","status":"active","shard":${p.shard},"lsn":${lsn},"duplicate":${duplicate}}`;
+  return `"id":"${p.id}","status":"active","shard":${p.shard},"lsn":${lsn},"duplicate":${duplicate}`;
+}
+
+function itemResult(p: Placed, lsn: number, flag: number): string {
+  return `{${itemResultFields(p, lsn, flag)}}`;
 }
 
 async function assertHandler(server: ServerContext, ctx: RouteContext): Promise<Reply> {
