@@ -8,6 +8,7 @@ import { Registry } from "prom-client";
 import type { Config } from "../config.js";
 import { createMainMetrics } from "../metrics/main_metrics.js";
 import { shardDirs } from "../shard/shard_core.js";
+import { AliasStore } from "../store/alias_store.js";
 import { ensureManifest, readManifest } from "../store/manifest.js";
 import { MetaStore } from "../store/meta_store.js";
 import type { ServerContext } from "./context.js";
@@ -15,6 +16,7 @@ import { buildOpenApi } from "./openapi.js";
 import { type Route, registerRoutes } from "./router.js";
 import { assertRoutes } from "./routes/assert.js";
 import { backupRoutes } from "./routes/backup.js";
+import { conceptRoutes } from "./routes/concepts.js";
 import { queryRoutes } from "./routes/query.js";
 import { systemRoutes } from "./routes/system.js";
 import { ShardPool, ShardRequestError } from "./shard_pool.js";
@@ -119,6 +121,7 @@ export async function startServer(
     config,
     pool,
     meta,
+    aliases: AliasStore.open(meta.root),
     metrics,
     registry,
     logger,
@@ -133,6 +136,7 @@ export async function startServer(
     ...assertRoutes(context),
     ...queryRoutes(context),
     ...backupRoutes(context),
+    ...conceptRoutes(context),
   ];
   const openapi: Route = {
     method: "get",

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { Config } from "../config.js";
 import type { MainMetrics } from "../metrics/main_metrics.js";
+import type { AliasStore } from "../store/alias_store.js";
 import type { MetaStore } from "../store/meta_store.js";
 import type { ShardPool } from "./shard_pool.js";
 import type { HttpEngineInfo } from "./uws_engine.js";
@@ -11,6 +12,8 @@ export interface ServerContext {
   config: Config;
   pool: ShardPool;
   meta: MetaStore;
+  /** Concept aliases: resolve() before routing every write and query. */
+  aliases: AliasStore;
   metrics: MainMetrics;
   registry: Registry;
   logger: Logger;

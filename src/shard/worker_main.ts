@@ -9,6 +9,7 @@ import { createShardMetrics } from "../metrics/shard_metrics.js";
 import { InvalidCursorError } from "../store/shard_store.js";
 import { WalCorruptionError, WalUnavailableError } from "../wal/errors.js";
 import type { WalObserver } from "../wal/wal.js";
+import { suggestOnShard } from "./concept_scan.js";
 import type {
   ShardErrorBody,
   ShardEvent,
@@ -185,6 +186,9 @@ async function handleQuery(msg: Exclude<ShardRequest, WriteRequest>): Promise<un
         nextCursor: null,
       };
     }
+    case "concepts": // [concepts] suggest
+      await core.settled();
+      return suggestOnShard(core.store, msg.q, msg.limit, msg.maxScanKeys);
     case "info":
       return info();
     case "metrics":
