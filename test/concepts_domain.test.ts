@@ -17,8 +17,11 @@ import {
   tokenSimilarity,
 } from "../src/domain/concept_suggest.js";
 import { MAX_SUGGEST_QUERY_CHARS } from "../src/domain/limits.js";
+import { suggestOnShard } from "../src/shard/concept_scan.js";
 import { AliasRuleError, AliasStore } from "../src/store/alias_store.js";
 import { MetaStore } from "../src/store/meta_store.js";
+import { ShardStore, WalRecordKind } from "../src/store/shard_store.js";
+import { sampleAssertion } from "./helpers/records.js";
 
 describe("suggest scoring", () => {
   it("counts an adjacent transposition as one edit", () => {
@@ -178,5 +181,53 @@ describe("AliasStore", () => {
     expect([...aliases.aliases()].map((r) => r.alias).sort()).toEqual(["a", "c"]);
     expect(aliases.resolve("c")).toBe("t/c");
     expect(aliases.isTarget("t/a")).toBe(true);
+  });
+});
+
+describe("suggest scan of one shard", () => {
+  it("scores every concept key in chunks and reports a scan cut by its bound", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stemedb-"));
+    const store = ShardStore.open({ dir, shardId: 0 });
+    try {
+      const concepts = 2_500;
+      store.applyBatch(
+        Array.from({ length: concepts }, (_, i) => ({
+          lsn: i + 1,
+          kind: WalRecordKind.AssertionInsert,
+          payload: sampleAssertion(i, concepts),
+          decoded: {
+            id: i.toString(16).padStart(32, "0"),
+            concept: `bench/c${i}`,
+            agent: "bench-agent",
+            active: true,
+          },
+        })),
+      );
+      // The chunked scan with a bounded top-k agrees with scoring and sorting everything.
+      const scorer = new SuggestScorer("bench/c1243");
+      const brute = Array.from({ length: concepts }, (_, i) => `bench/c${i}`)
+        .map((p) => ({ path: p, score: scorer.score(p) }))
+        .filter((x) => x.score > 0)
+        .sort(compareScored);
+      const full = await suggestOnShard(store, "bench/c1243", 20, 10_000);
+      expect(full).toMatchObject({ scanned: concepts, complete: true });
+      expect(full.items).toEqual(brute.slice(0, 20));
+      expect(full.items.slice(0, 3)).toEqual([
+        { path: "bench/c1243", score: 1 },
+        { path: "bench/c1043", score: 0.9091 }, // one substitution in 11 characters
+        { path: "bench/c1143", score: 0.9091 },
+      ]);
+      // Cut by the bound: only the first 1,000 keys (in key order) were scored.
+      const cut = await suggestOnShard(store, "bench/c1243", 20, 1_000);
+      expect(cut).toMatchObject({ scanned: 1_000, complete: false });
+      // A bound equal to the key count scans everything and says so.
+      expect(await suggestOnShard(store, "bench/c1243", 1, concepts)).toMatchObject({
+        scanned: concepts,
+        complete: true,
+      });
+    } finally {
+      await store.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

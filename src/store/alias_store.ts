@@ -120,15 +120,8 @@ export class AliasStore {
     nowMs: number = Date.now(),
   ): Promise<{ created: boolean; record: AliasRecord }> {
     return this.serialize(async () => {
-      const existing = this.byAlias.get(alias);
-      if (existing !== undefined) {
-        if (existing.canonical === canonical) return { created: false, record: existing };
-        throw new AliasRuleError(
-          "alias_exists",
-          `${JSON.stringify(alias)} is already an alias of ${JSON.stringify(existing.canonical)}; delete it first to change its target.`,
-        );
-      }
-      this.checkRules(alias, canonical);
+      const existing = this.check(alias, canonical);
+      if (existing !== null) return { created: false, record: existing };
       const record: AliasRecord = { alias, canonical, createdAtMs: nowMs, createdBy };
       await this.db.put(alias, record);
       await this.db.flushed;
@@ -162,7 +155,20 @@ export class AliasStore {
     return { items, more };
   }
 
-  private checkRules(alias: string, canonical: string): void {
+  /**
+   * The rules of create() without creating: the existing record when exactly this alias
+   * exists, null when it may be created; throws AliasRuleError otherwise. (create() checks
+   * again, serialized; this lets a caller refuse before slower checks of its own.)
+   */
+  check(alias: string, canonical: string): AliasRecord | null {
+    const existing = this.byAlias.get(alias);
+    if (existing !== undefined) {
+      if (existing.canonical === canonical) return existing;
+      throw new AliasRuleError(
+        "alias_exists",
+        `${JSON.stringify(alias)} is already an alias of ${JSON.stringify(existing.canonical)}; delete it first to change its target.`,
+      );
+    }
     if (alias === canonical) {
       throw new AliasRuleError(
         "alias_is_canonical",
@@ -188,6 +194,7 @@ export class AliasStore {
         `The server holds the maximum of ${MAX_ALIASES} aliases; delete some first.`,
       );
     }
+    return null;
   }
 
   private add(record: AliasRecord): void {

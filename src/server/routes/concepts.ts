@@ -60,13 +60,13 @@ function ruleError(err: AliasRuleError): ApiError {
 async function createAlias(server: ServerContext, ctx: RouteContext): Promise<Reply> {
   const input = parseCreateAliasRequest(ctx.body as Buffer);
   const shardCount = server.pool.shardCount;
-  if (input.alias === input.canonical) {
-    throw unprocessable(
-      `An alias cannot name itself (${JSON.stringify(input.alias)}).`,
-      "alias_is_canonical",
-    );
+  let existing: AliasRecord | null;
+  try {
+    existing = server.aliases.check(input.alias, input.canonical);
+  } catch (err) {
+    throw err instanceof AliasRuleError ? ruleError(err) : err;
   }
-  if (server.aliases.get(input.alias) === undefined && !input.force) {
+  if (existing === null && !input.force) {
     // Assertions already stored under the alias path would disappear behind the alias (exact
     // queries resolve to the canonical path): refuse unless the admin says so. A write racing
     // this check can still land there; it stays readable by id and by `alias/*`.
