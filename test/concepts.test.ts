@@ -422,5 +422,7 @@ describe("concepts: restart", () => {
     expect(list.items.map((a) => a.alias)).toEqual(
       [alias, "after/kill", "city/paris/population"].sort(),
     );
+    const metrics = await api(server.baseUrl, null).request("GET", "/metrics");
+    expect(metrics.text).toMatch(/^stemedb_concept_aliases 3$/m);
   });
 });

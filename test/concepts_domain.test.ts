@@ -6,12 +6,16 @@ import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   compareScored,
+  editSimilarity,
+  MIN_SUGGEST_SCORE,
   normalizeSuggestQuery,
   osaDistance,
   osaDistanceBits,
   patternMasks,
+  roundScore,
   type ScoredPath,
   SuggestScorer,
+  TOKEN_WEIGHT,
   TopK,
   tokenize,
   tokenSimilarity,
@@ -82,6 +86,30 @@ describe("suggest scoring", () => {
       "cities/paris/area": 0.5652, // 1 − 10/23
       "hosts/web-1/cpu": 0, // below the 0.5 floor
     });
+  });
+
+  it("scores exactly as the unoptimized definition (no histogram shortcut, no memo)", () => {
+    const path = fc.string({
+      unit: fc.constantFrom("a", "b", "c", "ab", "/", "_", "-"),
+      maxLength: 20,
+    });
+    fc.assert(
+      fc.property(path, fc.array(path, { maxLength: 20 }), (q, candidates) => {
+        const norm = normalizeSuggestQuery(q);
+        if (!norm.ok) return;
+        const scorer = new SuggestScorer(norm.q);
+        for (const c of candidates) {
+          const edit = editSimilarity(norm.q, c, MIN_SUGGEST_SCORE);
+          const best = Math.max(
+            edit,
+            TOKEN_WEIGHT * tokenSimilarity(tokenize(norm.q), tokenize(c)),
+          );
+          const expected = best < MIN_SUGGEST_SCORE ? 0 : roundScore(best);
+          expect(scorer.score(c), `${norm.q} vs ${c}`).toBe(expected);
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it("keeps the best k in score-then-path order", () => {
