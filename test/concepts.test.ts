@@ -383,13 +383,21 @@ describe("concepts: parse", () => {
 
   it("lists every concepts route in the OpenAPI document", async () => {
     const doc = (await api(server.baseUrl, null).request("GET", "/v1/openapi.json")).json as {
-      paths: Record<string, Record<string, { "x-stemedb-role": string }>>;
+      paths: Record<string, Record<string, { "x-stemedb-role": string; parameters: unknown[] }>>;
     };
     expect(doc.paths["/v1/concepts/alias"]?.post?.["x-stemedb-role"]).toBe("admin");
     expect(doc.paths["/v1/concepts/alias"]?.delete?.["x-stemedb-role"]).toBe("admin");
     expect(doc.paths["/v1/concepts/alias"]?.get?.["x-stemedb-role"]).toBe("reader");
     for (const p of ["/v1/concepts/aliases", "/v1/concepts/suggest", "/v1/concepts/parse"])
       expect(doc.paths[p]?.get?.["x-stemedb-role"], p).toBe("reader");
+    expect(doc.paths["/v1/concepts/suggest"]?.get?.parameters).toEqual([
+      expect.objectContaining({ name: "q", in: "query", required: true }),
+      expect.objectContaining({
+        name: "limit",
+        in: "query",
+        schema: { type: "integer", minimum: 1, maximum: 50, default: 10 },
+      }),
+    ]);
   });
 });
 

@@ -13,7 +13,9 @@ import {
 } from "../../domain/concept_suggest.js";
 import {
   DEFAULT_SUGGEST_LIMIT,
+  MAX_RAW_CONCEPT_LENGTH,
   MAX_SUGGEST_LIMIT,
+  MAX_SUGGEST_QUERY_CHARS,
   MAX_SUGGEST_SCAN_ALIASES,
   MAX_SUGGEST_SCAN_KEYS_PER_SHARD,
 } from "../../domain/limits.js";
@@ -31,7 +33,7 @@ import {
 } from "../concept_requests.js";
 import type { ServerContext } from "../context.js";
 import { type ApiError, badRequest, conflict, notFound, unprocessable } from "../errors.js";
-import type { Reply, Route, RouteContext } from "../router.js";
+import type { QueryParamDoc, Reply, Route, RouteContext } from "../router.js";
 
 /** Aliases scored between two yields of the main thread (it also serves every request). */
 const ALIAS_SCORE_CHUNK = 1_000;
@@ -244,6 +246,22 @@ function parse(server: ServerContext, ctx: RouteContext): Reply {
   };
 }
 
+const PATH_PARAM: QueryParamDoc = {
+  name: "path",
+  required: true,
+  description: "Concept path (normalized: NFC, lowercase)",
+  schema: { type: "string", minLength: 1, maxLength: MAX_RAW_CONCEPT_LENGTH },
+};
+
+function limitDoc(defaultLimit: number, max: number): QueryParamDoc {
+  return {
+    name: "limit",
+    required: false,
+    description: `Most items returned (default ${defaultLimit})`,
+    schema: { type: "integer", minimum: 1, maximum: max, default: defaultLimit },
+  };
+}
+
 export function conceptRoutes(server: ServerContext): Route[] {
   new Gauge({
     name: "stemedb_concept_aliases",
@@ -268,6 +286,7 @@ export function conceptRoutes(server: ServerContext): Route[] {
       method: "get",
       pattern: "/v1/concepts/alias",
       summary: "Resolve an alias: ?path= → its record (404 alias_not_found if it is not an alias)",
+      queryParams: [PATH_PARAM],
       role: "reader",
       jsonBody: false,
       handler: (ctx) => resolveAlias(server, ctx),
@@ -276,6 +295,7 @@ export function conceptRoutes(server: ServerContext): Route[] {
       method: "del",
       pattern: "/v1/concepts/alias",
       summary: "Delete an alias: ?path=",
+      queryParams: [PATH_PARAM],
       role: "admin",
       jsonBody: false,
       handler: (ctx) => deleteAlias(server, ctx),
@@ -284,6 +304,15 @@ export function conceptRoutes(server: ServerContext): Route[] {
       method: "get",
       pattern: "/v1/concepts/aliases",
       summary: "List aliases in path order: ?limit=(1..1000, default 100)&cursor=",
+      queryParams: [
+        limitDoc(DEFAULT_ALIAS_PAGE, MAX_ALIAS_PAGE),
+        {
+          name: "cursor",
+          required: false,
+          description: "next_cursor of the previous page (opaque)",
+          schema: { type: "string", maxLength: 1024 },
+        },
+      ],
       role: "reader",
       jsonBody: false,
       handler: (ctx) => listAliases(server, ctx),
@@ -292,6 +321,15 @@ export function conceptRoutes(server: ServerContext): Route[] {
       method: "get",
       pattern: "/v1/concepts/suggest",
       summary: "Near matches among known concepts and aliases: ?q=&limit=(1..50, default 10)",
+      queryParams: [
+        {
+          name: "q",
+          required: true,
+          description: "What to match: typos, transpositions and reordered words are found",
+          schema: { type: "string", minLength: 1, maxLength: MAX_SUGGEST_QUERY_CHARS },
+        },
+        limitDoc(DEFAULT_SUGGEST_LIMIT, MAX_SUGGEST_LIMIT),
+      ],
       role: "reader",
       jsonBody: false,
       handler: (ctx) => suggest(server, ctx),
@@ -300,6 +338,9 @@ export function conceptRoutes(server: ServerContext): Route[] {
       method: "get",
       pattern: "/v1/concepts/parse",
       summary: "Normalization, canonical path and owning shard of ?path=",
+      queryParams: [
+        { ...PATH_PARAM, description: "Concept path, or a subtree query ending in /*" },
+      ],
       role: "reader",
       jsonBody: false,
       handler: (ctx) => parse(server, ctx),
