@@ -186,6 +186,9 @@ async function suggest(server: ServerContext, ctx: RouteContext): Promise<Reply>
       server.pool.suggestConcepts(shard, q.q, limit, MAX_SUGGEST_SCAN_KEYS_PER_SHARD),
     ),
   );
+  // Handled now: a shard failing while the aliases are scored (which yields) must not be an
+  // unhandled rejection (fatal in Node 20); the await below still throws it.
+  shardAnswers.catch(() => {});
   const fromAliases = await suggestFromAliases(server, new SuggestScorer(q.q), limit);
   const shards = await shardAnswers;
   // One entry per path: an alias path keeps kind "alias" (it resolves elsewhere), whether it
