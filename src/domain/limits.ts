@@ -65,6 +65,24 @@ export const MAX_QUERY_LIMIT = 1000;
 /** `limit` used when a query does not give one. */
 export const DEFAULT_QUERY_LIMIT = 100;
 
+// ---- Concepts: aliases and suggestions ------------------------------------------------
+
+/** Most aliases the meta store holds; all are kept in memory for resolution without I/O. */
+export const MAX_ALIASES = 100_000;
+/** Longest `q` of GET /v1/concepts/suggest after normalization, in characters. */
+export const MAX_SUGGEST_QUERY_CHARS = 128;
+/** Largest `limit` of GET /v1/concepts/suggest. */
+export const MAX_SUGGEST_LIMIT = 50;
+/** `limit` of GET /v1/concepts/suggest when not given. */
+export const DEFAULT_SUGGEST_LIMIT = 10;
+/**
+ * Concepts one shard scores for one suggest request, at most (its `latest` keys in key order);
+ * beyond it the answer says `complete: false`. Bounds the CPU a reader can ask for.
+ */
+export const MAX_SUGGEST_SCAN_KEYS_PER_SHARD = 20_000;
+/** Aliases the main thread scores for one suggest request, at most (then `complete: false`). */
+export const MAX_SUGGEST_SCAN_ALIASES = 20_000;
+
 // ---- API keys -------------------------------------------------------------------------
 
 /** Longest principal (agent id) a key may carry, in characters of `[a-zA-Z0-9_.:-]`. */

@@ -9,6 +9,7 @@ import type { Config } from "../config.js";
 import { priorTrustView } from "../domain/trust_view.js";
 import { createMainMetrics } from "../metrics/main_metrics.js";
 import { shardDirs } from "../shard/shard_core.js";
+import { AliasStore } from "../store/alias_store.js";
 import { EpochStore } from "../store/epoch_store.js";
 import { ensureManifest, readManifest } from "../store/manifest.js";
 import { MetaStore } from "../store/meta_store.js";
@@ -17,6 +18,7 @@ import { buildOpenApi } from "./openapi.js";
 import { type Route, registerRoutes } from "./router.js";
 import { assertRoutes } from "./routes/assert.js";
 import { backupRoutes } from "./routes/backup.js";
+import { conceptRoutes } from "./routes/concepts.js";
 import { epochRoutes } from "./routes/epochs.js";
 import { queryRoutes } from "./routes/query.js";
 import { sourceRoutes } from "./routes/sources.js";
@@ -130,6 +132,7 @@ export async function startServer(
     meta,
     epochs: new EpochStore(meta.root),
     trust: priorTrustView,
+    aliases: AliasStore.open(meta.root),
     metrics,
     registry,
     logger,
@@ -147,6 +150,7 @@ export async function startServer(
     ...stateRoutes(context),
     ...epochRoutes(context),
     ...sourceRoutes(context),
+    ...conceptRoutes(context),
   ];
   const openapi: Route = {
     method: "get",

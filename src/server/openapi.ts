@@ -119,12 +119,15 @@ export function buildOpenApi(routes: readonly Route[], version: string): string 
       summary: route.summary ?? `${METHOD[route.method].toUpperCase()} ${path}`,
       security: route.role === null ? [] : [{ bearer: [] }],
       "x-stemedb-role": route.role ?? "none",
-      parameters: params.map((name) => ({
-        name,
-        in: "path",
-        required: true,
-        schema: { type: "string" },
-      })),
+      parameters: [
+        ...params.map((name) => ({
+          name,
+          in: "path",
+          required: true,
+          schema: { type: "string" },
+        })),
+        ...(route.queryParams ?? []).map((p) => ({ ...p, in: "query" })),
+      ],
       responses: {
         "2XX": { description: "success" },
         "4XX": {

@@ -51,6 +51,16 @@ export interface Route {
   /** For the OpenAPI document: one line, and the body's schema (the same one that validates). */
   summary?: string;
   bodySchema?: TSchema;
+  /** For the OpenAPI document: the query parameters the handler reads. */
+  queryParams?: readonly QueryParamDoc[];
+}
+
+export interface QueryParamDoc {
+  name: string;
+  required: boolean;
+  description: string;
+  /** JSON Schema of the value, e.g. { type: "integer", minimum: 1, maximum: 50 }. */
+  schema: Record<string, unknown>;
 }
 
 export interface RouterDeps {

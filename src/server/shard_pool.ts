@@ -5,6 +5,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { MetricObjectWithValues } from "../metrics/merge.js";
+import type { ShardSuggestResult } from "../shard/concept_scan.js";
 import type {
   QueryRequest,
   ShardBackupResult,
@@ -357,6 +358,16 @@ export class ShardPool {
    */
   request<T>(shardId: number, msg: QueryWithoutReq): Promise<T> {
     return this.shard(shardId).query<T>(msg);
+  }
+
+  // [concepts] suggest: the shard's best `limit` concept paths for q (bounded scan).
+  suggestConcepts(
+    shardId: number,
+    q: string,
+    limit: number,
+    maxScanKeys: number,
+  ): Promise<ShardSuggestResult> {
+    return this.shard(shardId).query({ t: "concepts", q, limit, maxScanKeys });
   }
 
   backup(shardId: number, walDir: string, dbDir: string): Promise<ShardBackupResult> {

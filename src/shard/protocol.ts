@@ -112,6 +112,8 @@ export type QueryRequest =
   | ({ t: "history"; req: number; concept: string } & PageRequest)
   | { t: "under"; req: number; prefix: string; after: string | null; limit: number }
   | { t: "info"; req: number }
+  // [concepts] suggest: score this shard's concept paths (src/shard/concept_scan.ts)
+  | { t: "concepts"; req: number; q: string; limit: number; maxScanKeys: number }
   | { t: "metrics"; req: number }
   | { t: "checkpoint"; req: number }
   | { t: "backup"; req: number; walDir: string; dbDir: string }

@@ -9,6 +9,7 @@ import { createShardMetrics } from "../metrics/shard_metrics.js";
 import { InvalidCursorError } from "../store/shard_store.js";
 import { WalCorruptionError, WalUnavailableError } from "../wal/errors.js";
 import type { WalObserver } from "../wal/wal.js";
+import { suggestOnShard } from "./concept_scan.js";
 import { handleLens, handleRead } from "./lens_handlers.js";
 import type {
   ShardErrorBody,
@@ -191,6 +192,9 @@ async function handleQuery(msg: Exclude<ShardRequest, WriteRequest>): Promise<un
       return new Promise((resolve, reject) =>
         runStateWrite(core, msg, (err, value) => (err === null ? resolve(value) : reject(err))),
       );
+    case "concepts": // [concepts] suggest
+      await core.settled();
+      return suggestOnShard(core.store, msg.q, msg.limit, msg.maxScanKeys);
     case "info":
       return info();
     case "metrics":

@@ -503,6 +503,29 @@ export class ShardStore {
     return latestUnderAsOf(this.dbs, prefix, after, want, LIVE_LSN).items;
   }
 
+  // [concepts] suggest scan (src/shard/concept_scan.ts); keys only, no record reads.
+  /**
+   * Calls `visit` with up to `maxKeys` concept paths that have a latest active assertion, in
+   * key order, starting after `after` (exclusive; null = from the first). Returns the last
+   * path visited, or null when the scan reached the end of the shard.
+   */
+  conceptKeys(
+    after: string | null,
+    maxKeys: number,
+    visit: (concept: string) => void,
+  ): string | null {
+    this.checkOpen();
+    const range = after === null ? {} : { start: after, exclusiveStart: true };
+    let last: string | null = null;
+    let seen = 0;
+    for (const key of this.latestDb.getKeys({ ...range, limit: maxKeys })) {
+      visit(key);
+      last = key;
+      seen++;
+    }
+    return seen < maxKeys ? null : last;
+  }
+
   private mustGet(id: string, via: string): AssertionRecord {
     const rec = this.getAssertion(id);
     // Records are put before their index entries and lmdb-js commits in order, so a dangling

@@ -100,7 +100,9 @@ function itemResult(p: Placed, lsn: number, flag: number): string {
 }
 
 async function assertHandler(server: ServerContext, ctx: RouteContext): Promise<Reply> {
-  const { batch, items } = parseAssertRequest(ctx.body as Buffer);
+  const { batch, items: unresolved } = parseAssertRequest(ctx.body as Buffer);
+  // [concepts] aliases resolve before the id and the shard are derived from the concept.
+  const items = server.aliases.resolveConcepts(unresolved);
   const agent = (ctx.principal as { principal: string }).principal;
   const { placed, perShard } = encodeItems(
     items,

@@ -231,6 +231,8 @@ async function queryHandler(server: ServerContext, ctx: RouteContext): Promise<R
   }
   const parsed = parseConceptQuery(rawConcept);
   if (!parsed.ok) throw unprocessable(parsed.message, parsed.code);
+  // [concepts] an exact concept is alias-resolved; a subtree (`a/*`) is a literal key range.
+  if (!parsed.subtree) parsed.path = server.aliases.resolve(parsed.path);
   const limit = parseLimit(ctx.query.get("limit"));
   const cursor = ctx.query.get("cursor");
   const minTrust = parseMinTrust(ctx.query.get("min_trust"));

@@ -1,0 +1,97 @@
+// Requests of the /v1/concepts routes: the TypeBox schema of POST /v1/concepts/alias (one
+// schema: validation, TS type, OpenAPI) and the query-parameter parsers, each throwing the
+// documented ApiError (docs/api.md).
+import { type Static, Type } from "@sinclair/typebox";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { normalizeConceptPath } from "../domain/concept_path.js";
+import { DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, MAX_RAW_CONCEPT_LENGTH } from "../domain/limits.js";
+import { badRequest, unprocessable } from "./errors.js";
+import { parseJsonBody, validate } from "./schemas.js";
+
+const PathField = (description: string) =>
+  Type.String({ minLength: 1, maxLength: MAX_RAW_CONCEPT_LENGTH, description });
+
+export const CreateAliasRequest = Type.Object(
+  {
+    alias: PathField("Path that becomes an alias; normalized like any concept path"),
+    canonical: PathField("Path the alias resolves to; must not itself be an alias"),
+    force: Type.Optional(
+      Type.Boolean({
+        description:
+          "Create the alias even though assertions are stored under the alias path (they stay readable by id and by the literal subtree query)",
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type CreateAliasRequest = Static<typeof CreateAliasRequest>;
+const CreateAliasRequestCheck = TypeCompiler.Compile(CreateAliasRequest);
+
+export interface CreateAliasInput {
+  alias: string;
+  canonical: string;
+  force: boolean;
+}
+
+/** Parse, validate and normalize a POST /v1/concepts/alias body. Throws ApiError 400/413/422. */
+export function parseCreateAliasRequest(bytes: Uint8Array): CreateAliasInput {
+  const checked = validate(CreateAliasRequestCheck, parseJsonBody(bytes));
+  if (!checked.ok) throw unprocessable(checked.message);
+  const alias = normalizeConceptPath(checked.value.alias);
+  if (!alias.ok) throw unprocessable(`Field /alias: ${alias.message}.`, alias.code);
+  const canonical = normalizeConceptPath(checked.value.canonical);
+  if (!canonical.ok) throw unprocessable(`Field /canonical: ${canonical.message}.`, canonical.code);
+  return { alias: alias.path, canonical: canonical.path, force: checked.value.force ?? false };
+}
+
+/** The required `path` query parameter as a canonical concept path (400 missing, 422 invalid). */
+export function pathParam(query: URLSearchParams): string {
+  const raw = query.get("path");
+  if (raw === null || raw === "")
+    throw badRequest("The path query parameter is required.", "missing_path");
+  const normalized = normalizeConceptPath(raw);
+  if (!normalized.ok) throw unprocessable(`path: ${normalized.message}.`, normalized.code);
+  return normalized.path;
+}
+
+/** An integer `limit` in [1, max] or the default (422 `invalid_limit`). */
+export function limitParam(raw: string | null, defaultLimit: number, max: number): number {
+  if (raw === null || raw === "") return defaultLimit;
+  const limit = Number(raw);
+  if (!/^[0-9]+$/.test(raw) || !Number.isInteger(limit) || limit < 1 || limit > max) {
+    throw unprocessable(
+      `limit must be an integer from 1 to ${max} (got ${JSON.stringify(raw.slice(0, 40))}).`,
+      "invalid_limit",
+    );
+  }
+  return limit;
+}
+
+export const DEFAULT_ALIAS_PAGE = DEFAULT_QUERY_LIMIT;
+export const MAX_ALIAS_PAGE = MAX_QUERY_LIMIT;
+
+/** An alias-list cursor names the last alias returned; "a1:" tags the format. */
+const ALIAS_CURSOR_TAG = "a1:";
+/** base64url of the tag plus a path of at most 512 bytes, with room to spare. */
+const MAX_ALIAS_CURSOR_CHARS = 1024;
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+
+export function encodeAliasCursor(alias: string): string {
+  return Buffer.from(ALIAS_CURSOR_TAG + alias, "utf8").toString("base64url");
+}
+
+/** The alias a cursor names (400 `invalid_cursor` for anything this server did not issue). */
+export function decodeAliasCursor(cursor: string | null): string | null {
+  if (cursor === null || cursor === "") return null;
+  const invalid = badRequest(
+    "The cursor is not one this server issued for this list.",
+    "invalid_cursor",
+  );
+  if (cursor.length > MAX_ALIAS_CURSOR_CHARS || !BASE64URL.test(cursor)) throw invalid;
+  const text = Buffer.from(cursor, "base64url").toString("utf8");
+  if (!text.startsWith(ALIAS_CURSOR_TAG)) throw invalid;
+  const alias = text.slice(ALIAS_CURSOR_TAG.length);
+  const normalized = normalizeConceptPath(alias);
+  if (!normalized.ok || normalized.path !== alias) throw invalid;
+  return alias;
+}
