@@ -52,7 +52,24 @@ export interface Config {
   requestTimeoutMs: number;
   meterEnabled: boolean;
   aphoriaEnabled: boolean;
+  /** Trust ranks and circuit breakers (src/trust, src/safety; docs/trust-and-safety.md). */
+  safety: SafetyConfig;
 }
+
+export interface SafetyConfig {
+  trustHalfLifeMs: number;
+  trustDecayIntervalMs: number;
+  breakerWindowMs: number;
+  breakerThreshold: number;
+  breakerMinVolume: number;
+  breakerMinBadRatio: number;
+  breakerCooldownMs: number;
+  breakerHalfOpenProbes: number;
+  /** TEST ONLY: a movable clock and POST /v1/admin/test/clock. */
+  testClock: boolean;
+}
+
+const DAY_MS = 86_400_000;
 
 export interface ConfigVar {
   name: string;
@@ -151,7 +168,62 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     default: "off",
     meaning: "on = enable the Aphoria policy drift endpoints",
   },
+  ...safetyVars(),
 ];
+
+function safetyVars(): ConfigVar[] {
+  return [
+    {
+      name: "STEMEDB_TRUST_HALF_LIFE_MS",
+      default: String(30 * DAY_MS),
+      meaning:
+        "trust decay half-life: evidence older by this much weighs half (1000 ms..3650 days)",
+    },
+    {
+      name: "STEMEDB_TRUST_DECAY_INTERVAL_MS",
+      default: String(DAY_MS),
+      meaning:
+        "how often the trust decay runs (1000 ms..365 days); also POST /v1/admin/decay_trust_ranks",
+    },
+    {
+      name: "STEMEDB_BREAKER_WINDOW_MS",
+      default: "60000",
+      meaning: "circuit breaker sliding window (1000..86400000)",
+    },
+    {
+      name: "STEMEDB_BREAKER_THRESHOLD",
+      default: "10",
+      meaning:
+        "bad writes (rejected, invalid, quarantined) in the window that trip an agent's breaker",
+    },
+    {
+      name: "STEMEDB_BREAKER_MIN_VOLUME",
+      default: "20",
+      meaning: "writes in the window (ok + bad) needed before a breaker may trip",
+    },
+    {
+      name: "STEMEDB_BREAKER_MIN_BAD_RATIO",
+      default: "0.5",
+      meaning: "bad / total in the window needed to trip (0..1)",
+    },
+    {
+      name: "STEMEDB_BREAKER_COOLDOWN_MS",
+      default: "30000",
+      meaning: "how long an open breaker refuses writes (429 + Retry-After) before half-opening",
+    },
+    {
+      name: "STEMEDB_BREAKER_HALF_OPEN_PROBES",
+      default: "3",
+      meaning:
+        "writes a half-open breaker lets through; that many successes close it, one failure re-opens",
+    },
+    {
+      name: "STEMEDB_TEST_CLOCK",
+      default: "off",
+      meaning: "TEST ONLY. on = a movable clock and POST /v1/admin/test/clock; never in production",
+    },
+  ];
+}
 
 export class ConfigError extends Error {
   readonly variable: string;
@@ -215,6 +287,48 @@ export function parseBindAddr(name: string, v: string): { host: string; port: nu
     throw new ConfigError(name, v, `${expected}, with a port in 0..65535`);
   }
   return { host, port: Number(portText) };
+}
+
+function parseRatio(env: Env, name: string, dflt: number): number {
+  const v = get(env, name);
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!/^[0-9]*\.?[0-9]+$/.test(v) || !(n >= 0 && n <= 1)) {
+    throw new ConfigError(name, v, "a decimal number in [0, 1]");
+  }
+  return n;
+}
+
+function parseTestClock(env: Env): boolean {
+  const v = get(env, "STEMEDB_TEST_CLOCK") ?? "off";
+  if (v === "on" || v === "off") return v === "on";
+  throw new ConfigError("STEMEDB_TEST_CLOCK", v, "on or off (test only)");
+}
+
+function loadSafetyConfig(env: Env): SafetyConfig {
+  return {
+    trustHalfLifeMs: parseInteger(
+      env,
+      "STEMEDB_TRUST_HALF_LIFE_MS",
+      30 * DAY_MS,
+      1_000,
+      3650 * DAY_MS,
+    ),
+    trustDecayIntervalMs: parseInteger(
+      env,
+      "STEMEDB_TRUST_DECAY_INTERVAL_MS",
+      DAY_MS,
+      1_000,
+      365 * DAY_MS,
+    ),
+    breakerWindowMs: parseInteger(env, "STEMEDB_BREAKER_WINDOW_MS", 60_000, 1_000, DAY_MS),
+    breakerThreshold: parseInteger(env, "STEMEDB_BREAKER_THRESHOLD", 10, 1, 1_000_000),
+    breakerMinVolume: parseInteger(env, "STEMEDB_BREAKER_MIN_VOLUME", 20, 1, 1_000_000),
+    breakerMinBadRatio: parseRatio(env, "STEMEDB_BREAKER_MIN_BAD_RATIO", 0.5),
+    breakerCooldownMs: parseInteger(env, "STEMEDB_BREAKER_COOLDOWN_MS", 30_000, 1_000, DAY_MS),
+    breakerHalfOpenProbes: parseInteger(env, "STEMEDB_BREAKER_HALF_OPEN_PROBES", 3, 1, 1_000),
+    testClock: parseTestClock(env),
+  };
 }
 
 function defaultShardCount(): number {
@@ -304,6 +418,7 @@ export function loadConfig(env: Env = process.env): Config {
     requestTimeoutMs: parseInteger(env, "STEMEDB_REQUEST_TIMEOUT_MS", 30_000, 1_000, 600_000),
     meterEnabled: parseBool(env, "STEMEDB_METER_ENABLED", false),
     aphoriaEnabled: parseBool(env, "STEMEDB_APHORIA", false),
+    safety: loadSafetyConfig(env),
   };
 }
 

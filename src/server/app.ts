@@ -7,6 +7,7 @@ import { type Logger, pino } from "pino";
 import { Registry } from "prom-client";
 import type { Config } from "../config.js";
 import { createMainMetrics } from "../metrics/main_metrics.js";
+import { openSafety } from "../safety/safety.js";
 import { shardDirs } from "../shard/shard_core.js";
 import { ensureManifest, readManifest } from "../store/manifest.js";
 import { MetaStore } from "../store/meta_store.js";
@@ -16,6 +17,7 @@ import { type Route, registerRoutes } from "./router.js";
 import { assertRoutes } from "./routes/assert.js";
 import { backupRoutes } from "./routes/backup.js";
 import { queryRoutes } from "./routes/query.js";
+import { safetyRoutes } from "./routes/safety.js";
 import { systemRoutes } from "./routes/system.js";
 import { ShardPool, ShardRequestError } from "./shard_pool.js";
 import { loadUws } from "./uws_engine.js";
@@ -115,6 +117,7 @@ export async function startServer(
   const version = packageVersion();
   const metrics = createMainMetrics(registry, { version });
   metrics.setHttpEngine(engine.engine);
+  const safety = openSafety({ meta, config: config.safety, metrics, logger });
   const context: ServerContext = {
     config,
     pool,
@@ -125,6 +128,11 @@ export async function startServer(
     engine,
     startedAtMs: Date.now(),
     version,
+    clock: safety.clock,
+    trust: safety.trust,
+    breakers: safety.breakers,
+    audit: safety.audit,
+    safety,
   };
   const inflight = { count: 0 };
   const app = uws.App();
@@ -133,6 +141,7 @@ export async function startServer(
     ...assertRoutes(context),
     ...queryRoutes(context),
     ...backupRoutes(context),
+    ...safetyRoutes(context),
   ];
   const openapi: Route = {
     method: "get",
@@ -148,6 +157,7 @@ export async function startServer(
     metrics,
     verifyKey: (key, nowMs) => meta.verify(key, nowMs),
     inflight,
+    breakers: { table: safety.breakers, nowMs: () => safety.clock.nowMs() },
     onError: (err, requestId, route) =>
       logger.error({ err, request_id: requestId, route }, "request failed"),
   });
@@ -156,6 +166,7 @@ export async function startServer(
   );
   if (listenSocket === false) {
     await pool.close();
+    await safety.close();
     await meta.close();
     throw new StartupError(
       "listen_failed",
@@ -176,6 +187,7 @@ export async function startServer(
         await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
       }
       await pool.close();
+      await safety.close();
       await meta.close();
     })();
     return stopping;

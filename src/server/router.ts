@@ -15,6 +15,7 @@ import {
   forbidden,
   internalError,
   payloadTooLarge,
+  tooManyRequests,
   unauthorized,
   unsupportedMediaType,
 } from "./errors.js";
@@ -29,6 +30,12 @@ export interface RouteContext {
   readonly principal: ApiKeyInfo | null;
   readonly body: Buffer | null;
   readonly headers: { readonly accept: string };
+  /**
+   * On a `breaker: true` route: counts `count` items of this request as bad for the agent's
+   * circuit breaker (e.g. quarantined assertions), on top of the outcome the router records
+   * from the status. A no-op on other routes.
+   */
+  reportBad(count: number): void;
 }
 
 export interface Reply {
@@ -49,6 +56,19 @@ export interface Route {
   /** For the OpenAPI document: one line, and the body's schema (the same one that validates). */
   summary?: string;
   bodySchema?: TSchema;
+  /**
+   * An agent write route guarded by the agent's circuit breaker: refused with 429 before the
+   * body is read while the breaker is open; its outcome is recorded from the status (2xx ok;
+   * 400, 409, 413, 415, 422 bad; anything else neutral).
+   */
+  breaker?: boolean;
+}
+
+/** What the router needs of the circuit breakers (src/safety/circuit_breaker.ts). */
+export interface RouteBreakers {
+  admit(agent: string, nowMs: number): { ok: true } | { ok: false; retryAfterS: number };
+  record(agent: string, outcome: "ok" | "bad", nowMs: number, count?: number): void;
+  release(agent: string): void;
 }
 
 export interface RouterDeps {
@@ -57,7 +77,12 @@ export interface RouterDeps {
   onError: (err: unknown, requestId: string, route: string) => void;
   /** In-flight request count (for graceful drain). */
   inflight: { count: number };
+  /** Circuit breakers for `breaker: true` routes, and the clock they run on. */
+  breakers?: { table: RouteBreakers; nowMs: () => number };
 }
+
+/** Statuses that count against an agent's circuit breaker (its own fault). */
+const BREAKER_BAD_STATUSES: ReadonlySet<number> = new Set([400, 409, 413, 415, 422]);
 
 const STATUS_TEXT: Record<number, string> = {
   200: "200 OK",
@@ -232,12 +257,25 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
   const accept = req.getHeader("accept");
   let aborted = false;
   let finished = false;
+  /** Set once the breaker admitted this request: its outcome must then be recorded. */
+  let breakerAgent: string | null = null;
+  const breakers = route.breaker === true ? deps.breakers : undefined;
+  const settleBreaker = (status: number) => {
+    if (breakerAgent === null || breakers === undefined) return;
+    const agent = breakerAgent;
+    breakerAgent = null;
+    if (status >= 200 && status < 300) breakers.table.record(agent, "ok", breakers.nowMs());
+    else if (BREAKER_BAD_STATUSES.has(status))
+      breakers.table.record(agent, "bad", breakers.nowMs());
+    else breakers.table.release(agent);
+  };
   deps.inflight.count++;
 
   const finish = (reply: Reply, closeConnection = false) => {
     if (finished) return;
     finished = true;
     deps.inflight.count--;
+    settleBreaker(reply.status);
     deps.metrics.recordHttp(
       METHOD_NAME[route.method],
       route.pattern,
@@ -258,6 +296,7 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
     if (!finished) {
       finished = true;
       deps.inflight.count--;
+      settleBreaker(499);
       deps.metrics.recordHttp(
         METHOD_NAME[route.method],
         route.pattern,
@@ -272,6 +311,18 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
   try {
     if (badParam) throw badRequest("The path has malformed percent-encoding.", "malformed_path");
     if (route.role !== null) principal = authenticate(authHeader, route, deps);
+    if (breakers !== undefined && principal !== null) {
+      // Before the body is read or any shard work: an open breaker costs the server nothing.
+      const admitted = breakers.table.admit(principal.principal, breakers.nowMs());
+      if (!admitted.ok) {
+        throw tooManyRequests(
+          admitted.retryAfterS,
+          `The circuit breaker of agent ${principal.principal} is open after too many rejected, invalid or quarantined writes; retry after ${admitted.retryAfterS} s.`,
+          "circuit_open",
+        );
+      }
+      breakerAgent = principal.principal;
+    }
     if (route.jsonBody) {
       const mediaType = contentType.split(";")[0]?.trim().toLowerCase() ?? "";
       if (mediaType !== JSON_TYPE) {
@@ -306,6 +357,11 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
       principal,
       body,
       headers: { accept },
+      reportBad: (count) => {
+        if (breakerAgent === null || breakers === undefined) return;
+        if (Number.isSafeInteger(count) && count > 0)
+          breakers.table.record(breakerAgent, "bad", breakers.nowMs(), count);
+      },
     };
     try {
       const out = route.handler(ctx);

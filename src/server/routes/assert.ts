@@ -114,6 +114,7 @@ export function assertRoutes(server: ServerContext): Route[] {
       bodySchema: AssertRequest,
       role: "agent",
       jsonBody: true,
+      breaker: true,
       handler: (ctx) => assertHandler(server, ctx),
     },
     {
