@@ -3,16 +3,15 @@
 // (closing one deletes its record), so the table is bounded by the breaker table's bound.
 //
 // Writes are issued when the transition happens (inside the router's synchronous request
-// path) and are not awaited there: the request that tripped a breaker has its answer already,
-// and the in-memory state refuses the agent's next write at once. LMDB commits them within a
-// few ms; a kill -9 inside that window can lose the trip (the agent is then judged afresh).
+// path); the in-memory state refuses the agent's next write at once, and the router sends the
+// answer of the request that caused the transition only after save() resolved, so an open
+// breaker a client has been told about survives a crash.
 
 import type { Database, RootDatabase } from "lmdb";
 import type { BreakerPersistence, PersistedBreaker } from "./circuit_breaker.js";
 
 export class BreakerStore implements BreakerPersistence {
   private readonly db: Database<PersistedBreaker, string>;
-  private pending: Promise<unknown> = Promise.resolve();
 
   constructor(
     root: RootDatabase,
@@ -28,17 +27,13 @@ export class BreakerStore implements BreakerPersistence {
     return out;
   }
 
-  save(agent: string, state: PersistedBreaker | null): void {
+  save(agent: string, state: PersistedBreaker | null): Promise<void> {
     const write = state === null ? this.db.remove(agent) : this.db.put(agent, state);
-    this.pending = write.then(
-      () => undefined,
-      (err: unknown) => this.onError(err, agent),
-    );
-  }
-
-  /** Resolves once every transition issued so far is committed and flushed (tests, shutdown). */
-  async flushed(): Promise<void> {
-    await this.pending;
-    await this.db.flushed;
+    return write
+      .then(() => this.db.flushed)
+      .then(
+        () => undefined,
+        (err: unknown) => this.onError(err, agent),
+      );
   }
 }

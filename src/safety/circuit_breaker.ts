@@ -46,8 +46,11 @@ export interface PersistedBreaker {
 }
 
 export interface BreakerPersistence {
-  /** Stores (or, for null = closed, removes) an agent's breaker. Must not throw. */
-  save(agent: string, state: PersistedBreaker | null): void;
+  /**
+   * Stores (or, for null = closed, removes) an agent's breaker; resolves once it is on disk.
+   * Must not throw or reject (failures are the persistence's to report).
+   */
+  save(agent: string, state: PersistedBreaker | null): Promise<void>;
 }
 
 export interface BreakerSnapshot {
@@ -109,6 +112,9 @@ export class CircuitBreakers {
   private readonly notClosed = new Set<string>();
   private readonly bucketMs: number;
   private tripsTotal = 0;
+  /** The latest persistence write, and the one issued by the current record() call. */
+  private lastWrite: Promise<void> = Promise.resolve();
+  private writeOfCall: Promise<void> | null = null;
 
   constructor(
     readonly config: Readonly<BreakerConfig>,
@@ -165,8 +171,24 @@ export class CircuitBreakers {
     return { ok: false, retryAfterS: 1 };
   }
 
-  /** Records `count` outcomes of `agent`'s writes. */
-  record(agent: string, outcome: "ok" | "bad", nowMs: number, count = 1): void {
+  /**
+   * Records `count` outcomes of `agent`'s writes. Returns null, or, when the outcome changed
+   * the breaker's state, a promise that resolves once the new state is on disk (the router
+   * answers the request that tripped a breaker only then, so a client that saw the answer
+   * cannot find the breaker closed after a crash).
+   */
+  record(agent: string, outcome: "ok" | "bad", nowMs: number, count = 1): Promise<void> | null {
+    this.writeOfCall = null;
+    this.recordOutcome(agent, outcome, nowMs, count);
+    return this.writeOfCall;
+  }
+
+  /** Resolves once every state change so far is on disk. */
+  flushed(): Promise<void> {
+    return this.lastWrite;
+  }
+
+  private recordOutcome(agent: string, outcome: "ok" | "bad", nowMs: number, count: number): void {
     if (!(Number.isSafeInteger(count) && count >= 1)) return;
     const e = this.entryFor(agent);
     if (e === null) return;
@@ -323,7 +345,7 @@ export class CircuitBreakers {
   }
 
   private persist(e: Entry): void {
-    this.persistence.save(
+    this.writeOfCall = this.persistence.save(
       e.agent,
       e.state === "closed"
         ? null
@@ -334,6 +356,7 @@ export class CircuitBreakers {
             trips: e.trips,
           },
     );
+    this.lastWrite = this.writeOfCall;
   }
 
   /** The bucket for `nowMs`, emptied first if it last held an older period. */

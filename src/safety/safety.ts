@@ -136,7 +136,7 @@ export function openSafety(deps: {
     decayNow,
     async close() {
       await scheduler.stop();
-      await breakerStore.flushed();
+      await breakers.flushed();
     },
   };
 }

@@ -67,7 +67,8 @@ export interface Route {
 /** What the router needs of the circuit breakers (src/safety/circuit_breaker.ts). */
 export interface RouteBreakers {
   admit(agent: string, nowMs: number): { ok: true } | { ok: false; retryAfterS: number };
-  record(agent: string, outcome: "ok" | "bad", nowMs: number, count?: number): void;
+  /** A promise when the state changed: resolves once that is on disk. */
+  record(agent: string, outcome: "ok" | "bad", nowMs: number, count?: number): Promise<void> | null;
   release(agent: string): void;
 }
 
@@ -259,14 +260,20 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
   let finished = false;
   /** Set once the breaker admitted this request: its outcome must then be recorded. */
   let breakerAgent: string | null = null;
+  /** A breaker state change this request caused; its answer waits until that is durable. */
+  let breakerWrite: Promise<void> | null = null;
   const breakers = route.breaker === true ? deps.breakers : undefined;
+  const recordBreaker = (agent: string, outcome: "ok" | "bad", count = 1) => {
+    const write = breakers?.table.record(agent, outcome, breakers.nowMs(), count) ?? null;
+    if (write !== null)
+      breakerWrite = breakerWrite === null ? write : breakerWrite.then(() => write);
+  };
   const settleBreaker = (status: number) => {
     if (breakerAgent === null || breakers === undefined) return;
     const agent = breakerAgent;
     breakerAgent = null;
-    if (status >= 200 && status < 300) breakers.table.record(agent, "ok", breakers.nowMs());
-    else if (BREAKER_BAD_STATUSES.has(status))
-      breakers.table.record(agent, "bad", breakers.nowMs());
+    if (status >= 200 && status < 300) recordBreaker(agent, "ok");
+    else if (BREAKER_BAD_STATUSES.has(status)) recordBreaker(agent, "bad");
     else breakers.table.release(agent);
   };
   deps.inflight.count++;
@@ -284,7 +291,13 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
     );
     if (reply.status >= 400) deps.metrics.errors(errorCodeOf(reply)).inc();
     if (aborted) return;
-    res.cork(() => send(res, requestId, reply, closeConnection));
+    if (breakerWrite === null) {
+      res.cork(() => send(res, requestId, reply, closeConnection));
+      return;
+    }
+    breakerWrite.then(() => {
+      if (!aborted) res.cork(() => send(res, requestId, reply, closeConnection));
+    });
   };
   const fail = (err: unknown) => {
     const apiError = err instanceof ApiError ? err : toApiError(err);
@@ -358,9 +371,8 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
       body,
       headers: { accept },
       reportBad: (count) => {
-        if (breakerAgent === null || breakers === undefined) return;
-        if (Number.isSafeInteger(count) && count > 0)
-          breakers.table.record(breakerAgent, "bad", breakers.nowMs(), count);
+        if (breakerAgent !== null && Number.isSafeInteger(count) && count > 0)
+          recordBreaker(breakerAgent, "bad", count);
       },
     };
     try {

@@ -49,6 +49,7 @@ async function resetBreaker(server: ServerContext, ctx: RouteContext): Promise<R
   const { agent } = parseResetBreakerRequest(ctx.body as Buffer);
   const nowMs = server.clock.nowMs();
   const previous = server.breakers.reset(agent, nowMs);
+  await server.breakers.flushed();
   await server.audit.append({
     ...auditWho(ctx),
     action: "circuit_breaker.reset",
