@@ -116,6 +116,13 @@ describe("CircuitBreakers (in-process)", () => {
     expect(again.admit("a", T0 + 1_000)).toEqual({ ok: false, retryAfterS: 4 });
     expect(again.counts(T0 + 1_000)).toEqual({ closed: 0, open: 1, half_open: 0 });
     expect(again.counts(T0 + 5_000)).toEqual({ closed: 0, open: 0, half_open: 1 });
+    // Half-open with no probe for a whole window: the agent went quiet, the breaker closes.
+    expect(again.counts(T0 + 5_000 + CONFIG.windowMs)).toEqual({
+      closed: 1,
+      open: 0,
+      half_open: 0,
+    });
+    expect(store.stored.has("a")).toBe(false);
   });
 
   it("bounds tracked agents: evicts idle closed ones, never open ones, else fails open", () => {

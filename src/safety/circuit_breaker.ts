@@ -12,7 +12,10 @@
 // States: closed → (trip) → open: admit() refuses with the seconds left of cooldown_ms →
 // (cooldown over) → half_open: admit() lets up to half_open_probes writes through at a time;
 // a bad outcome re-opens with a fresh cooldown; half_open_probes ok outcomes close it and clear
-// the window. Outcomes of requests admitted before a trip are ignored while open.
+// the window. Outcomes of requests admitted before a trip are ignored while open. A half-open
+// breaker that admits no probe for one window_ms closes by itself: the agent has stopped
+// writing, nothing is left to judge, and its next bad writes are counted afresh (otherwise
+// every agent that tripped and went quiet would show as half-open forever).
 //
 // Bounds: at most max_tracked_agents entries. A new agent beyond that evicts the least recently
 // recorded closed agent (bounded scan); if none is found among the oldest EVICTION_SCAN entries,
@@ -137,6 +140,7 @@ export class CircuitBreakers {
       e.openedAtMs = p.openedAtMs;
       e.retryAtMs = p.retryAtMs;
       e.trips = p.trips;
+      e.lastProbeAtMs = p.retryAtMs;
       this.entries.set(agent, e);
       this.notClosed.add(agent);
     }
@@ -314,7 +318,15 @@ export class CircuitBreakers {
       e.state = "half_open";
       e.probesInFlight = 0;
       e.probeSuccesses = 0;
+      e.lastProbeAtMs = e.retryAtMs;
       this.persist(e);
+    }
+    if (
+      e.state === "half_open" &&
+      e.probesInFlight === 0 &&
+      nowMs - e.lastProbeAtMs >= this.config.windowMs
+    ) {
+      this.close(e);
     }
   }
 
