@@ -3,6 +3,7 @@
 // close, re-open on a failed probe, audited reset, and an open breaker surviving kill -9.
 import fs from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../src/config.js";
 import {
   type BreakerConfig,
   type BreakerPersistence,
@@ -150,6 +151,35 @@ describe("CircuitBreakers (in-process)", () => {
     expect(b.reset("a", T0)).toBe("open");
     expect(b.admit("a", T0)).toEqual({ ok: true });
     expect(b.reset("never-seen", T0)).toBe("closed");
+  });
+});
+
+describe("trust and breaker configuration", () => {
+  it("has documented defaults and refuses bad values", () => {
+    expect(loadConfig({}).safety).toEqual({
+      trustHalfLifeMs: 30 * 86_400_000,
+      trustDecayIntervalMs: 86_400_000,
+      breakerWindowMs: 60_000,
+      breakerThreshold: 10,
+      breakerMinVolume: 20,
+      breakerMinBadRatio: 0.5,
+      breakerCooldownMs: 30_000,
+      breakerHalfOpenProbes: 3,
+      testClock: false,
+    });
+    expect(loadConfig({ STEMEDB_BREAKER_MIN_BAD_RATIO: ".25" }).safety.breakerMinBadRatio).toBe(
+      0.25,
+    );
+    for (const env of [
+      { STEMEDB_BREAKER_MIN_BAD_RATIO: "1.5" },
+      { STEMEDB_BREAKER_MIN_BAD_RATIO: "-0" },
+      { STEMEDB_BREAKER_THRESHOLD: "0" },
+      { STEMEDB_TRUST_HALF_LIFE_MS: "10" },
+      { STEMEDB_TEST_CLOCK: "yes" },
+    ]) {
+      expect(() => loadConfig(env), JSON.stringify(env)).toThrow(ConfigError);
+    }
+    expect(loadConfig({ STEMEDB_TEST_CLOCK: "on" }).safety.testClock).toBe(true);
   });
 });
 
