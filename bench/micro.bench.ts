@@ -44,6 +44,7 @@ const record = {
   supersedes: null,
   supersededBy: null,
   authorTrust: 0.5,
+  quarantineReason: null,
 };
 const dir = benchDir("micro");
 const machine = machineLine(dir);

@@ -60,7 +60,34 @@ export interface Config {
   wsMaxInflight: number;
   /** WS /v1/stream: open connections, at most (503 at the upgrade beyond). */
   wsMaxConnections: number;
+  /** Trust ranks and circuit breakers (src/trust, src/safety; docs/trust-and-safety.md). */
+  safety: SafetyConfig;
+  /** Quarantine checks on new assertions (gold, trust, probation); off only to measure their cost. */
+  writeChecks: boolean;
 }
+
+export interface SafetyConfig {
+  trustHalfLifeMs: number;
+  trustDecayIntervalMs: number;
+  breakerWindowMs: number;
+  breakerThreshold: number;
+  breakerMinVolume: number;
+  breakerMinBadRatio: number;
+  breakerCooldownMs: number;
+  breakerHalfOpenProbes: number;
+  /** TEST ONLY: a movable clock and POST /v1/admin/test/clock. */
+  testClock: boolean;
+  /** Writes by agents below this trust go to quarantine. */
+  quarantineMinTrust: number;
+  /** After a breaker trip, the agent's writes go to quarantine for this long (probation). */
+  probationMs: number;
+  /** An escalation opens when the consensus margin is below this... */
+  escalationMargin: number;
+  /** ...and the top two values each have an author with at least this trust. */
+  escalationMinTrust: number;
+}
+
+const DAY_MS = 86_400_000;
 
 export interface ConfigVar {
   name: string;
@@ -169,7 +196,87 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     default: "off",
     meaning: "on = enable the Aphoria policy drift endpoints",
   },
+  ...safetyVars(),
 ];
+
+function safetyVars(): ConfigVar[] {
+  return [
+    {
+      name: "STEMEDB_TRUST_HALF_LIFE_MS",
+      default: String(30 * DAY_MS),
+      meaning:
+        "trust decay half-life: evidence older by this much weighs half (1000 ms..3650 days)",
+    },
+    {
+      name: "STEMEDB_TRUST_DECAY_INTERVAL_MS",
+      default: String(DAY_MS),
+      meaning:
+        "how often the trust decay runs (1000 ms..365 days); also POST /v1/admin/decay_trust_ranks",
+    },
+    {
+      name: "STEMEDB_BREAKER_WINDOW_MS",
+      default: "60000",
+      meaning: "circuit breaker sliding window (1000..86400000)",
+    },
+    {
+      name: "STEMEDB_BREAKER_THRESHOLD",
+      default: "10",
+      meaning:
+        "bad writes (rejected, invalid, quarantined) in the window that trip an agent's breaker",
+    },
+    {
+      name: "STEMEDB_BREAKER_MIN_VOLUME",
+      default: "20",
+      meaning: "writes in the window (ok + bad) needed before a breaker may trip",
+    },
+    {
+      name: "STEMEDB_WRITE_CHECKS",
+      default: "on",
+      meaning: "on|off: quarantine checks on new assertions (off only to measure their cost)",
+    },
+    {
+      name: "STEMEDB_QUARANTINE_MIN_TRUST",
+      default: "0.2",
+      meaning: "writes by agents whose trust is below this go to quarantine (0..1)",
+    },
+    {
+      name: "STEMEDB_PROBATION_MS",
+      default: "600000",
+      meaning: "after a breaker trip, the agent's writes go to quarantine for this long",
+    },
+    {
+      name: "STEMEDB_ESCALATION_MARGIN",
+      default: "0.25",
+      meaning: "an escalation opens when the consensus margin is below this (0..1)",
+    },
+    {
+      name: "STEMEDB_ESCALATION_MIN_TRUST",
+      default: "0.7",
+      meaning: "...and each of the top two values has an author with at least this trust",
+    },
+    {
+      name: "STEMEDB_BREAKER_MIN_BAD_RATIO",
+      default: "0.5",
+      meaning: "bad / total in the window needed to trip (0..1)",
+    },
+    {
+      name: "STEMEDB_BREAKER_COOLDOWN_MS",
+      default: "30000",
+      meaning: "how long an open breaker refuses writes (429 + Retry-After) before half-opening",
+    },
+    {
+      name: "STEMEDB_BREAKER_HALF_OPEN_PROBES",
+      default: "3",
+      meaning:
+        "writes a half-open breaker lets through; that many successes close it, one failure re-opens",
+    },
+    {
+      name: "STEMEDB_TEST_CLOCK",
+      default: "off",
+      meaning: "TEST ONLY. on = a movable clock and POST /v1/admin/test/clock; never in production",
+    },
+  ];
+}
 
 export class ConfigError extends Error {
   readonly variable: string;
@@ -233,6 +340,52 @@ export function parseBindAddr(name: string, v: string): { host: string; port: nu
     throw new ConfigError(name, v, `${expected}, with a port in 0..65535`);
   }
   return { host, port: Number(portText) };
+}
+
+function parseRatio(env: Env, name: string, dflt: number): number {
+  const v = get(env, name);
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!/^[0-9]*\.?[0-9]+$/.test(v) || !(n >= 0 && n <= 1)) {
+    throw new ConfigError(name, v, "a decimal number in [0, 1]");
+  }
+  return n;
+}
+
+function parseTestClock(env: Env): boolean {
+  const v = get(env, "STEMEDB_TEST_CLOCK") ?? "off";
+  if (v === "on" || v === "off") return v === "on";
+  throw new ConfigError("STEMEDB_TEST_CLOCK", v, "on or off (test only)");
+}
+
+function loadSafetyConfig(env: Env): SafetyConfig {
+  return {
+    trustHalfLifeMs: parseInteger(
+      env,
+      "STEMEDB_TRUST_HALF_LIFE_MS",
+      30 * DAY_MS,
+      1_000,
+      3650 * DAY_MS,
+    ),
+    trustDecayIntervalMs: parseInteger(
+      env,
+      "STEMEDB_TRUST_DECAY_INTERVAL_MS",
+      DAY_MS,
+      1_000,
+      365 * DAY_MS,
+    ),
+    breakerWindowMs: parseInteger(env, "STEMEDB_BREAKER_WINDOW_MS", 60_000, 1_000, DAY_MS),
+    breakerThreshold: parseInteger(env, "STEMEDB_BREAKER_THRESHOLD", 10, 1, 1_000_000),
+    breakerMinVolume: parseInteger(env, "STEMEDB_BREAKER_MIN_VOLUME", 20, 1, 1_000_000),
+    breakerMinBadRatio: parseRatio(env, "STEMEDB_BREAKER_MIN_BAD_RATIO", 0.5),
+    breakerCooldownMs: parseInteger(env, "STEMEDB_BREAKER_COOLDOWN_MS", 30_000, 1_000, DAY_MS),
+    breakerHalfOpenProbes: parseInteger(env, "STEMEDB_BREAKER_HALF_OPEN_PROBES", 3, 1, 1_000),
+    testClock: parseTestClock(env),
+    quarantineMinTrust: parseRatio(env, "STEMEDB_QUARANTINE_MIN_TRUST", 0.2),
+    probationMs: parseInteger(env, "STEMEDB_PROBATION_MS", 600_000, 0, DAY_MS),
+    escalationMargin: parseRatio(env, "STEMEDB_ESCALATION_MARGIN", 0.25),
+    escalationMinTrust: parseRatio(env, "STEMEDB_ESCALATION_MIN_TRUST", 0.7),
+  };
 }
 
 function defaultShardCount(): number {
@@ -336,6 +489,8 @@ export function loadConfig(env: Env = process.env): Config {
       1,
       MAX_WS_MAX_CONNECTIONS,
     ),
+    safety: loadSafetyConfig(env),
+    writeChecks: parseBool(env, "STEMEDB_WRITE_CHECKS", true),
   };
 }
 

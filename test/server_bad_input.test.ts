@@ -15,7 +15,11 @@ let agentKey: string;
 let readerKey: string;
 
 beforeAll(async () => {
-  ({ dataDir, server, adminKey, agentKey, readerKey } = await startServerWithKeys());
+  // This file sends many invalid writes as one agent on purpose; keep its circuit breaker
+  // (tested in circuit_breaker.test.ts) from answering them with 429 instead.
+  ({ dataDir, server, adminKey, agentKey, readerKey } = await startServerWithKeys(undefined, {
+    STEMEDB_BREAKER_THRESHOLD: "1000000",
+  }));
 });
 
 afterAll(async () => {

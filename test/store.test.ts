@@ -61,6 +61,7 @@ function rec(n: number, over: Partial<AssertionRecord> = {}): AssertionRecord {
     supersedes: null,
     supersededBy: null,
     authorTrust: 0.5,
+    quarantineReason: null,
     ...over,
   };
 }

@@ -10,8 +10,3 @@ export interface TrustView {
   /** Every agent with evidence and its current trust (for epoch snapshots). */
   entries(): Iterable<[string, number]>;
 }
-
-export const priorTrustView: TrustView = {
-  trust: () => PRIOR_TRUST,
-  entries: () => [],
-};

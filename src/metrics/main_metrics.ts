@@ -28,8 +28,9 @@ export const MAIN_METRIC = {
   httpDuration: "stemedb_http_request_duration_seconds",
   errors: "stemedb_errors_total",
   authFailures: "stemedb_auth_failures_total",
-  quarantinePending: "stemedb_quarantine_pending",
   circuitBreakerState: "stemedb_circuit_breaker_state",
+  circuitBreakerTrips: "stemedb_circuit_breaker_trips_total",
+  trustDecayLastRun: "stemedb_trust_decay_last_run_timestamp_seconds",
   httpEngine: "stemedb_http_engine",
   buildInfo: "stemedb_build_info",
   wsConnections: "stemedb_ws_connections",
@@ -115,9 +116,13 @@ export interface MainMetrics {
   /** Counter child for an error code (bounded; excess codes count as "other"). */
   errors(code: string): CounterChild;
   authFailures(reason: string): CounterChild;
-  readonly quarantinePending: GaugeChild;
   /** Number of breakers currently in each state. */
   setCircuitBreakerCounts(counts: Readonly<Record<CircuitBreakerState, number>>): void;
+  /** Counts read at every scrape (time alone moves breakers from open to half-open). */
+  setCircuitBreakerSource(source: () => Readonly<Record<CircuitBreakerState, number>>): void;
+  readonly circuitBreakerTrips: CounterChild;
+  /** Time of the last completed trust decay run, ms since the epoch (exported in seconds). */
+  setTrustDecayLastRun(ranAtMs: number): void;
   setHttpEngine(engine: HttpEngine): void;
   /** Open WS /v1/stream connections. */
   readonly wsConnections: GaugeChild;
@@ -185,20 +190,38 @@ export function createMainMetrics(
     registers,
   });
   // Main-thread-only gauges: "first" states that a second source must never be summed in.
-  const quarantinePending = new Gauge({
-    name: MAIN_METRIC.quarantinePending,
-    help: "Assertions waiting in quarantine.",
-    aggregator: "first",
-    registers,
-  });
-  quarantinePending.set(0);
+  let breakerSource: (() => Readonly<Record<CircuitBreakerState, number>>) | null = null;
   const breakerG = new Gauge({
     name: MAIN_METRIC.circuitBreakerState,
     help: "Circuit breakers currently in each state.",
     labelNames: ["state"],
     aggregator: "first",
     registers,
+    collect() {
+      if (breakerSource !== null) setBreakerCounts(breakerSource());
+    },
   });
+  const setBreakerCounts = (counts: Readonly<Record<CircuitBreakerState, number>>): void => {
+    for (const state of CIRCUIT_BREAKER_STATES) {
+      const n = counts[state];
+      if (!Number.isInteger(n) || n < 0) {
+        throw new Error(`circuit breaker count for ${state} must be a non-negative integer`);
+      }
+      breakerChildren.get(state)?.set(n);
+    }
+  };
+  const tripsC = new Counter({
+    name: MAIN_METRIC.circuitBreakerTrips,
+    help: "Circuit breaker trips (closed or half-open to open) since the process started.",
+    registers,
+  });
+  const decayLastRun = new Gauge({
+    name: MAIN_METRIC.trustDecayLastRun,
+    help: "Unix time (seconds) of the last completed trust-rank decay run; 0 = never.",
+    aggregator: "first",
+    registers,
+  });
+  decayLastRun.set(0);
   const engineG = new Gauge({
     name: MAIN_METRIC.httpEngine,
     help: "1 for the HTTP engine in use (native uWebSockets.js or node:http fallback).",
@@ -327,15 +350,13 @@ export function createMainMetrics(
     },
     errors: (code) => errorCache.get(code),
     authFailures: (reason) => authCache.get(reason),
-    quarantinePending,
-    setCircuitBreakerCounts(counts) {
-      for (const state of CIRCUIT_BREAKER_STATES) {
-        const n = counts[state];
-        if (!Number.isInteger(n) || n < 0) {
-          throw new Error(`circuit breaker count for ${state} must be a non-negative integer`);
-        }
-        breakerChildren.get(state)?.set(n);
-      }
+    setCircuitBreakerCounts: setBreakerCounts,
+    setCircuitBreakerSource(source) {
+      breakerSource = source;
+    },
+    circuitBreakerTrips: tripsC,
+    setTrustDecayLastRun(ranAtMs) {
+      decayLastRun.set(ranAtMs / 1000);
     },
     setHttpEngine(engine) {
       for (const e of HTTP_ENGINES) engineChildren.get(e)?.set(e === engine ? 1 : 0);

@@ -6,11 +6,14 @@ import fs from "node:fs";
 import { type Logger, pino } from "pino";
 import { Registry } from "prom-client";
 import type { Config } from "../config.js";
-import { priorTrustView } from "../domain/trust_view.js";
 import { createMainMetrics } from "../metrics/main_metrics.js";
+import { Escalations } from "../safety/escalations.js";
+import { openSafety } from "../safety/safety.js";
+import type { ActiveList } from "../shard/protocol.js";
 import { shardDirs } from "../shard/shard_core.js";
 import { AliasStore } from "../store/alias_store.js";
 import { EpochStore } from "../store/epoch_store.js";
+import { GoldStore } from "../store/gold_store.js";
 import { ensureManifest, readManifest } from "../store/manifest.js";
 import { MetaStore } from "../store/meta_store.js";
 import type { ServerContext } from "./context.js";
@@ -20,7 +23,11 @@ import { assertRoutes } from "./routes/assert.js";
 import { backupRoutes } from "./routes/backup.js";
 import { conceptRoutes } from "./routes/concepts.js";
 import { epochRoutes } from "./routes/epochs.js";
+import { escalationRoutes } from "./routes/escalations.js";
+import { goldRoutes } from "./routes/gold.js";
+import { quarantineRoutes } from "./routes/quarantine.js";
 import { queryRoutes } from "./routes/query.js";
+import { safetyRoutes } from "./routes/safety.js";
 import { sourceRoutes } from "./routes/sources.js";
 import { stateRoutes } from "./routes/state.js";
 import { systemRoutes } from "./routes/system.js";
@@ -126,12 +133,25 @@ export async function startServer(
   const version = packageVersion();
   const metrics = createMainMetrics(registry, { version });
   metrics.setHttpEngine(engine.engine);
+  const safety = openSafety({ meta, config: config.safety, metrics, logger });
   const context: ServerContext = {
     config,
     pool,
     meta,
     epochs: new EpochStore(meta.root),
-    trust: priorTrustView,
+    gold: new GoldStore(meta.root),
+    escalations: new Escalations({
+      root: meta.root,
+      registry,
+      nowMs: () => safety.clock.nowMs(),
+      trustOf: (agent) => safety.trust.trust(agent),
+      activeList: (shard, concept, limit) =>
+        pool.request<ActiveList>(shard, { t: "lens_active", concept, asOfLsn: null, limit }),
+      shardCount: pool.shardCount,
+      marginBelow: config.safety.escalationMargin,
+      minTrust: config.safety.escalationMinTrust,
+      onError: (err, concept) => logger.error({ err, concept }, "escalation check failed"),
+    }),
     aliases: AliasStore.open(meta.root),
     metrics,
     registry,
@@ -139,6 +159,11 @@ export async function startServer(
     engine,
     startedAtMs: Date.now(),
     version,
+    clock: safety.clock,
+    trust: safety.trust,
+    breakers: safety.breakers,
+    audit: safety.audit,
+    safety,
   };
   const inflight = { count: 0 };
   const app = uws.App();
@@ -151,6 +176,10 @@ export async function startServer(
     ...epochRoutes(context),
     ...sourceRoutes(context),
     ...conceptRoutes(context),
+    ...safetyRoutes(context),
+    ...goldRoutes(context),
+    ...quarantineRoutes(context),
+    ...escalationRoutes(context),
   ];
   const openapi: Route = {
     method: "get",
@@ -175,6 +204,7 @@ export async function startServer(
     metrics,
     verifyKey,
     inflight,
+    breakers: { table: safety.breakers, nowMs: () => safety.clock.nowMs() },
     onError: (err, requestId, route) =>
       logger.error({ err, request_id: requestId, route }, "request failed"),
   });
@@ -183,6 +213,7 @@ export async function startServer(
   );
   if (listenSocket === false) {
     await pool.close();
+    await safety.close();
     await meta.close();
     throw new StartupError(
       "listen_failed",
@@ -206,6 +237,7 @@ export async function startServer(
       // WS connections outlive the listen socket: end them once their last acks are queued.
       stream.closeAll();
       await pool.close();
+      await safety.close();
       await meta.close();
     })();
     return stopping;

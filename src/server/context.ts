@@ -1,11 +1,17 @@
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
+import type { AuditLog } from "../audit/audit_log.js";
 import type { Config } from "../config.js";
-import type { TrustView } from "../domain/trust_view.js";
+import type { Clock } from "../domain/clock.js";
 import type { MainMetrics } from "../metrics/main_metrics.js";
+import type { CircuitBreakers } from "../safety/circuit_breaker.js";
+import type { Escalations } from "../safety/escalations.js";
+import type { Safety } from "../safety/safety.js";
 import type { AliasStore } from "../store/alias_store.js";
 import type { EpochStore } from "../store/epoch_store.js";
+import type { GoldStore } from "../store/gold_store.js";
 import type { MetaStore } from "../store/meta_store.js";
+import type { TrustBook } from "../trust/trust_book.js";
 import type { ShardPool } from "./shard_pool.js";
 import type { HttpEngineInfo } from "./uws_engine.js";
 
@@ -15,7 +21,8 @@ export interface ServerContext {
   pool: ShardPool;
   meta: MetaStore;
   epochs: EpochStore;
-  trust: TrustView;
+  gold: GoldStore;
+  escalations: Escalations;
   /** Concept aliases: resolve() before routing every write and query. */
   aliases: AliasStore;
   metrics: MainMetrics;
@@ -24,4 +31,10 @@ export interface ServerContext {
   engine: HttpEngineInfo;
   startedAtMs: number;
   version: string;
+  /** Trust, breakers and audit read time from this clock (a TestClock under STEMEDB_TEST_CLOCK=on). */
+  clock: Clock;
+  trust: TrustBook;
+  breakers: CircuitBreakers;
+  audit: AuditLog;
+  safety: Safety;
 }

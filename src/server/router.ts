@@ -15,6 +15,7 @@ import {
   forbidden,
   internalError,
   payloadTooLarge,
+  tooManyRequests,
   unauthorized,
   unsupportedMediaType,
 } from "./errors.js";
@@ -29,6 +30,12 @@ export interface RouteContext {
   readonly principal: ApiKeyInfo | null;
   readonly body: Buffer | null;
   readonly headers: { readonly accept: string };
+  /**
+   * On a `breaker: true` route: counts `count` items of this request as bad for the agent's
+   * circuit breaker (e.g. quarantined assertions), on top of the outcome the router records
+   * from the status. A no-op on other routes.
+   */
+  reportBad(count: number): void;
 }
 
 export interface Reply {
@@ -45,7 +52,11 @@ export interface Route {
   role: Role | null;
   /** Whether the route reads a JSON body. */
   jsonBody: boolean;
-  /** An agent write guarded by the per-agent circuit breaker. */
+  /**
+   * An agent write route guarded by the agent's circuit breaker: refused with 429 before the
+   * body is read while the breaker is open; its outcome is recorded from the status (2xx ok;
+   * 400, 409, 413, 415, 422 bad; anything else neutral).
+   */
   breaker?: boolean;
   handler: (ctx: RouteContext) => Reply | Promise<Reply>;
   /** For the OpenAPI document: one line, and the body's schema (the same one that validates). */
@@ -63,13 +74,26 @@ export interface QueryParamDoc {
   schema: Record<string, unknown>;
 }
 
+/** What the router needs of the circuit breakers (src/safety/circuit_breaker.ts). */
+export interface RouteBreakers {
+  admit(agent: string, nowMs: number): { ok: true } | { ok: false; retryAfterS: number };
+  /** A promise when the state changed: resolves once that is on disk. */
+  record(agent: string, outcome: "ok" | "bad", nowMs: number, count?: number): Promise<void> | null;
+  release(agent: string): void;
+}
+
 export interface RouterDeps {
   metrics: MainMetrics;
   verifyKey: (presented: string, nowMs: number) => ApiKeyInfo | null;
   onError: (err: unknown, requestId: string, route: string) => void;
   /** In-flight request count (for graceful drain). */
   inflight: { count: number };
+  /** Circuit breakers for `breaker: true` routes, and the clock they run on. */
+  breakers?: { table: RouteBreakers; nowMs: () => number };
 }
+
+/** Statuses that count against an agent's circuit breaker (its own fault). */
+const BREAKER_BAD_STATUSES: ReadonlySet<number> = new Set([400, 409, 413, 415, 422]);
 
 const STATUS_TEXT: Record<number, string> = {
   200: "200 OK",
@@ -252,12 +276,31 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
   const accept = req.getHeader("accept");
   let aborted = false;
   let finished = false;
+  /** Set once the breaker admitted this request: its outcome must then be recorded. */
+  let breakerAgent: string | null = null;
+  /** A breaker state change this request caused; its answer waits until that is durable. */
+  let breakerWrite: Promise<void> | null = null;
+  const breakers = route.breaker === true ? deps.breakers : undefined;
+  const recordBreaker = (agent: string, outcome: "ok" | "bad", count = 1) => {
+    const write = breakers?.table.record(agent, outcome, breakers.nowMs(), count) ?? null;
+    if (write !== null)
+      breakerWrite = breakerWrite === null ? write : breakerWrite.then(() => write);
+  };
+  const settleBreaker = (status: number) => {
+    if (breakerAgent === null || breakers === undefined) return;
+    const agent = breakerAgent;
+    breakerAgent = null;
+    if (status >= 200 && status < 300) recordBreaker(agent, "ok");
+    else if (BREAKER_BAD_STATUSES.has(status)) recordBreaker(agent, "bad");
+    else breakers.table.release(agent);
+  };
   deps.inflight.count++;
 
   const finish = (reply: Reply, closeConnection = false) => {
     if (finished) return;
     finished = true;
     deps.inflight.count--;
+    settleBreaker(reply.status);
     deps.metrics.recordHttp(
       METHOD_NAME[route.method],
       route.pattern,
@@ -266,7 +309,13 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
     );
     if (reply.status >= 400) deps.metrics.errors(errorCodeOf(reply)).inc();
     if (aborted) return;
-    res.cork(() => send(res, requestId, reply, closeConnection));
+    if (breakerWrite === null) {
+      res.cork(() => send(res, requestId, reply, closeConnection));
+      return;
+    }
+    breakerWrite.then(() => {
+      if (!aborted) res.cork(() => send(res, requestId, reply, closeConnection));
+    });
   };
   const fail = (err: unknown) => {
     const apiError = err instanceof ApiError ? err : toApiError(err);
@@ -278,6 +327,7 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
     if (!finished) {
       finished = true;
       deps.inflight.count--;
+      settleBreaker(499);
       deps.metrics.recordHttp(
         METHOD_NAME[route.method],
         route.pattern,
@@ -292,6 +342,18 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
   try {
     if (badParam) throw badRequest("The path has malformed percent-encoding.", "malformed_path");
     if (route.role !== null) principal = authenticate(authHeader, route.role, deps);
+    if (breakers !== undefined && principal !== null) {
+      // Before the body is read or any shard work: an open breaker costs the server nothing.
+      const admitted = breakers.table.admit(principal.principal, breakers.nowMs());
+      if (!admitted.ok) {
+        throw tooManyRequests(
+          admitted.retryAfterS,
+          `The circuit breaker of agent ${principal.principal} is open after too many rejected, invalid or quarantined writes; retry after ${admitted.retryAfterS} s.`,
+          "circuit_open",
+        );
+      }
+      breakerAgent = principal.principal;
+    }
     if (route.jsonBody) {
       const mediaType = contentType.split(";")[0]?.trim().toLowerCase() ?? "";
       if (mediaType !== JSON_TYPE) {
@@ -326,6 +388,10 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
       principal,
       body,
       headers: { accept },
+      reportBad: (count) => {
+        if (breakerAgent !== null && Number.isSafeInteger(count) && count > 0)
+          recordBreaker(breakerAgent, "bad", count);
+      },
     };
     try {
       const out = route.handler(ctx);

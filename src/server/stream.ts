@@ -29,7 +29,14 @@ import { WRITE_DUPLICATE } from "../shard/shard_core.js";
 import type { ServerContext } from "./context.js";
 import { ApiError, internalError, unavailable, unprocessable } from "./errors.js";
 import { authenticate, errorReply, type RouterDeps, requestIdOf, send } from "./router.js";
-import { encodeNew, itemResultFields, writeStamp } from "./routes/assert.js";
+import {
+  checkNew,
+  countsAsBad,
+  encodeNew,
+  itemResultFields,
+  watchForContests,
+  writeStamp,
+} from "./routes/assert.js";
 import { parseStreamMessage, StreamMessageError } from "./schemas.js";
 import { toApiError } from "./shard_errors.js";
 
@@ -48,8 +55,12 @@ const CLOSE_GOING_AWAY = 1001;
 /** An accepted message: encoded, waiting for a window slot or being written. */
 interface Accepted {
   seq: number;
+  concept: string;
   id: string;
   shard: number;
+  status: "active" | "quarantined";
+  /** The write counts against the agent's circuit breaker (quarantined for gold or trust). */
+  bad: boolean;
   record: Uint8Array;
   receivedMs: number;
 }
@@ -144,10 +155,16 @@ export function registerStream(app: TemplatedApp, opts: StreamOptions): Stream {
   ): void => {
     metrics.wsMessages[outcome].inc();
     metrics.errors(err.code).inc();
+    // The agent's own faults count against its circuit breaker, as on POST /v1/assert.
+    if (outcome === "invalid") recordOutcome(conn, "bad");
     schedule(
       conn,
       `{"seq":${seq === null ? "null" : seq},"error":${JSON.stringify({ code: err.code, message: err.message })}}`,
     );
+  };
+
+  const recordOutcome = (conn: Conn, outcome: "ok" | "bad") => {
+    void server.breakers.record(conn.agent, outcome, server.clock.nowMs());
   };
 
   const finished = (conn: Conn, seq: number) => {
@@ -164,6 +181,8 @@ export function registerStream(app: TemplatedApp, opts: StreamOptions): Stream {
       .then(
         (result: WriteResult) => {
           finished(conn, msg.seq);
+          recordOutcome(conn, msg.bad ? "bad" : "ok");
+          watchForContests(server, conn.agent, [msg], [msg]);
           const flag = result.flags[0] as number;
           const fields = itemResultFields(msg, result.lsns[0] as number, flag);
           metrics.wsMessages[(flag & WRITE_DUPLICATE) !== 0 ? "duplicate" : "written"].inc();
@@ -172,6 +191,7 @@ export function registerStream(app: TemplatedApp, opts: StreamOptions): Stream {
         },
         (err: unknown) => {
           finished(conn, msg.seq);
+          server.breakers.release(conn.agent); // not the agent's fault: neither ok nor bad
           const apiError = toApiError(err);
           if (apiError === null || apiError.status >= 500) {
             logger.error({ err, request_id: conn.requestId, route: STREAM_PATH }, "stream write");
@@ -217,6 +237,8 @@ export function registerStream(app: TemplatedApp, opts: StreamOptions): Stream {
     }
     let seq: number;
     let encoded: ReturnType<typeof encodeNew>;
+    let bad = false;
+    let concept = "";
     try {
       const parsed = parseStreamMessage(new Uint8Array(message));
       seq = parsed.seq;
@@ -242,7 +264,21 @@ export function registerStream(app: TemplatedApp, opts: StreamOptions): Stream {
         reject(conn, seq, err, "window_full");
         return;
       }
-      encoded = encodeNew(parsed.item, writeStamp(server, conn.agent), pool.shardCount);
+      const admitted = server.breakers.admit(conn.agent, server.clock.nowMs());
+      if (!admitted.ok) {
+        const err = new ApiError(
+          429,
+          "circuit_open",
+          `The circuit breaker of agent ${conn.agent} is open; resend seq ${seq} after ${admitted.retryAfterS} s.`,
+        );
+        reject(conn, seq, err, "failed");
+        return;
+      }
+      concept = server.aliases.resolve(parsed.item.concept);
+      const item = { ...parsed.item, concept };
+      const quarantine = checkNew(server, conn.agent, item);
+      bad = countsAsBad(quarantine);
+      encoded = encodeNew(item, writeStamp(server, conn.agent), pool.shardCount, { quarantine });
     } catch (err) {
       if (err instanceof StreamMessageError) {
         reject(conn, err.seq, err.error, "invalid");
@@ -253,7 +289,7 @@ export function registerStream(app: TemplatedApp, opts: StreamOptions): Stream {
       return;
     }
     conn.unacked.add(seq);
-    const msg: Accepted = { seq, ...encoded, receivedMs };
+    const msg: Accepted = { seq, concept, ...encoded, bad, receivedMs };
     if (conn.inflight < maxInflight && waitingCount(conn) === 0 && !sendBlocked(conn)) {
       start(conn, msg);
     } else {

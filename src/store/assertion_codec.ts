@@ -31,7 +31,7 @@ export interface AssertionRecord {
   /** The author's trust when the write was accepted. */
   authorTrust: number;
   /** Why it was quarantined at insert (null when it was not). */
-  quarantineReason?: string | null;
+  quarantineReason: string | null;
 }
 
 /** Thrown when stored bytes are not a well-formed Assertion (missing required fields). */

@@ -21,5 +21,6 @@ export function sampleAssertion(i: number, concepts = 10_000, prefix = "bench"):
     supersedes: null,
     supersededBy: null,
     authorTrust: 0.5,
+    quarantineReason: null,
   });
 }

@@ -18,9 +18,12 @@ export interface ServerWithKeys {
 }
 
 /** A fresh data directory, a running server, and an agent and a reader key. */
-export async function startServerWithKeys(agentPrincipal?: string): Promise<ServerWithKeys> {
+export async function startServerWithKeys(
+  agentPrincipal?: string,
+  env?: Record<string, string>,
+): Promise<ServerWithKeys> {
   const dataDir = newDataDir();
-  const server = await startServerProcess({ dataDir });
+  const server = await startServerProcess({ dataDir, ...(env !== undefined ? { env } : {}) });
   const adminKey = readAdminKeyFile(dataDir);
   const agentKey = await createKey(server.baseUrl, adminKey, "agent", agentPrincipal);
   const readerKey = await createKey(server.baseUrl, adminKey, "reader");

@@ -13,10 +13,12 @@ import type { ServerContext } from "../context.js";
 import { badRequest, notFound } from "../errors.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import { AssertRequest, type NormalizedAssertion, parseAssertRequest } from "../schemas.js";
+import { type QuarantineReason, quarantineReason } from "../write_policy.js";
 
 export interface Placed {
   id: string;
   shard: number;
+  status: "active" | "quarantined";
 }
 
 /** Server fields every new record of one request shares. */
@@ -43,8 +45,10 @@ export function encodeNew(
   item: NormalizedAssertion,
   stamp: WriteStamp,
   shardCount: number,
-  supersedes: string | null = null,
+  opts: { supersedes?: string | null; quarantine?: QuarantineReason | null } = {},
 ): Placed & { record: Uint8Array } {
+  const quarantine = opts.quarantine ?? null;
+  const status = quarantine === null ? "active" : "quarantined";
   // NormalizedAssertion carries exactly the content fields the id covers (plus `value`).
   const content = { ...item, agent: stamp.agent };
   const id = routableAssertionId(content);
@@ -56,25 +60,54 @@ export function encodeNew(
     epoch: stamp.epoch,
     shard,
     lsn: 0,
-    status: "active",
-    supersedes,
+    status,
+    supersedes: opts.supersedes ?? null,
     supersededBy: null,
     authorTrust: stamp.authorTrust,
+    quarantineReason: quarantine,
   });
-  return { id, shard, record };
+  return { id, shard, status, record };
+}
+
+/**
+ * The write path's checks for one new assertion (gold, trust, probation), unless they are
+ * switched off (STEMEDB_WRITE_CHECKS=off, for measuring their cost).
+ */
+export function checkNew(
+  server: ServerContext,
+  agent: string,
+  item: NormalizedAssertion,
+): QuarantineReason | null {
+  if (!server.config.writeChecks) return null;
+  return quarantineReason(server, agent, item.concept, item.valueJson);
+}
+
+/** Quarantines that count against the author's circuit breaker (probation does not). */
+export function countsAsBad(reason: QuarantineReason | null): boolean {
+  return reason === "gold_contradiction" || reason === "low_trust";
 }
 
 /** Encodes every item and groups them per shard, remembering each item's place. */
 function encodeItems(
+  server: ServerContext,
   items: readonly NormalizedAssertion[],
   stamp: WriteStamp,
-  shardCount: number,
-): { placed: Placed[]; perShard: Map<number, { records: Uint8Array[]; indexes: number[] }> } {
+): {
+  placed: Placed[];
+  bad: number;
+  perShard: Map<number, { records: Uint8Array[]; indexes: number[] }>;
+} {
   const placed: Placed[] = new Array(items.length);
   const perShard = new Map<number, { records: Uint8Array[]; indexes: number[] }>();
+  let bad = 0;
   for (let i = 0; i < items.length; i++) {
-    const { id, shard, record } = encodeNew(items[i] as NormalizedAssertion, stamp, shardCount);
-    placed[i] = { id, shard };
+    const item = items[i] as NormalizedAssertion;
+    const quarantine = checkNew(server, stamp.agent, item);
+    if (countsAsBad(quarantine)) bad++;
+    const { id, shard, status, record } = encodeNew(item, stamp, server.pool.shardCount, {
+      quarantine,
+    });
+    placed[i] = { id, shard, status };
     let group = perShard.get(shard);
     if (group === undefined) {
       group = { records: [], indexes: [] };
@@ -83,7 +116,7 @@ function encodeItems(
     group.records.push(record);
     group.indexes.push(i);
   }
-  return { placed, perShard };
+  return { placed, bad, perShard };
 }
 
 /**
@@ -92,7 +125,24 @@ function encodeItems(
  */
 export function itemResultFields(p: Placed, lsn: number, flag: number): string {
   const duplicate = (flag & WRITE_DUPLICATE) !== 0;
-  return `"id":"${p.id}","status":"active","shard":${p.shard},"lsn":${lsn},"duplicate":${duplicate}`;
+  return `"id":"${p.id}","status":"${p.status}","shard":${p.shard},"lsn":${lsn},"duplicate":${duplicate}`;
+}
+
+/**
+ * A contest worth escalating needs a highly trusted author on each side, so only writes by
+ * such authors schedule an escalation check of their concepts (off the request path).
+ */
+export function watchForContests(
+  server: ServerContext,
+  agent: string,
+  items: readonly { concept: string }[],
+  placed: readonly Placed[],
+): void {
+  if (server.trust.trust(agent) < server.config.safety.escalationMinTrust) return;
+  for (let i = 0; i < items.length; i++) {
+    if (placed[i]?.status === "active")
+      server.escalations.enqueue((items[i] as { concept: string }).concept);
+  }
 }
 
 function itemResult(p: Placed, lsn: number, flag: number): string {
@@ -104,11 +154,7 @@ async function assertHandler(server: ServerContext, ctx: RouteContext): Promise<
   // [concepts] aliases resolve before the id and the shard are derived from the concept.
   const items = server.aliases.resolveConcepts(unresolved);
   const agent = (ctx.principal as { principal: string }).principal;
-  const { placed, perShard } = encodeItems(
-    items,
-    writeStamp(server, agent),
-    server.pool.shardCount,
-  );
+  const { placed, bad, perShard } = encodeItems(server, items, writeStamp(server, agent));
   const lsns = new Float64Array(items.length);
   const flags = new Uint8Array(items.length);
   const writes: Promise<void>[] = [];
@@ -126,6 +172,8 @@ async function assertHandler(server: ServerContext, ctx: RouteContext): Promise<
   // Every part must be durable before the answer; the first failure fails the request
   // (parts already written are durable, and a retry reports them as duplicates).
   await Promise.all(writes);
+  if (bad > 0) ctx.reportBad(bad);
+  watchForContests(server, agent, items, placed);
   if (!batch) {
     return {
       status: 201,
@@ -160,6 +208,7 @@ export function assertRoutes(server: ServerContext): Route[] {
       bodySchema: AssertRequest,
       role: "agent",
       jsonBody: true,
+      breaker: true,
       handler: (ctx) => assertHandler(server, ctx),
     },
     {

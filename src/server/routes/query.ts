@@ -4,6 +4,7 @@
 // the epoch's snapshot), `limit` and an opaque `cursor`.
 import { isInSubtree, normalizeConceptPath, parseConceptQuery } from "../../domain/concept_path.js";
 import { type ConsensusGroup, consensus } from "../../domain/consensus.js";
+import type { GoldStandard } from "../../domain/gold.js";
 import { DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT } from "../../domain/limits.js";
 import { shardForConcept } from "../../domain/shard_hash.js";
 import { PRIOR_TRUST } from "../../domain/trust_view.js";
@@ -184,7 +185,7 @@ async function subtree(
     for (const answer of answers) {
       lower(answer.lastScanned);
       for (const list of answer.lists) {
-        const json = conceptAnswer(lens, list, b, minTrust);
+        const json = conceptAnswer(lens, list, b, minTrust, (c) => server.gold.get(c));
         if (json !== null) merged.push({ key: list.concept, json });
       }
     }
@@ -209,13 +210,28 @@ async function subtree(
 }
 
 /** One concept's answer inside a subtree page, or null when the lens finds nothing there. */
-function conceptAnswer(lens: Lens, list: ActiveList, b: Boundary, minTrust: number): string | null {
+function conceptAnswer(
+  lens: Lens,
+  list: ActiveList,
+  b: Boundary,
+  minTrust: number,
+  goldOf: (concept: string) => GoldStandard | undefined,
+): string | null {
   if (lens === "trusted") {
     const pick = trustedPick(list.items, b, minTrust);
     return pick === undefined ? null : pick.json;
   }
+  if (lens === "gold") {
+    const gold = goldOf(list.concept);
+    if (gold !== undefined) return `{"concept":${str(list.concept)},${goldJson(gold)}}`;
+  }
   const source = lens === "gold" ? `"source":"consensus",` : "";
   return `{"concept":${str(list.concept)},${source}${consensusJson(list.items, b, SUBTREE_RUNNERS_UP)}}`;
+}
+
+/** The gold lens's answer where a gold standard exists (gold standards are not versioned by epoch). */
+function goldJson(g: GoldStandard): string {
+  return `"source":"gold_standard","gold":{"value":${g.value_json},"tolerance":${g.tolerance},"set_by":${str(g.set_by)},"set_at":${g.set_at}}`;
 }
 
 async function queryHandler(server: ServerContext, ctx: RouteContext): Promise<Reply> {
@@ -273,6 +289,10 @@ async function queryHandler(server: ServerContext, ctx: RouteContext): Promise<R
     }
     case "consensus":
     case "gold": {
+      const gold = lens === "gold" ? server.gold.get(concept) : undefined;
+      if (gold !== undefined) {
+        return { status: 200, body: `{${head(lens, concept, b)},${goldJson(gold)}}` };
+      }
       const list = await server.pool.request<ActiveList>(shard, {
         t: "lens_active",
         concept,

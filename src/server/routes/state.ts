@@ -4,7 +4,7 @@
 import { shardForAssertionId } from "../../domain/routable_id.js";
 import type { RecordFacts, StateWriteResult } from "../../shard/protocol.js";
 import type { ServerContext } from "../context.js";
-import { forbidden, notFound } from "../errors.js";
+import { conflict, forbidden, notFound } from "../errors.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import {
   parseBody,
@@ -13,7 +13,7 @@ import {
   SupersedeRequest,
   VoteRequest,
 } from "../state_schemas.js";
-import { encodeNew, writeStamp } from "./assert.js";
+import { checkNew, countsAsBad, encodeNew, writeStamp } from "./assert.js";
 
 function principalOf(ctx: RouteContext): { agent: string; admin: boolean } {
   const p = ctx.principal as { principal: string; role: string };
@@ -46,6 +46,13 @@ async function voteHandler(server: ServerContext, ctx: RouteContext): Promise<Re
     weight,
     atMs: Date.now(),
   });
+  // Votes received are trust evidence for the author, weighted by the voter's trust; only an
+  // agent's first vote on an assertion counts (changing a vote must not add evidence again).
+  if (result.replaced !== true && result.author !== undefined) {
+    const ev = req.vote === "up" ? { agree: weight, disagree: 0 } : { agree: 0, disagree: weight };
+    await server.trust.addEvidence(result.author, { ...ev, kind: "vote" });
+  }
+  if (result.concept !== undefined) server.escalations.enqueue(result.concept);
   return {
     status: 201,
     body: JSON.stringify({
@@ -60,7 +67,8 @@ async function voteHandler(server: ServerContext, ctx: RouteContext): Promise<Re
 }
 
 async function supersedeHandler(server: ServerContext, ctx: RouteContext): Promise<Reply> {
-  const { supersedes, assertion } = parseSupersede(ctx.body as Buffer);
+  const { supersedes, assertion: unresolved } = parseSupersede(ctx.body as Buffer);
+  const assertion = { ...unresolved, concept: server.aliases.resolve(unresolved.concept) };
   const { agent, admin } = principalOf(ctx);
   const old = await recordOr404(server, supersedes);
   // Who may replace a claim: its author, an agent trusted more than its author, or an admin.
@@ -74,12 +82,19 @@ async function supersedeHandler(server: ServerContext, ctx: RouteContext): Promi
       );
     }
   }
-  const placed = encodeNew(
-    assertion,
-    writeStamp(server, agent),
-    server.pool.shardCount,
+  const quarantine = checkNew(server, agent, assertion);
+  if (quarantine !== null) {
+    // A supersession takes effect at once: a claim that would be held for review cannot
+    // replace an active one (assert it, and have it approved, instead).
+    if (countsAsBad(quarantine)) ctx.reportBad(1);
+    throw conflict(
+      `The superseding assertion would be quarantined (${quarantine}); it cannot replace an active assertion.`,
+      "would_be_quarantined",
+    );
+  }
+  const placed = encodeNew(assertion, writeStamp(server, agent), server.pool.shardCount, {
     supersedes,
-  );
+  });
   // Both ids hash the same concept, so the old and the new claim share a shard (checked
   // there too: a different concept is a 422).
   const buf = placed.record.buffer.slice(

@@ -5,6 +5,7 @@ import type { ServerContext } from "../context.js";
 import { notFound } from "../errors.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import { CreateApiKeyRequest, parseCreateApiKeyRequest } from "../schemas.js";
+import { auditWho } from "./audit.js";
 
 const HEALTH_SHARD_TIMEOUT_MS = 1_000;
 const KEY_ID_PATTERN = /^[a-z2-7]{12}$/;
@@ -93,6 +94,13 @@ async function createKey(server: ServerContext, ctx: RouteContext): Promise<Repl
     { request_id: ctx.requestId, key_id: record.keyId, role: record.role },
     "api key created",
   );
+  await server.audit.append({
+    ...auditWho(ctx),
+    action: "api_key.create",
+    target: record.keyId,
+    outcome: "ok",
+    details: { role: record.role, principal: record.principal },
+  });
   return { status: 201, body: JSON.stringify({ key, ...keyJson(record) }) };
 }
 
@@ -122,6 +130,12 @@ async function revokeKey(server: ServerContext, ctx: RouteContext): Promise<Repl
   const existed = KEY_ID_PATTERN.test(keyId) && (await server.meta.revoke(keyId));
   if (!existed) throw notFound(`No API key has id ${JSON.stringify(keyId.slice(0, 40))}.`);
   server.logger.info({ request_id: ctx.requestId, key_id: keyId }, "api key revoked");
+  await server.audit.append({
+    ...auditWho(ctx),
+    action: "api_key.revoke",
+    target: keyId,
+    outcome: "ok",
+  });
   return {
     status: 200,
     body: JSON.stringify(keyJson(server.meta.get(keyId) as Parameters<typeof keyJson>[0])),

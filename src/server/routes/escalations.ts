@@ -1,0 +1,168 @@
+// GET /v1/admin/escalations and POST /v1/admin/escalation/resolve. Resolving picks the winning
+// assertion (or a value, written as a new assertion by the admin); every active assertion
+// with another value is superseded by the winner; authors on the winning side gain an
+// agreement, the others a disagreement; the decision is audited.
+import { Type } from "@sinclair/typebox";
+import { canonicalJson } from "../../domain/canonical_json.js";
+import { DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, MAX_REASON_LENGTH } from "../../domain/limits.js";
+import { shardForConcept } from "../../domain/shard_hash.js";
+import type { EscalationRecord } from "../../safety/escalations.js";
+import type { ActiveList } from "../../shard/protocol.js";
+import type { ServerContext } from "../context.js";
+import { conflict, notFound, unprocessable } from "../errors.js";
+import type { Reply, Route, RouteContext } from "../router.js";
+import { parseBody } from "../state_schemas.js";
+import { encodeNew, writeStamp } from "./assert.js";
+import { auditWho } from "./audit.js";
+
+export const ResolveRequest = Type.Object(
+  {
+    escalation_id: Type.Integer({ minimum: 1 }),
+    winner_assertion_id: Type.Optional(Type.String({ pattern: "^[0-9a-f]{32}$" })),
+    value: Type.Optional(
+      Type.Unknown({ description: "The winning value, when no assertion has it" }),
+    ),
+    reason: Type.Optional(Type.String({ maxLength: MAX_REASON_LENGTH })),
+  },
+  { additionalProperties: false },
+);
+
+function render(e: EscalationRecord): string {
+  return JSON.stringify({
+    ...e,
+    sides: e.sides.map((s) => ({
+      ...s,
+      value: JSON.parse(s.value_json) as unknown,
+      value_json: undefined,
+    })),
+  });
+}
+
+function list(server: ServerContext, ctx: RouteContext): Reply {
+  const rawLimit = ctx.query.get("limit");
+  const limit = rawLimit === null ? DEFAULT_QUERY_LIMIT : Number(rawLimit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_QUERY_LIMIT)
+    throw unprocessable(`limit must be an integer from 1 to ${MAX_QUERY_LIMIT}.`, "invalid_limit");
+  const status = ctx.query.get("status") ?? "open";
+  if (status !== "open" && status !== "resolved" && status !== "all")
+    throw unprocessable("status must be open, resolved or all.", "invalid_status");
+  const after = Number(ctx.query.get("cursor") ?? "0");
+  if (!Number.isSafeInteger(after) || after < 0)
+    throw unprocessable("cursor must be an escalation id.", "invalid_cursor");
+  const items = server.escalations.list(after, limit + 1, status === "all" ? null : status);
+  const more = items.length > limit;
+  if (more) items.length = limit;
+  const next = more ? String(items[items.length - 1]?.id) : null;
+  return {
+    status: 200,
+    body: `{"open":${server.escalations.openCount},"items":[${items.map(render).join(",")}],"next_cursor":${JSON.stringify(next)}}`,
+  };
+}
+
+async function resolve(server: ServerContext, ctx: RouteContext): Promise<Reply> {
+  const req = parseBody(ResolveRequest, ctx.body as Buffer);
+  const who = auditWho(ctx);
+  const esc = server.escalations.get(req.escalation_id);
+  if (esc === undefined) throw notFound(`No escalation has id ${req.escalation_id}.`);
+  if (esc.status !== "open")
+    throw conflict(`Escalation ${esc.id} is already resolved.`, "resolved");
+  if ((req.winner_assertion_id === undefined) === (req.value === undefined)) {
+    throw unprocessable("Give exactly one of winner_assertion_id and value.", "invalid_request");
+  }
+  const shard = shardForConcept(esc.concept, server.pool.shardCount);
+  const active = await server.pool.request<ActiveList>(shard, {
+    t: "lens_active",
+    concept: esc.concept,
+    asOfLsn: null,
+    limit: 1000,
+  });
+  let winnerId: string;
+  let winnerValue: string;
+  if (req.winner_assertion_id !== undefined) {
+    const w = active.items.find((i) => i.id === req.winner_assertion_id);
+    if (w === undefined) {
+      throw conflict(
+        `Assertion ${req.winner_assertion_id} is not an active assertion of ${esc.concept}.`,
+        "not_active",
+      );
+    }
+    winnerId = w.id;
+    winnerValue = w.valueJson;
+  } else {
+    winnerValue = canonicalJson(req.value);
+    const item = {
+      concept: esc.concept,
+      value: req.value,
+      valueJson: winnerValue,
+      confidence: 1,
+      sources: [],
+      validFromMs: null,
+      validToMs: null,
+      nonce: `escalation-${esc.id}`,
+    };
+    const placed = encodeNew(item, writeStamp(server, who.actor), server.pool.shardCount);
+    await server.pool.write(placed.shard, [placed.record]);
+    winnerId = placed.id;
+  }
+  const losers = active.items.filter((i) => i.valueJson !== winnerValue);
+  const superseded: string[] = [];
+  for (const loser of losers) {
+    const r = await server.pool.request<{ duplicate: boolean }>(shard, {
+      t: "status_event",
+      kind: "supersede",
+      by: winnerId,
+      target: loser.id,
+      actor: who.actor,
+      privileged: true,
+      reason: req.reason ?? `escalation ${esc.id}`,
+      atMs: server.clock.nowMs(),
+    });
+    if (!r.duplicate) superseded.push(loser.id);
+  }
+  // Trust: one agreement per winning-side author, one disagreement per losing author.
+  const evidence = new Map<string, { agree: number; disagree: number }>();
+  for (const item of active.items) {
+    const e = evidence.get(item.agent) ?? { agree: 0, disagree: 0 };
+    if (item.valueJson === winnerValue) e.agree++;
+    else e.disagree++;
+    evidence.set(item.agent, e);
+  }
+  for (const [agent, e] of evidence)
+    await server.trust.addEvidence(agent, { ...e, kind: "escalation" });
+  const done = await server.escalations.resolve(esc.id, {
+    resolved_by: who.actor,
+    winner_id: winnerId,
+    superseded,
+    reason: req.reason ?? null,
+  });
+  await server.audit.append({
+    ...who,
+    action: "escalation.resolve",
+    target: String(esc.id),
+    outcome: "ok",
+    details: { concept: esc.concept, winner_id: winnerId, superseded: superseded.length },
+  });
+  return { status: 200, body: render(done) };
+}
+
+export function escalationRoutes(server: ServerContext): Route[] {
+  return [
+    {
+      method: "get",
+      pattern: "/v1/admin/escalations",
+      role: "admin",
+      jsonBody: false,
+      summary: "Escalations (status=open|resolved|all, limit, cursor)",
+      handler: (ctx) => list(server, ctx),
+    },
+    {
+      method: "post",
+      pattern: "/v1/admin/escalation/resolve",
+      role: "admin",
+      jsonBody: true,
+      summary: "Resolve an escalation by a winning assertion or value; losers are superseded",
+      bodySchema: ResolveRequest,
+      handler: (ctx) => resolve(server, ctx),
+    },
+  ];
+}

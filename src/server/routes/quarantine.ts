@@ -1,0 +1,181 @@
+// GET /v1/admin/quarantine (paged, filter by agent/concept), POST …/quarantine/approve and
+// …/quarantine/reject. A decision is a status event in the owning shard's WAL; the author's
+// trust moves (approve: one agreement, reject: one disagreement) and the decision is audited.
+import { Type } from "@sinclair/typebox";
+import { normalizeConceptPath } from "../../domain/concept_path.js";
+import { DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, MAX_REASON_LENGTH } from "../../domain/limits.js";
+import { shardForAssertionId } from "../../domain/routable_id.js";
+import type { HeldItem, StateWriteResult } from "../../shard/protocol.js";
+import type { ServerContext } from "../context.js";
+import { badRequest, unprocessable } from "../errors.js";
+import type { Reply, Route, RouteContext } from "../router.js";
+import { parseBody } from "../state_schemas.js";
+import { auditWho } from "./audit.js";
+import { recordOr404 } from "./state.js";
+
+export const DecisionRequest = Type.Object(
+  {
+    assertion_id: Type.String({ pattern: "^[0-9a-f]{32}$" }),
+    reason: Type.Optional(Type.String({ maxLength: MAX_REASON_LENGTH })),
+  },
+  { additionalProperties: false },
+);
+
+/** Per-shard positions (last LSN returned, -1 = from the start, null = exhausted). */
+type Positions = Array<number | null>;
+
+function encodeCursor(p: Positions): string {
+  return Buffer.from(`q1:${JSON.stringify(p)}`, "utf8").toString("base64url");
+}
+
+function decodeCursor(raw: string | null, shards: number): Positions {
+  if (raw === null || raw === "") return Array.from({ length: shards }, () => -1);
+  const invalid = badRequest("The cursor is not one this server issued.", "invalid_cursor");
+  if (raw.length > 16 * shards + 64) throw invalid;
+  const text = Buffer.from(raw, "base64url").toString("utf8");
+  if (!text.startsWith("q1:")) throw invalid;
+  let p: unknown;
+  try {
+    p = JSON.parse(text.slice(3));
+  } catch {
+    throw invalid;
+  }
+  if (
+    !Array.isArray(p) ||
+    p.length !== shards ||
+    !p.every((v) => v === null || (Number.isSafeInteger(v) && v >= -1))
+  )
+    throw invalid;
+  return p as Positions;
+}
+
+async function list(server: ServerContext, ctx: RouteContext): Promise<Reply> {
+  const rawLimit = ctx.query.get("limit");
+  const limit = rawLimit === null ? DEFAULT_QUERY_LIMIT : Number(rawLimit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_QUERY_LIMIT)
+    throw unprocessable(`limit must be an integer from 1 to ${MAX_QUERY_LIMIT}.`, "invalid_limit");
+  const agent = ctx.query.get("agent");
+  const rawConcept = ctx.query.get("concept");
+  let concept: string | null = null;
+  if (rawConcept !== null) {
+    const c = normalizeConceptPath(rawConcept);
+    if (!c.ok) throw unprocessable(c.message, c.code);
+    concept = server.aliases.resolve(c.path);
+  }
+  const positions = decodeCursor(ctx.query.get("cursor"), server.pool.shardCount);
+  const pages = await Promise.all(
+    positions.map((pos, shard) =>
+      pos === null
+        ? Promise.resolve({ items: [] as HeldItem[], exhausted: true, lastScanned: null })
+        : server.pool.request<{
+            items: HeldItem[];
+            exhausted: boolean;
+            lastScanned: number | null;
+          }>(shard, {
+            t: "held_list",
+            after: pos === -1 ? null : pos,
+            limit: limit + 1,
+            agent,
+            concept,
+          }),
+    ),
+  );
+  // Oldest first across shards; each shard resumes after the last item it contributed.
+  const merged: Array<{ shard: number; item: HeldItem }> = [];
+  pages.forEach((page, shard) => {
+    for (const item of page.items) merged.push({ shard, item });
+  });
+  merged.sort((a, b) => a.item.recordedAtMs - b.item.recordedAtMs || a.shard - b.shard);
+  const kept = merged.slice(0, limit);
+  const next: Positions = positions.map((pos, shard) => {
+    const page = pages[shard];
+    if (pos === null || page === undefined) return null;
+    const taken = kept.filter((k) => k.shard === shard);
+    const last = taken[taken.length - 1];
+    if (taken.length === page.items.length && page.exhausted) return null;
+    if (last !== undefined) return last.item.lsn;
+    // Nothing of this shard made the page: resume where its filtered scan stopped.
+    return page.items.length === 0 && page.lastScanned !== null ? page.lastScanned : pos;
+  });
+  const more = next.some((p) => p !== null);
+  return {
+    status: 200,
+    body: `{"items":[${kept.map((k) => k.item.json).join(",")}],"next_cursor":${more ? JSON.stringify(encodeCursor(next)) : "null"}}`,
+  };
+}
+
+async function decide(
+  server: ServerContext,
+  ctx: RouteContext,
+  kind: "approve" | "reject",
+): Promise<Reply> {
+  const req = parseBody(DecisionRequest, ctx.body as Buffer);
+  const who = auditWho(ctx);
+  const rec = await recordOr404(server, req.assertion_id);
+  const result = await server.pool.request<StateWriteResult>(
+    shardForAssertionId(req.assertion_id, server.pool.shardCount),
+    {
+      t: "status_event",
+      kind,
+      target: req.assertion_id,
+      actor: who.actor,
+      privileged: true,
+      reason: req.reason ?? null,
+      atMs: server.clock.nowMs(),
+    },
+  );
+  let trust: { before: number; after: number } | null = null;
+  if (!result.duplicate) {
+    const ev = kind === "approve" ? { agree: 1, disagree: 0 } : { agree: 0, disagree: 1 };
+    trust = await server.trust.addEvidence(rec.agent, { ...ev, kind: "quarantine" });
+  }
+  await server.audit.append({
+    ...who,
+    action: `quarantine.${kind}`,
+    target: req.assertion_id,
+    outcome: result.duplicate ? "unchanged" : "ok",
+    details: { author: rec.agent, concept: rec.concept, reason: req.reason ?? null, trust },
+  });
+  return {
+    status: 200,
+    body: JSON.stringify({
+      id: req.assertion_id,
+      status: kind === "approve" ? "active" : "rejected",
+      lsn: result.lsn,
+      duplicate: result.duplicate,
+      author: rec.agent,
+      author_trust: trust,
+    }),
+  };
+}
+
+export function quarantineRoutes(server: ServerContext): Route[] {
+  return [
+    {
+      method: "get",
+      pattern: "/v1/admin/quarantine",
+      role: "admin",
+      jsonBody: false,
+      summary: "Assertions waiting in quarantine, oldest first (agent, concept, limit, cursor)",
+      handler: (ctx) => list(server, ctx),
+    },
+    {
+      method: "post",
+      pattern: "/v1/admin/quarantine/approve",
+      role: "admin",
+      jsonBody: true,
+      summary: "Approve a quarantined assertion: active, author trust up",
+      bodySchema: DecisionRequest,
+      handler: (ctx) => decide(server, ctx, "approve"),
+    },
+    {
+      method: "post",
+      pattern: "/v1/admin/quarantine/reject",
+      role: "admin",
+      jsonBody: true,
+      summary: "Reject a quarantined assertion: rejected, author trust down",
+      bodySchema: DecisionRequest,
+      handler: (ctx) => decide(server, ctx, "reject"),
+    },
+  ];
+}

@@ -1,0 +1,122 @@
+// Circuit breaker admin routes, the test clock, and the list of every trust/safety route
+// (agents.ts, audit.ts) that app.ts registers in one line.
+
+import { TestClock } from "../../domain/clock.js";
+import { BREAKER_STATES, type BreakerState } from "../../safety/circuit_breaker.js";
+import type { ServerContext } from "../context.js";
+import { unprocessable } from "../errors.js";
+import type { Reply, Route, RouteContext } from "../router.js";
+import {
+  AdvanceClockRequest,
+  agentParam,
+  limitParam,
+  parseAdvanceClockRequest,
+  parseResetBreakerRequest,
+  ResetBreakerRequest,
+} from "../safety_schemas.js";
+import { agentRoutes } from "./agents.js";
+import { auditRoutes, auditWho } from "./audit.js";
+
+const DEFAULT_BREAKER_PAGE = 100;
+const MAX_BREAKER_PAGE = 1_000;
+
+function listBreakers(server: ServerContext, ctx: RouteContext): Reply {
+  const stateText = ctx.query.get("state");
+  if (stateText !== null && !(BREAKER_STATES as readonly string[]).includes(stateText)) {
+    throw unprocessable(`state must be one of ${BREAKER_STATES.join(", ")}.`, "invalid_filter");
+  }
+  const cursor = ctx.query.get("cursor");
+  const limit = limitParam(ctx.query, DEFAULT_BREAKER_PAGE, MAX_BREAKER_PAGE);
+  const nowMs = server.clock.nowMs();
+  // One extra row tells whether another page follows.
+  const rows = server.breakers.list(nowMs, {
+    limit: limit + 1,
+    ...(cursor !== null && cursor !== "" ? { afterAgent: agentParam(cursor) } : {}),
+    ...(stateText !== null ? { state: stateText as BreakerState } : {}),
+  });
+  const page = rows.slice(0, limit);
+  return {
+    status: 200,
+    body: JSON.stringify({
+      circuit_breakers: page,
+      next_cursor: rows.length > limit ? (page[page.length - 1]?.agent ?? null) : null,
+      counts: server.breakers.counts(nowMs),
+    }),
+  };
+}
+
+async function resetBreaker(server: ServerContext, ctx: RouteContext): Promise<Reply> {
+  const { agent } = parseResetBreakerRequest(ctx.body as Buffer);
+  const nowMs = server.clock.nowMs();
+  const previous = server.breakers.reset(agent, nowMs);
+  await server.breakers.flushed();
+  await server.audit.append({
+    ...auditWho(ctx),
+    action: "circuit_breaker.reset",
+    target: agent,
+    outcome: "ok",
+    details: { previous_state: previous },
+  });
+  return {
+    status: 200,
+    body: JSON.stringify({
+      agent,
+      previous_state: previous,
+      breaker: server.breakers.stateOf(agent, nowMs),
+    }),
+  };
+}
+
+async function advanceClock(
+  server: ServerContext,
+  clock: TestClock,
+  ctx: RouteContext,
+): Promise<Reply> {
+  const { advance_ms } = parseAdvanceClockRequest(ctx.body as Buffer);
+  const nowMs = clock.advance(advance_ms);
+  await server.audit.append({
+    ...auditWho(ctx),
+    action: "test_clock.advance",
+    outcome: "ok",
+    details: { advance_ms, offset_ms: clock.offsetMs },
+  });
+  return { status: 200, body: JSON.stringify({ now_ms: nowMs, offset_ms: clock.offsetMs }) };
+}
+
+export function safetyRoutes(server: ServerContext): Route[] {
+  const routes: Route[] = [
+    ...agentRoutes(server),
+    ...auditRoutes(server),
+    {
+      method: "get",
+      pattern: "/v1/admin/circuit_breakers",
+      summary: "Tracked agents' circuit breakers by agent id: limit, cursor, state",
+      role: "admin",
+      jsonBody: false,
+      handler: (ctx) => listBreakers(server, ctx),
+    },
+    {
+      method: "post",
+      pattern: "/v1/admin/circuit_breaker/reset",
+      summary: "Close an agent's circuit breaker and clear its window (audited)",
+      bodySchema: ResetBreakerRequest,
+      role: "admin",
+      jsonBody: true,
+      handler: (ctx) => resetBreaker(server, ctx),
+    },
+  ];
+  const clock = server.clock;
+  // TEST ONLY: exists only when STEMEDB_TEST_CLOCK=on (otherwise the path is a plain 404).
+  if (clock instanceof TestClock) {
+    routes.push({
+      method: "post",
+      pattern: "/v1/admin/test/clock",
+      summary: "TEST ONLY (STEMEDB_TEST_CLOCK=on): move the server's clock forward (audited)",
+      bodySchema: AdvanceClockRequest,
+      role: "admin",
+      jsonBody: true,
+      handler: (ctx) => advanceClock(server, clock, ctx),
+    });
+  }
+  return routes;
+}
