@@ -83,6 +83,8 @@ interface Entry {
   openedAtMs: number | null;
   retryAtMs: number | null;
   trips: number;
+  /** Kept after the breaker closes (probation); in memory only, so a restart ends probation. */
+  lastTripAtMs: number | null;
   probesInFlight: number;
   probeSuccesses: number;
   lastProbeAtMs: number;
@@ -98,6 +100,7 @@ function newEntry(agent: string): Entry {
     openedAtMs: null,
     retryAtMs: null,
     trips: 0,
+    lastTripAtMs: null,
     probesInFlight: 0,
     probeSuccesses: 0,
     lastProbeAtMs: 0,
@@ -138,6 +141,7 @@ export class CircuitBreakers {
       const e = newEntry(agent);
       e.state = p.state;
       e.openedAtMs = p.openedAtMs;
+      e.lastTripAtMs = p.openedAtMs;
       e.retryAtMs = p.retryAtMs;
       e.trips = p.trips;
       e.lastProbeAtMs = p.retryAtMs;
@@ -238,6 +242,18 @@ export class CircuitBreakers {
     return previous;
   }
 
+  /**
+   * Whether the agent is on probation: its breaker is not closed, or it tripped less than
+   * `probationMs` ago. Allocation-free (it runs for every write).
+   */
+  onProbation(agent: string, nowMs: number, probationMs: number): boolean {
+    const e = this.entries.get(agent);
+    if (e === undefined) return false;
+    this.refresh(e, nowMs);
+    if (e.state !== "closed") return true;
+    return e.lastTripAtMs !== null && nowMs - e.lastTripAtMs < probationMs;
+  }
+
   stateOf(agent: string, nowMs: number): BreakerSnapshot {
     const e = this.entries.get(agent);
     if (e === undefined) return this.snapshot(newEntry(agent), nowMs);
@@ -333,6 +349,7 @@ export class CircuitBreakers {
   private trip(e: Entry, nowMs: number): void {
     e.state = "open";
     e.openedAtMs = nowMs;
+    e.lastTripAtMs = nowMs;
     e.retryAtMs = nowMs + this.config.cooldownMs;
     e.trips++;
     e.probesInFlight = 0;

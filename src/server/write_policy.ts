@@ -18,13 +18,11 @@ export function quarantineReason(
   if (gold !== undefined && !agreesWithGold(valueJson, gold)) return "gold_contradiction";
   const safety = server.config.safety;
   if (server.trust.trust(agent) < safety.quarantineMinTrust) return "low_trust";
-  if (safety.probationMs > 0) {
-    const nowMs = server.clock.nowMs();
-    const breaker = server.breakers.stateOf(agent, nowMs);
-    const onProbation =
-      breaker.state !== "closed" ||
-      (breaker.opened_at !== null && nowMs - breaker.opened_at < safety.probationMs);
-    if (onProbation) return "probation";
+  if (
+    safety.probationMs > 0 &&
+    server.breakers.onProbation(agent, server.clock.nowMs(), safety.probationMs)
+  ) {
+    return "probation";
   }
   return null;
 }

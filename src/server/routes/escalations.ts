@@ -119,7 +119,8 @@ async function resolve(server: ServerContext, ctx: RouteContext): Promise<Reply>
     });
     if (!r.duplicate) superseded.push(loser.id);
   }
-  // Trust: one agreement per winning-side author, one disagreement per losing author.
+  // Trust: per author, one agreement per assertion on the winning side, one disagreement per
+  // assertion on a losing side.
   const evidence = new Map<string, { agree: number; disagree: number }>();
   for (const item of active.items) {
     const e = evidence.get(item.agent) ?? { agree: 0, disagree: 0 };

@@ -13,7 +13,7 @@ import {
   SupersedeRequest,
   VoteRequest,
 } from "../state_schemas.js";
-import { checkNew, countsAsBad, encodeNew, writeStamp } from "./assert.js";
+import { checkNew, encodeNew, writeStamp } from "./assert.js";
 
 function principalOf(ctx: RouteContext): { agent: string; admin: boolean } {
   const p = ctx.principal as { principal: string; role: string };
@@ -85,8 +85,8 @@ async function supersedeHandler(server: ServerContext, ctx: RouteContext): Promi
   const quarantine = checkNew(server, agent, assertion);
   if (quarantine !== null) {
     // A supersession takes effect at once: a claim that would be held for review cannot
-    // replace an active one (assert it, and have it approved, instead).
-    if (countsAsBad(quarantine)) ctx.reportBad(1);
+    // replace an active one (assert it, and have it approved, instead). The 409 itself
+    // counts against the breaker.
     throw conflict(
       `The superseding assertion would be quarantined (${quarantine}); it cannot replace an active assertion.`,
       "would_be_quarantined",
