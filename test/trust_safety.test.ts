@@ -173,7 +173,8 @@ describe("gold standards and quarantine", () => {
     expect((await get(`/v1/assertions/${probe.id}`)).quarantine_reason).toBe("probation");
     // Two more good probes close the breaker; probation lasts STEMEDB_PROBATION_MS (10 min)
     // from the trip, then writes are active again.
-    for (let i = 0; i < 2; i++) await post("flaky", "/v1/assert", { concept: "p/x", value: 3 + i, confidence: 1 });
+    for (let i = 0; i < 2; i++)
+      await post("flaky", "/v1/assert", { concept: "p/x", value: 3 + i, confidence: 1 });
     expect(((await get("/v1/agents/flaky")).breaker as Json).state).toBe("closed");
     const still = await post("flaky", "/v1/assert", { concept: "p/x", value: 9, confidence: 1 });
     expect(still.status).toBe("quarantined");

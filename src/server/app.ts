@@ -146,7 +146,13 @@ export async function startServer(
       nowMs: () => safety.clock.nowMs(),
       trustOf: (agent) => safety.trust.trust(agent),
       activeList: (shard, concept, limit) =>
-        pool.request<ActiveList>(shard, { t: "lens_active", concept, asOfLsn: null, limit }),
+        pool.request<ActiveList>(shard, {
+          t: "lens_active",
+          concept,
+          asOfLsn: null,
+          limit,
+          render: false,
+        }),
       shardCount: pool.shardCount,
       marginBelow: config.safety.escalationMargin,
       minTrust: config.safety.escalationMinTrust,

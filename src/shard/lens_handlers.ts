@@ -30,10 +30,15 @@ import { facts } from "./state_ops.js";
 /** Most active assertions per concept a subtree consensus looks at. */
 const MAX_ACTIVE_PER_CONCEPT_IN_SUBTREE = 100;
 
-function activeItem(core: ShardCore, rec: AssertionRecord, asOfLsn: number): ActiveItem {
+function activeItem(
+  core: ShardCore,
+  rec: AssertionRecord,
+  asOfLsn: number,
+  render: boolean,
+): ActiveItem {
   const tally = tallyVotes(core.store.dbs, rec.id, asOfLsn, MAX_VOTES_PER_ASSERTION);
   return {
-    json: renderAssertion(rec),
+    json: render ? renderAssertion(rec) : null,
     id: rec.id,
     agent: rec.agent,
     valueJson: rec.valueJson,
@@ -45,7 +50,13 @@ function activeItem(core: ShardCore, rec: AssertionRecord, asOfLsn: number): Act
   };
 }
 
-function activeList(core: ShardCore, concept: string, asOfLsn: number, limit: number): ActiveList {
+function activeList(
+  core: ShardCore,
+  concept: string,
+  asOfLsn: number,
+  limit: number,
+  render: boolean,
+): ActiveList {
   const { items, truncated } = activeAsOf(
     core.store.dbs,
     concept,
@@ -53,7 +64,7 @@ function activeList(core: ShardCore, concept: string, asOfLsn: number, limit: nu
     limit,
     MAX_LENS_SCAN_ASSERTIONS,
   );
-  return { concept, items: items.map((r) => activeItem(core, r, asOfLsn)), truncated };
+  return { concept, items: items.map((r) => activeItem(core, r, asOfLsn, render)), truncated };
 }
 
 async function barrier(core: ShardCore, asOfLsn: number | null): Promise<number> {
@@ -90,7 +101,7 @@ export async function handleLens(core: ShardCore, msg: LensRequest): Promise<unk
     }
     case "lens_active": {
       const asOf = await barrier(core, msg.asOfLsn);
-      return activeList(core, msg.concept, asOf, msg.limit);
+      return activeList(core, msg.concept, asOf, msg.limit, msg.render);
     }
     case "lens_under": {
       const asOf = await barrier(core, msg.asOfLsn);
@@ -111,7 +122,7 @@ export async function handleLens(core: ShardCore, msg: LensRequest): Promise<unk
       const concepts = conceptsUnder(core.store.dbs, msg.prefix, msg.after, msg.limit);
       const lists: ActiveList[] = [];
       for (const concept of concepts) {
-        const list = activeList(core, concept, asOf, MAX_ACTIVE_PER_CONCEPT_IN_SUBTREE);
+        const list = activeList(core, concept, asOf, MAX_ACTIVE_PER_CONCEPT_IN_SUBTREE, true);
         if (list.items.length > 0) lists.push(list);
       }
       // Concepts without an active assertion still count toward the page, so a page ends at

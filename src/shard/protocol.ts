@@ -51,7 +51,15 @@ export interface PageRequest {
 export type LensRequest =
   | { t: "lens_latest"; req: number; concept: string; asOfLsn: number | null }
   | ({ t: "lens_history"; req: number; concept: string; asOfLsn: number | null } & PageRequest)
-  | { t: "lens_active"; req: number; concept: string; asOfLsn: number | null; limit: number }
+  | {
+      t: "lens_active";
+      req: number;
+      concept: string;
+      asOfLsn: number | null;
+      limit: number;
+      /** Whether each item carries its rendered JSON (consensus only needs the fields). */
+      render: boolean;
+    }
   | {
       t: "lens_under";
       req: number;
@@ -150,7 +158,8 @@ export interface ShardErrorBody {
 
 /** One active assertion for a lens the main thread finishes (consensus, trusted). */
 export interface ActiveItem {
-  json: string;
+  /** The rendered assertion, when the request asked for it. */
+  json: string | null;
   id: string;
   agent: string;
   valueJson: string;

@@ -75,6 +75,7 @@ async function resolve(server: ServerContext, ctx: RouteContext): Promise<Reply>
     concept: esc.concept,
     asOfLsn: null,
     limit: 1000,
+    render: false,
   });
   let winnerId: string;
   let winnerValue: string;

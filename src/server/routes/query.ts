@@ -218,8 +218,7 @@ function conceptAnswer(
   goldOf: (concept: string) => GoldStandard | undefined,
 ): string | null {
   if (lens === "trusted") {
-    const pick = trustedPick(list.items, b, minTrust);
-    return pick === undefined ? null : pick.json;
+    return trustedPick(list.items, b, minTrust)?.json ?? null;
   }
   if (lens === "gold") {
     const gold = goldOf(list.concept);
@@ -282,9 +281,10 @@ async function queryHandler(server: ServerContext, ctx: RouteContext): Promise<R
         concept,
         asOfLsn,
         limit: MAX_CONSENSUS_ASSERTIONS,
+        render: true,
       });
       const pick = trustedPick(list.items, b, minTrust);
-      const body = pageBody(lens, concept, b, pick === undefined ? [] : [pick.json], null);
+      const body = pageBody(lens, concept, b, pick?.json == null ? [] : [pick.json], null);
       return { status: 200, body: `${body.slice(0, -1)},"min_trust":${minTrust}}` };
     }
     case "consensus":
@@ -298,6 +298,7 @@ async function queryHandler(server: ServerContext, ctx: RouteContext): Promise<R
         concept,
         asOfLsn,
         limit: MAX_CONSENSUS_ASSERTIONS,
+        render: false,
       });
       const source = lens === "gold" ? `"source":"consensus",` : "";
       return {
