@@ -219,6 +219,26 @@ describe("escalations", () => {
   });
 });
 
+describe("supersession by trust", () => {
+  it("lets a more trusted agent supersede, and not a less trusted one", async () => {
+    const theirs = await post("bad", "/v1/assert", { concept: "perm/x", value: 1, confidence: 1 });
+    expect(theirs.status).toBe("active");
+    const mine = await post("good", "/v1/assert", { concept: "perm/y", value: 1, confidence: 1 });
+    expect(await trustOf("good")).toBeGreaterThan(await trustOf("bad"));
+    const up = await post("good", "/v1/supersede", {
+      supersedes: theirs.id,
+      assertion: { concept: "perm/x", value: 2, confidence: 1 },
+    });
+    expect(up.supersedes).toBe(theirs.id);
+    const down = await as("bad").request("POST", "/v1/supersede", {
+      supersedes: mine.id,
+      assertion: { concept: "perm/y", value: 2, confidence: 1 },
+    });
+    expect(down.status).toBe(403);
+    expect((down.json as { error: Json }).error.code).toBe("not_permitted");
+  });
+});
+
 describe("restart", () => {
   it("keeps gold standards, decisions, trust, escalations and the audit chain across kill -9", async () => {
     const before = {
