@@ -318,6 +318,44 @@ export function queryRoutes(server: ServerContext): Route[] {
       jsonBody: false,
       summary:
         "Lenses: latest, consensus, trusted (min_trust), gold, history; as_of_epoch, limit, cursor; concept/* for a subtree",
+      queryParams: [
+        {
+          name: "concept",
+          required: true,
+          description: "Concept path, or `path/*` for the subtree",
+          schema: { type: "string", maxLength: 2048 },
+        },
+        {
+          name: "lens",
+          required: false,
+          description: "Default latest",
+          schema: { type: "string", enum: [...SUPPORTED_LENSES] },
+        },
+        {
+          name: "limit",
+          required: false,
+          description: `Items (history, subtree) or runners-up (consensus); default ${DEFAULT_QUERY_LIMIT}`,
+          schema: { type: "integer", minimum: 1, maximum: MAX_QUERY_LIMIT },
+        },
+        {
+          name: "cursor",
+          required: false,
+          description: "Opaque, from next_cursor",
+          schema: { type: "string", maxLength: 4096 },
+        },
+        {
+          name: "as_of_epoch",
+          required: false,
+          description: "Read the state at a closed epoch's boundary",
+          schema: { type: "integer", minimum: 1 },
+        },
+        {
+          name: "min_trust",
+          required: false,
+          description: `trusted lens: least author trust, default ${DEFAULT_MIN_TRUST}`,
+          schema: { type: "number", minimum: 0, maximum: 1 },
+        },
+      ],
       handler: (ctx) => queryHandler(server, ctx),
     },
   ];
