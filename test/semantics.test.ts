@@ -278,6 +278,27 @@ describe("epochs", () => {
       if (cursor === null) break;
     }
     expect(seen).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    // history over the subtree: by concept, newest first within one, paged across shards.
+    await assert("a3", { concept: "pg/c3", value: 33, confidence: 1 });
+    const rows: unknown[] = [];
+    cursor = null;
+    for (let page = 0; page < 20; page++) {
+      const q: string = `concept=pg/*&lens=history&limit=2${cursor === null ? "" : `&cursor=${cursor}`}`;
+      const res = await query(q);
+      for (const item of res.items as Json[]) rows.push(`${item.concept}=${item.value}`);
+      cursor = res.next_cursor as string | null;
+      if (cursor === null) break;
+    }
+    expect(rows).toEqual([
+      "pg/c0=0",
+      "pg/c1=1",
+      "pg/c2=2",
+      "pg/c3=33",
+      "pg/c3=3",
+      "pg/c4=4",
+      "pg/c5=5",
+      "pg/c6=6",
+    ]);
   });
 });
 

@@ -7,6 +7,7 @@ import {
   activeAsOf,
   conceptsUnder,
   historyAsOf,
+  historyUnderAsOf,
   LIVE_LSN,
   latestAsOf,
   latestUnderAsOf,
@@ -105,6 +106,22 @@ export async function handleLens(core: ShardCore, msg: LensRequest): Promise<unk
     }
     case "lens_under": {
       const asOf = await barrier(core, msg.asOfLsn);
+      if (msg.mode === "history") {
+        const after = msg.after === null ? null : { concept: msg.after, lsn: msg.afterLsn ?? 0 };
+        const { items, lastScanned } = historyUnderAsOf(
+          core.store.dbs,
+          msg.prefix,
+          after,
+          msg.limit,
+          asOf,
+        );
+        return {
+          items: items.map(renderAssertion),
+          keys: items.map((r) => r.concept),
+          lsns: items.map((r) => r.lsn),
+          lastScanned,
+        };
+      }
       if (msg.mode === "latest") {
         const { items, lastScanned } = latestUnderAsOf(
           core.store.dbs,

@@ -63,10 +63,15 @@ export type LensRequest =
   | {
       t: "lens_under";
       req: number;
-      /** latest: newest active per concept; active: every active assertion per concept. */
-      mode: "latest" | "active";
+      /**
+       * latest: newest active per concept; active: every active assertion per concept;
+       * history: every assertion, by concept then newest first.
+       */
+      mode: "latest" | "active" | "history";
       prefix: string;
       after: string | null;
+      /** history: resume inside `after` below this LSN (0 = after the whole concept). */
+      afterLsn?: number;
       limit: number;
       asOfLsn: number | null;
     };

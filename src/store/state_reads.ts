@@ -155,6 +155,34 @@ export function activeAsOf(
   return { items, truncated: false };
 }
 
+/**
+ * Assertions of `concept` (any status, as they stood at asOfLsn), newest first, with an LSN
+ * below `beforeLsn` (null: from the newest), at most `limit`.
+ */
+function historyFrom(
+  dbs: StateDbs,
+  concept: string,
+  asOfLsn: number,
+  beforeLsn: number | null,
+  limit: number,
+): AssertionRecord[] {
+  const bounded = beforeLsn !== null && beforeLsn <= asOfLsn;
+  const items: AssertionRecord[] = [];
+  for (const { key, value: id } of dbs.byConcept.getRange({
+    start: bounded ? [concept, beforeLsn as number] : through(concept, asOfLsn),
+    exclusiveStart: bounded,
+    end: [concept, LSN_FLOOR],
+    reverse: true,
+    limit,
+  })) {
+    if (key[0] !== concept) continue;
+    const rec = readRecord(dbs, id);
+    if (rec === undefined) throw new CorruptRecordError(`by_concept -> ${id}: record missing`);
+    items.push(withStatus(rec, statusAsOf(dbs, rec, asOfLsn)));
+  }
+  return items;
+}
+
 /** Every assertion of `concept` (any status) up to asOfLsn, newest first, paged. */
 export function historyAsOf(
   dbs: StateDbs,
@@ -163,23 +191,8 @@ export function historyAsOf(
   limit: number,
   cursor: string | null,
 ): { items: AssertionRecord[]; nextCursor: string | null } {
-  const fromCursor = cursor === null ? LIVE_LSN : decodeLsnCursor(cursor, "h1", concept);
-  const hasCursor = cursor !== null;
-  const start: IndexKey =
-    hasCursor && fromCursor <= asOfLsn ? [concept, fromCursor] : through(concept, asOfLsn);
-  const items: AssertionRecord[] = [];
-  for (const { key, value: id } of dbs.byConcept.getRange({
-    start,
-    exclusiveStart: hasCursor && fromCursor <= asOfLsn,
-    end: [concept, LSN_FLOOR],
-    reverse: true,
-    limit: limit + 1,
-  })) {
-    if (key[0] !== concept) continue;
-    const rec = readRecord(dbs, id);
-    if (rec === undefined) throw new CorruptRecordError(`by_concept -> ${id}: record missing`);
-    items.push(withStatus(rec, statusAsOf(dbs, rec, asOfLsn)));
-  }
+  const before = cursor === null ? null : decodeLsnCursor(cursor, "h1", concept);
+  const items = historyFrom(dbs, concept, asOfLsn, before, limit + 1);
   const more = items.length > limit;
   if (more) items.length = limit;
   const last = items[items.length - 1];
@@ -187,6 +200,39 @@ export function historyAsOf(
     items,
     nextCursor: more && last !== undefined ? encodeCursor("h1", concept, last.lsn) : null,
   };
+}
+
+/**
+ * The history of every concept under `prefix`, ordered by concept, newest first within one,
+ * starting after position `after` (a concept and an LSN in it; LSN 0 = after the whole
+ * concept), at most `want` assertions. `lastScanned` is set when the concept scan bound
+ * stopped it before `want` were found, so a caller merging shards can resume there.
+ */
+export function historyUnderAsOf(
+  dbs: StateDbs,
+  prefix: string,
+  after: { concept: string; lsn: number } | null,
+  want: number,
+  asOfLsn: number,
+): { items: AssertionRecord[]; lastScanned: string | null } {
+  const items: AssertionRecord[] = [];
+  if (after !== null && after.lsn > 0) {
+    items.push(...historyFrom(dbs, after.concept, asOfLsn, after.lsn, want));
+  }
+  let cursor = after?.concept ?? null;
+  let scanned = 0;
+  while (items.length < want) {
+    if (scanned >= MAX_SUBTREE_CONCEPTS_SCANNED) return { items, lastScanned: cursor };
+    const batch = conceptsUnder(dbs, prefix, cursor, Math.min(1000, want - items.length + 16));
+    if (batch.length === 0) break;
+    for (const concept of batch) {
+      scanned++;
+      cursor = concept;
+      items.push(...historyFrom(dbs, concept, asOfLsn, null, want - items.length));
+      if (items.length >= want) break;
+    }
+  }
+  return { items, lastScanned: null };
 }
 
 /**

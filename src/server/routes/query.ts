@@ -141,9 +141,7 @@ async function subtree(
   cursor: string | null,
   minTrust: number,
 ): Promise<Reply> {
-  if (lens === "history") {
-    throw unprocessable("The history lens answers one concept, not a subtree.", "unsupported_lens");
-  }
+  if (lens === "history") return subtreeHistory(server, prefix, b, limit, cursor);
   const after = cursor === null ? null : decodeSubtreeCursor(cursor, prefix);
   const shards = Array.from({ length: server.pool.shardCount }, (_, s) => s);
   const merged: Array<{ key: string; json: string }> = [];
@@ -201,6 +199,94 @@ async function subtree(
     status: 200,
     body: pageBody(
       lens,
+      `${prefix}/*`,
+      b,
+      kept.map((m) => m.json),
+      next,
+    ),
+  };
+}
+
+/** A subtree history cursor: the last (concept, lsn) returned; every shard resumes after it. */
+function encodeHistoryCursor(concept: string, lsn: number): string {
+  return Buffer.from(`h2:${JSON.stringify([concept, lsn])}`, "utf8").toString("base64url");
+}
+function decodeHistoryCursor(cursor: string, prefix: string): { concept: string; lsn: number } {
+  const invalid = badRequest(
+    "The cursor is not one this server issued for this query.",
+    "invalid_cursor",
+  );
+  if (cursor.length > MAX_CURSOR_CHARS) throw invalid;
+  const text = Buffer.from(cursor, "base64url").toString("utf8");
+  if (!text.startsWith("h2:")) throw invalid;
+  let pos: unknown;
+  try {
+    pos = JSON.parse(text.slice(3));
+  } catch {
+    throw invalid;
+  }
+  if (!Array.isArray(pos) || pos.length !== 2) throw invalid;
+  const [raw, lsn] = pos as [unknown, unknown];
+  if (typeof raw !== "string" || !Number.isSafeInteger(lsn) || (lsn as number) < 0) throw invalid;
+  const concept = normalizeConceptPath(raw);
+  if (!concept.ok || concept.path !== raw || !isInSubtree(concept.path, prefix)) throw invalid;
+  return { concept: concept.path, lsn: lsn as number };
+}
+
+/** Every assertion under the prefix, by concept then newest first, merged across shards. */
+async function subtreeHistory(
+  server: ServerContext,
+  prefix: string,
+  b: Boundary,
+  limit: number,
+  cursor: string | null,
+): Promise<Reply> {
+  const after = cursor === null ? null : decodeHistoryCursor(cursor, prefix);
+  const pages = await Promise.all(
+    Array.from({ length: server.pool.shardCount }, (_, shard) =>
+      server.pool.request<{
+        items: string[];
+        keys: string[];
+        lsns: number[];
+        lastScanned: string | null;
+      }>(shard, {
+        t: "lens_under",
+        mode: "history",
+        prefix,
+        after: after?.concept ?? null,
+        afterLsn: after?.lsn ?? 0,
+        limit: limit + 1,
+        asOfLsn: b.lsnOf(shard),
+      }),
+    ),
+  );
+  let cap: string | null = null;
+  const merged: Array<{ key: string; lsn: number; json: string }> = [];
+  for (const page of pages) {
+    if (page.lastScanned !== null && (cap === null || page.lastScanned < cap))
+      cap = page.lastScanned;
+    for (let i = 0; i < page.items.length; i++) {
+      merged.push({
+        key: page.keys[i] as string,
+        lsn: page.lsns[i] as number,
+        json: page.items[i] as string,
+      });
+    }
+  }
+  const visible = cap === null ? merged : merged.filter((m) => m.key <= (cap as string));
+  visible.sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : y.lsn - x.lsn));
+  const kept = visible.slice(0, limit);
+  const last = kept[kept.length - 1];
+  const next =
+    visible.length > limit && last !== undefined
+      ? encodeHistoryCursor(last.key, last.lsn)
+      : cap !== null
+        ? encodeHistoryCursor(cap, 0)
+        : null;
+  return {
+    status: 200,
+    body: pageBody(
+      "history",
       `${prefix}/*`,
       b,
       kept.map((m) => m.json),
