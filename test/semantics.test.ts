@@ -66,30 +66,37 @@ afterAll(async () => {
 
 describe("votes and consensus", () => {
   it("scores groups by Σ author trust × confidence + Σ voter trust × vote (hand-computed)", async () => {
-    // Every agent has the prior trust 0.5 (no evidence yet).
+    // Every agent starts at the prior trust 0.5 (Beta 1/1).
     const a1 = await assert("a1", { concept: "cons/x", value: "A", confidence: 0.8 });
     const a2 = await assert("a2", { concept: "cons/x", value: "A", confidence: 0.6 });
     const a3 = await assert("a3", { concept: "cons/x", value: "B", confidence: 1 });
     const vote = (who: string, id: unknown, v: string) =>
       as(who).request("POST", "/v1/vote", { assertion_id: id, vote: v });
-    expect((await vote("v1", a3.id, "up")).status).toBe(201);
+    expect((await vote("v1", a3.id, "up")).json).toMatchObject({ replaced: false, weight: 0.5 });
     expect((await vote("v2", a1.id, "down")).status).toBe(201);
     expect((await vote("v1", a2.id, "up")).status).toBe(201);
-    // A new vote by the same agent replaces the old one.
+    // A new vote by the same agent replaces the old one (and adds no trust evidence).
     const replaced = await vote("v1", a2.id, "down");
     expect(replaced.status).toBe(201);
     expect(replaced.json).toMatchObject({ replaced: true, weight: 0.5 });
-    // A = 0.5×0.8 + 0.5×0.6 − 0.5 − 0.5 = −0.3 ; B = 0.5×1 + 0.5 = 1.0 ; margin 1.3
+    // First votes are evidence for the author, weighted by the voter's trust (0.5):
+    // a3 α=1.5 → 0.6; a1 β=1.5 → 0.4; a2 α=1.5 → 0.6 (its replaced vote adds nothing).
+    const trust = async (a: string) =>
+      ((await as("reader").request("GET", `/v1/agents/${a}`)).json as Json).trust as number;
+    expect(await trust("a3")).toBeCloseTo(0.6, 6);
+    expect(await trust("a1")).toBeCloseTo(0.4, 6);
+    expect(await trust("a2")).toBeCloseTo(0.6, 6);
+    // A = 0.4×0.8 + 0.6×0.6 − 0.5 − 0.5 = −0.32 ; B = 0.6×1 + 0.5 = 1.1 ; margin 1.42
     const c = await query("concept=cons/x&lens=consensus");
     const winner = c.winner as Json;
     expect(winner.value).toBe("B");
-    expect(winner.score as number).toBeCloseTo(1.0, 12);
+    expect(winner.score as number).toBeCloseTo(1.1, 6);
     expect(winner.assertions).toEqual([a3.id]);
-    expect(c.margin as number).toBeCloseTo(1.3, 12);
+    expect(c.margin as number).toBeCloseTo(1.42, 6);
     const runnerUp = (c.runners_up as Json[])[0] as Json;
     expect(runnerUp.value).toBe("A");
-    expect(runnerUp.score as number).toBeCloseTo(-0.3, 12);
-    expect(runnerUp.author_score as number).toBeCloseTo(0.7, 12);
+    expect(runnerUp.score as number).toBeCloseTo(-0.32, 6);
+    expect(runnerUp.author_score as number).toBeCloseTo(0.68, 6);
     expect(runnerUp.vote_score as number).toBeCloseTo(-1.0, 12);
     expect(runnerUp).toMatchObject({ votes_up: 0, votes_down: 2 });
     expect(runnerUp.assertions).toEqual([a2.id, a1.id]);
@@ -124,25 +131,28 @@ describe("votes and consensus", () => {
 
 describe("supersession and retraction", () => {
   it("applies the permission matrix and keeps links both ways", async () => {
-    const old = await assert("a1", { concept: "sup/x", value: 1, confidence: 0.9 });
+    // Trust now (from the votes above): a3 0.6, a2 0.6, a1 0.4.
+    const old = await assert("a3", { concept: "sup/x", value: 1, confidence: 0.9 });
     const body = (v: number, supersedes: unknown = old.id) => ({
       supersedes,
       assertion: { concept: "sup/x", value: v, confidence: 0.9 },
     });
-    // Another agent with equal trust may not.
+    // Another agent with equal or lower trust may not (higher trust: test/trust_safety.test.ts).
     const peer = await as("a2").request("POST", "/v1/supersede", body(2));
     expect(peer.status).toBe(403);
     expect((peer.json as { error: Json }).error.code).toBe("not_permitted");
+    const lower = await as("a1").request("POST", "/v1/supersede", body(2));
+    expect(lower.status).toBe(403);
     // A different concept is not a supersession.
-    const other = await as("a1").request("POST", "/v1/supersede", {
+    const other = await as("a3").request("POST", "/v1/supersede", {
       supersedes: old.id,
       assertion: { concept: "sup/y", value: 2, confidence: 1 },
     });
     expect(other.status).toBe(422);
     // The author may; a retry is a duplicate, not a second write.
-    const mine = await as("a1").request("POST", "/v1/supersede", body(2));
+    const mine = await as("a3").request("POST", "/v1/supersede", body(2));
     expect(mine.status, mine.text).toBe(201);
-    const again = await as("a1").request("POST", "/v1/supersede", body(2));
+    const again = await as("a3").request("POST", "/v1/supersede", body(2));
     expect(again.status).toBe(201);
     expect(again.json).toMatchObject({ id: (mine.json as Json).id, duplicate: true });
     const newId = (mine.json as Json).id;
@@ -155,7 +165,7 @@ describe("supersession and retraction", () => {
       supersedes: old.id,
     });
     // Superseding a non-active assertion is a conflict.
-    const twice = await as("a1").request("POST", "/v1/supersede", body(3));
+    const twice = await as("a3").request("POST", "/v1/supersede", body(3));
     expect(twice.status).toBe(409);
     // An admin may supersede anyone's.
     const admin = await as("admin").request("POST", "/v1/supersede", body(4, newId));
@@ -336,7 +346,12 @@ describe("sources and provenance", () => {
     const p = await as("reader").request("GET", `/v1/source/provenance?assertion_id=${a.id}`);
     expect(p.status, p.text).toBe(200);
     const body = p.json as Json;
-    expect(body.author).toEqual({ agent: "a2", trust_then: 0.5, trust_now: 0.5 });
+    // a2 earned trust 0.6 from a vote in the consensus test, before this assertion; the up
+    // vote below adds 0.5 of agreement: 2.0/3.0.
+    const author = body.author as Json;
+    expect(author.agent).toBe("a2");
+    expect(author.trust_then as number).toBeCloseTo(0.6, 6);
+    expect(author.trust_now as number).toBeCloseTo(2 / 3, 6);
     const src = (body.sources as Json[])[0] as Json;
     expect(src.id).toBe(sId);
     expect(src.derived_from).toEqual([{ id: a.id, cycle: true }]);

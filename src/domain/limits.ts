@@ -119,8 +119,8 @@ export const MAX_MANIFEST_BYTES = 64 * KiB;
 
 /** Most assertions of one concept a lens looks at (newest first); older ones are ignored. */
 export const MAX_LENS_SCAN_ASSERTIONS = 10_000;
-/** Most vote events read per assertion when summing votes (newest kept per voter). */
-export const MAX_VOTES_PER_ASSERTION = 100_000;
+/** Most vote records read per assertion when summing votes, newest first (older ignored). */
+export const MAX_VOTES_PER_ASSERTION = 10_000;
 /** Most concepts one subtree query visits per shard and page. */
 export const MAX_SUBTREE_CONCEPTS_SCANNED = 50_000;
 /** Longest retraction/decision reason, in UTF-16 code units. */

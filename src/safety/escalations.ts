@@ -171,15 +171,26 @@ export class Escalations {
     return this.db.get(id);
   }
 
-  /** By id, after `after`, optionally only one status; at most `limit`. */
-  list(after: number, limit: number, status: "open" | "resolved" | null): EscalationRecord[] {
-    const out: EscalationRecord[] = [];
-    for (const { value } of this.db.getRange({ start: after + 1, limit: MAX_LIST_SCAN })) {
+  /**
+   * By id, after `after`, optionally only one status; at most `limit`. `lastScanned` is the
+   * last id looked at when the scan bound stopped the page early (else null).
+   */
+  list(
+    after: number,
+    limit: number,
+    status: "open" | "resolved" | null,
+  ): { items: EscalationRecord[]; lastScanned: number | null } {
+    const items: EscalationRecord[] = [];
+    let scanned = 0;
+    let lastId = after;
+    for (const { key, value } of this.db.getRange({ start: after + 1, limit: MAX_LIST_SCAN })) {
+      scanned++;
+      lastId = key;
       if (status !== null && value.status !== status) continue;
-      out.push(value);
-      if (out.length >= limit) break;
+      items.push(value);
+      if (items.length >= limit) return { items, lastScanned: null };
     }
-    return out;
+    return { items, lastScanned: scanned >= MAX_LIST_SCAN ? lastId : null };
   }
 
   /** Marks an escalation resolved (durable before it resolves). */

@@ -92,7 +92,10 @@ function vote(core: ShardCore, msg: Extract<StateRequest, { t: "vote" }>, done: 
     throw new ShardDomainError(422, "self_vote", "An agent cannot vote on its own assertion.");
   }
   if (rec.status !== "active") throw notActive(rec, "voted on");
-  const before = votesAsOf(core.store.dbs, msg.target, LIVE_LSN, MAX_VOTES_PER_ASSERTION);
+  // Whether this voter voted before, decided now (an in-flight vote of its own counts).
+  const replaced =
+    core.hasUncommittedVote(msg.target, msg.actor) ||
+    votesAsOf(core.store.dbs, msg.target, LIVE_LSN, MAX_VOTES_PER_ASSERTION).byVoter.has(msg.actor);
   const ev: StateEvent = {
     k: "vote",
     target: msg.target,
@@ -110,7 +113,7 @@ function vote(core: ShardCore, msg: Extract<StateRequest, { t: "vote" }>, done: 
         duplicate: false,
         author: rec.agent,
         concept: rec.concept,
-        replaced: before.byVoter.has(msg.actor) || core.hasUncommittedVote(msg.target, msg.actor),
+        replaced,
       }),
   );
 }
@@ -151,6 +154,12 @@ function statusEvent(
   };
   if (msg.kind === "supersede") {
     if (msg.by === undefined) throw new Error("supersede event without `by`");
+    // The winner must still stand (it may have been retracted since the caller looked).
+    const winner = mustFind(core, msg.by);
+    if (winner.concept !== rec.concept) {
+      throw new ShardDomainError(422, "concept_mismatch", `${msg.by} is about ${winner.concept}.`);
+    }
+    if (winner.status !== "active") throw notActive(winner, "a winner");
     ev.by = msg.by;
   }
   core.appendRecord(

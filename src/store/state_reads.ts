@@ -84,7 +84,11 @@ export interface VoteEntry {
   at: number;
 }
 
-/** Each voter's newest vote on `id` up to asOfLsn (one vote per agent: a new one replaces). */
+/**
+ * Each voter's newest vote on `id` up to asOfLsn (one vote per agent: a new one replaces).
+ * Read newest first, so when more than `maxVotes` vote records exist the oldest are the ones
+ * ignored (an agent flipping its vote many times cannot hide later votes).
+ */
 export function votesAsOf(
   dbs: StateDbs,
   id: string,
@@ -94,11 +98,14 @@ export function votesAsOf(
   const byVoter = new Map<string, VoteEntry>();
   let read = 0;
   for (const { key, value } of dbs.votes.getRange({
-    start: [id, LSN_FLOOR],
-    end: through(id, asOfLsn),
+    start: through(id, asOfLsn),
+    end: [id, LSN_FLOOR],
+    reverse: true,
     limit: maxVotes + 1,
   })) {
+    if (key[0] !== id) continue;
     if (++read > maxVotes) return { byVoter, truncated: true };
+    if (byVoter.has(value.a)) continue;
     byVoter.set(value.a, {
       voter: value.a,
       vote: value.d === 1 ? "up" : "down",

@@ -2,9 +2,14 @@
 // assertion (or a value, written as a new assertion by the admin); every active assertion
 // with another value is superseded by the winner; authors on the winning side gain an
 // agreement, the others a disagreement; the decision is audited.
-import { Type } from "@sinclair/typebox";
+import { type Static, Type } from "@sinclair/typebox";
 import { canonicalJson } from "../../domain/canonical_json.js";
-import { DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, MAX_REASON_LENGTH } from "../../domain/limits.js";
+import {
+  DEFAULT_QUERY_LIMIT,
+  MAX_QUERY_LIMIT,
+  MAX_REASON_LENGTH,
+  MAX_VALUE_JSON_BYTES,
+} from "../../domain/limits.js";
 import { shardForConcept } from "../../domain/shard_hash.js";
 import type { EscalationRecord } from "../../safety/escalations.js";
 import type { ActiveList } from "../../shard/protocol.js";
@@ -49,26 +54,47 @@ function list(server: ServerContext, ctx: RouteContext): Reply {
   const after = Number(ctx.query.get("cursor") ?? "0");
   if (!Number.isSafeInteger(after) || after < 0)
     throw unprocessable("cursor must be an escalation id.", "invalid_cursor");
-  const items = server.escalations.list(after, limit + 1, status === "all" ? null : status);
+  const page = server.escalations.list(after, limit + 1, status === "all" ? null : status);
+  const items = page.items;
   const more = items.length > limit;
   if (more) items.length = limit;
-  const next = more ? String(items[items.length - 1]?.id) : null;
+  // A filtered scan that hit its bound resumes after the last record it looked at.
+  const nextId = more ? items[items.length - 1]?.id : page.lastScanned;
+  const next = nextId === undefined || nextId === null ? null : String(nextId);
   return {
     status: 200,
     body: `{"open":${server.escalations.openCount},"items":[${items.map(render).join(",")}],"next_cursor":${JSON.stringify(next)}}`,
   };
 }
 
+/** Escalations being resolved right now: a second resolve of one of them is a 409. */
+const resolving = new Set<number>();
+
 async function resolve(server: ServerContext, ctx: RouteContext): Promise<Reply> {
   const req = parseBody(ResolveRequest, ctx.body as Buffer);
-  const who = auditWho(ctx);
   const esc = server.escalations.get(req.escalation_id);
   if (esc === undefined) throw notFound(`No escalation has id ${req.escalation_id}.`);
-  if (esc.status !== "open")
-    throw conflict(`Escalation ${esc.id} is already resolved.`, "resolved");
+  if (esc.status !== "open" || resolving.has(esc.id)) {
+    throw conflict(`Escalation ${esc.id} is already resolved (or being resolved).`, "resolved");
+  }
   if ((req.winner_assertion_id === undefined) === (req.value === undefined)) {
     throw unprocessable("Give exactly one of winner_assertion_id and value.", "invalid_request");
   }
+  resolving.add(esc.id);
+  try {
+    return await resolveOpen(server, ctx, esc, req);
+  } finally {
+    resolving.delete(esc.id);
+  }
+}
+
+async function resolveOpen(
+  server: ServerContext,
+  ctx: RouteContext,
+  esc: EscalationRecord,
+  req: Static<typeof ResolveRequest>,
+): Promise<Reply> {
+  const who = auditWho(ctx);
   const shard = shardForConcept(esc.concept, server.pool.shardCount);
   const active = await server.pool.request<ActiveList>(shard, {
     t: "lens_active",
@@ -91,6 +117,9 @@ async function resolve(server: ServerContext, ctx: RouteContext): Promise<Reply>
     winnerValue = w.valueJson;
   } else {
     winnerValue = canonicalJson(req.value);
+    if (Buffer.byteLength(winnerValue) > MAX_VALUE_JSON_BYTES) {
+      throw unprocessable(`The value exceeds ${MAX_VALUE_JSON_BYTES} bytes.`, "value_too_large");
+    }
     const item = {
       concept: esc.concept,
       value: req.value,

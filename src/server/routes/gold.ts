@@ -113,8 +113,26 @@ function getGold(server: ServerContext, ctx: RouteContext): Reply {
   };
 }
 
+/** Verify runs in progress, per agent: they run one at a time so evidence is counted once. */
+const verifying = new Map<string, Promise<unknown>>();
+
 async function verify(server: ServerContext, ctx: RouteContext): Promise<Reply> {
   const { agent } = parseBody(VerifyRequest, ctx.body as Buffer);
+  const previous = verifying.get(agent) ?? Promise.resolve();
+  const run = previous.catch(() => {}).then(() => verifyAgent(server, ctx, agent));
+  verifying.set(agent, run);
+  try {
+    return await run;
+  } finally {
+    if (verifying.get(agent) === run) verifying.delete(agent);
+  }
+}
+
+async function verifyAgent(
+  server: ServerContext,
+  ctx: RouteContext,
+  agent: string,
+): Promise<Reply> {
   const perShard = await Promise.all(
     Array.from({ length: server.pool.shardCount }, (_, shard) =>
       server.pool.request<AgentAssertion[]>(shard, {

@@ -80,13 +80,23 @@ async function list(server: ServerContext, ctx: RouteContext): Promise<Reply> {
           }),
     ),
   );
-  // Oldest first across shards; each shard resumes after the last item it contributed.
-  const merged: Array<{ shard: number; item: HeldItem }> = [];
-  pages.forEach((page, shard) => {
-    for (const item of page.items) merged.push({ shard, item });
-  });
-  merged.sort((a, b) => a.item.recordedAtMs - b.item.recordedAtMs || a.shard - b.shard);
-  const kept = merged.slice(0, limit);
+  // Oldest first across shards, as a k-way merge of each shard's page (in LSN order): only a
+  // page's head is ever taken, so what a shard contributes is a prefix of its page and it
+  // resumes right after it.
+  const heads = pages.map(() => 0);
+  const kept: Array<{ shard: number; item: HeldItem }> = [];
+  while (kept.length < limit) {
+    let best = -1;
+    for (let shard = 0; shard < pages.length; shard++) {
+      const item = pages[shard]?.items[heads[shard] as number];
+      if (item === undefined) continue;
+      const bestItem = best < 0 ? undefined : pages[best]?.items[heads[best] as number];
+      if (bestItem === undefined || item.recordedAtMs < bestItem.recordedAtMs) best = shard;
+    }
+    if (best < 0) break;
+    kept.push({ shard: best, item: pages[best]?.items[heads[best] as number] as HeldItem });
+    heads[best] = (heads[best] as number) + 1;
+  }
   const next: Positions = positions.map((pos, shard) => {
     const page = pages[shard];
     if (pos === null || page === undefined) return null;
