@@ -6,8 +6,9 @@
 //
 // Everything is keyed by LSN so a commit (or a failed flush that makes the WAL reuse LSNs)
 // removes exactly the entries it covers and never a newer write to the same key.
+
+import type { ApplyEntry } from "../store/apply.js";
 import type { AssertionStatusName } from "../store/assertion_codec.js";
-import type { ApplyEntry } from "../store/shard_store.js";
 
 /** A target's status after a status change LMDB has not committed yet. */
 export interface StatusShadow {

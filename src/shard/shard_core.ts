@@ -7,6 +7,7 @@
 // shard_open.ts, state between append and commit in pending_state.ts, checkpoints and backups
 // in checkpointer.ts.
 import path from "node:path";
+import { type ApplyEntry, MAX_APPLY_BATCH_ENTRIES, WalRecordKind } from "../store/apply.js";
 import {
   type AssertionRecord,
   type AssertionStatusName,
@@ -14,12 +15,7 @@ import {
   decodeAssertion,
   setRecordLsn,
 } from "../store/assertion_codec.js";
-import {
-  type ApplyEntry,
-  MAX_APPLY_BATCH_ENTRIES,
-  type ShardStore,
-  WalRecordKind,
-} from "../store/shard_store.js";
+import type { ShardStore } from "../store/shard_store.js";
 import { LIVE_LSN, statusAsOf, withStatus } from "../store/state_reads.js";
 import { WalUnavailableError } from "../wal/errors.js";
 import { RECORD_HEADER_BYTES } from "../wal/format.js";

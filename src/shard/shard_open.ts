@@ -4,13 +4,9 @@
 import fs from "node:fs";
 import { decodeSourceRecord, decodeStateEvent } from "../domain/state_events.js";
 import { AssertionStatus } from "../schema/generated/stemedb_generated.js";
+import { type ApplyEntry, type AssertionFacts, WalRecordKind } from "../store/apply.js";
 import { assertionView, CorruptRecordError } from "../store/assertion_codec.js";
-import {
-  type ApplyEntry,
-  type AssertionFacts,
-  ShardStore,
-  WalRecordKind,
-} from "../store/shard_store.js";
+import { ShardStore } from "../store/shard_store.js";
 import { Wal } from "../wal/wal.js";
 import type { ShardCoreOptions } from "./shard_core.js";
 
