@@ -1,13 +1,6 @@
-// Per-agent circuit breakers (DESIGN §3 "Circuit breaker"), owned by the main thread.
-//
-// Window: each agent has a ring of BUCKETS time buckets of window_ms / BUCKETS each, holding
-// ok and bad counts; the window is the current bucket and the BUCKETS − 1 before it, so it
-// covers between 90% and 100% of window_ms. Memory per agent is fixed.
-//
-// Trip rule (all three): bad ≥ threshold, total ≥ min_volume, and bad / total ≥ min_bad_ratio,
-// all counted in the window. Threshold alone would trip a busy, mostly healthy agent; volume
-// alone would trip on a handful of requests; the ratio keeps a high-rate agent with a small
-// error rate flowing.
+// Per-agent circuit breakers (DESIGN §3 "Circuit breaker"), owned by the main thread: the
+// table of agents, each breaker's state machine, eviction and persistence. The per-agent
+// sliding window and the trip rule are pure arithmetic in breaker_window.ts.
 //
 // States: closed → (trip) → open: admit() refuses with the seconds left of cooldown_ms →
 // (cooldown over) → half_open: admit() lets up to half_open_probes writes through at a time;
@@ -24,6 +17,18 @@
 // Persistence: every transition to open or half_open, and back to closed, goes to a
 // BreakerPersistence (LMDB in breaker_store.ts), so an open breaker stays open across a restart
 // or kill -9. Closed agents are not stored: a restart forgets their window.
+
+import {
+  type BreakerWindow,
+  BUCKETS,
+  bucketMsFor,
+  clearWindow,
+  countOutcome,
+  shouldTrip,
+  windowCounts,
+} from "./breaker_window.js";
+
+export { BUCKETS } from "./breaker_window.js";
 
 export const BREAKER_STATES = ["closed", "open", "half_open"] as const;
 export type BreakerState = (typeof BREAKER_STATES)[number];
@@ -70,16 +75,13 @@ export interface BreakerSnapshot {
 
 export type AdmitResult = { ok: true } | { ok: false; retryAfterS: number };
 
-export const BUCKETS = 10;
 /** Oldest entries examined for an evictable closed agent when the table is full. */
 const EVICTION_SCAN = 64;
 
-interface Entry {
+/** One tracked agent: its window (epochs, ok, bad) and its breaker's state. */
+interface Entry extends BreakerWindow {
   agent: string;
   state: BreakerState;
-  epochs: number[];
-  ok: number[];
-  bad: number[];
   openedAtMs: number | null;
   retryAtMs: number | null;
   trips: number;
@@ -135,7 +137,7 @@ export class CircuitBreakers {
     if (!(config.minBadRatio >= 0 && config.minBadRatio <= 1)) {
       throw new RangeError("minBadRatio must be in [0, 1]");
     }
-    this.bucketMs = Math.ceil(config.windowMs / BUCKETS);
+    this.bucketMs = bucketMsFor(config.windowMs);
     for (const [agent, p] of restored) {
       if (this.entries.size >= config.maxTrackedAgents) break;
       const e = newEntry(agent);
@@ -212,18 +214,10 @@ export class CircuitBreakers {
       if (e.probeSuccesses >= this.config.halfOpenProbes) this.close(e);
       return;
     }
-    const i = this.bucketIndex(e, nowMs);
-    if (outcome === "ok") e.ok[i] = (e.ok[i] as number) + count;
-    else e.bad[i] = (e.bad[i] as number) + count;
+    countOutcome(e, this.bucketMs, nowMs, outcome, count);
     // Checked on ok outcomes too: an ok can be what brings the window to min_volume.
-    const { bad, total } = this.windowCounts(e, nowMs);
-    if (
-      bad >= this.config.threshold &&
-      total >= this.config.minVolume &&
-      bad / total >= this.config.minBadRatio
-    ) {
-      this.trip(e, nowMs);
-    }
+    const { bad, total } = windowCounts(e, this.bucketMs, nowMs);
+    if (shouldTrip(this.config, bad, total)) this.trip(e, nowMs);
   }
 
   /** An admitted request ended without an outcome (aborted, 5xx, 404): frees a probe slot. */
@@ -366,9 +360,7 @@ export class CircuitBreakers {
     e.retryAtMs = null;
     e.probesInFlight = 0;
     e.probeSuccesses = 0;
-    e.epochs.fill(-1);
-    e.ok.fill(0);
-    e.bad.fill(0);
+    clearWindow(e);
     this.notClosed.delete(e.agent);
     this.persist(e);
   }
@@ -388,34 +380,8 @@ export class CircuitBreakers {
     this.lastWrite = this.writeOfCall;
   }
 
-  /** The bucket for `nowMs`, emptied first if it last held an older period. */
-  private bucketIndex(e: Entry, nowMs: number): number {
-    const epoch = Math.floor(nowMs / this.bucketMs);
-    const i = ((epoch % BUCKETS) + BUCKETS) % BUCKETS;
-    if (e.epochs[i] !== epoch) {
-      e.epochs[i] = epoch;
-      e.ok[i] = 0;
-      e.bad[i] = 0;
-    }
-    return i;
-  }
-
-  private windowCounts(e: Entry, nowMs: number): { bad: number; total: number } {
-    const epoch = Math.floor(nowMs / this.bucketMs);
-    let bad = 0;
-    let total = 0;
-    for (let i = 0; i < BUCKETS; i++) {
-      const age = epoch - (e.epochs[i] as number);
-      // age < 0: the clock moved back (a test clock after restart); such buckets still count.
-      if (e.epochs[i] === -1 || age >= BUCKETS) continue;
-      bad += e.bad[i] as number;
-      total += (e.bad[i] as number) + (e.ok[i] as number);
-    }
-    return { bad, total };
-  }
-
   private snapshot(e: Entry, nowMs: number): BreakerSnapshot {
-    const { bad, total } = this.windowCounts(e, nowMs);
+    const { bad, total } = windowCounts(e, this.bucketMs, nowMs);
     return {
       agent: e.agent,
       state: e.state,

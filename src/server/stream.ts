@@ -14,77 +14,32 @@
 // the 101 answer's `x-stemedb-max-inflight`) never sees it. While the client does not read
 // its acks (more than SEND_HIGH_WATER_BYTES buffered), accepted messages wait instead of
 // starting; past MAX_SEND_BUFFER_BYTES the connection is closed.
+//
+// This file admits connections (auth and the connection bound at the upgrade), registers the
+// route and shuts connections down; the per-message protocol is in stream_protocol.ts.
 
-import type {
-  HttpRequest,
-  HttpResponse,
-  TemplatedApp,
-  us_socket_context_t,
-  WebSocket,
-} from "uWebSockets.js";
+import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t } from "uWebSockets.js";
 import { MAX_WS_MESSAGE_BYTES } from "../domain/limits.js";
-import type { WsMessageOutcome } from "../metrics/main_metrics.js";
-import type { WriteResult } from "../shard/protocol.js";
-import { WRITE_DUPLICATE } from "../shard/shard_core.js";
 import type { ServerContext } from "./context.js";
-import { ApiError, internalError, unavailable, unprocessable } from "./errors.js";
+import { ApiError, internalError, unavailable } from "./errors.js";
 import { authenticate, errorReply, type RouterDeps, requestIdOf, send } from "./router.js";
-import {
-  checkNew,
-  countsAsBad,
-  encodeNew,
-  itemResultFields,
-  watchForContests,
-  writeStamp,
-} from "./routes/assert.js";
-import { parseStreamMessage, StreamMessageError } from "./schemas.js";
 import { toApiError } from "./shard_errors.js";
+import {
+  type Conn,
+  createStreamProtocol,
+  newConn,
+  STREAM_PATH,
+  shuttingDown,
+  type UserData,
+} from "./stream_protocol.js";
 
-export const STREAM_PATH = "/v1/stream";
-/** Outgoing bytes buffered (client not reading acks) above which no new write starts. */
-export const SEND_HIGH_WATER_BYTES = 64 * 1024;
+export { SEND_HIGH_WATER_BYTES, STREAM_PATH } from "./stream_protocol.js";
 /** Outgoing bytes buffered at which uWS drops frames; a connection that gets there is closed. */
 export const MAX_SEND_BUFFER_BYTES = 1024 * 1024;
 /** Seconds without traffic before uWS closes a connection (it pings before that). */
 const IDLE_TIMEOUT_S = 120;
-/** uWS send() result for a frame dropped at maxBackpressure. */
-const SEND_DROPPED = 2;
 /** WebSocket close codes (RFC 6455 §7.4.1). */
 const CLOSE_GOING_AWAY = 1001;
-
-/** An accepted message: encoded, waiting for a window slot or being written. */
-interface Accepted {
-  seq: number;
-  concept: string;
-  id: string;
-  shard: number;
-  status: "active" | "quarantined";
-  /** The write counts against the agent's circuit breaker (quarantined for gold or trust). */
-  bad: boolean;
-  record: Uint8Array;
-  receivedMs: number;
-}
-
-/** Per-connection state; uWS copies the upgrade's user data onto the WebSocket object. */
-interface Conn {
-  readonly agent: string;
-  readonly requestId: string;
-  ws: WebSocket<UserData> | null;
-  /** Messages handed to the shard pool and not yet answered. */
-  inflight: number;
-  /** Accepted messages waiting to start, oldest at `waitingHead`. */
-  waiting: Accepted[];
-  waitingHead: number;
-  /** Seqs of in-flight and waiting messages (a second message with one of them is refused). */
-  unacked: Set<number>;
-  /** Frames to send at the next flush (one corked write per flush). */
-  outbox: string[];
-  flushScheduled: boolean;
-}
-
-interface UserData {
-  conn: Conn;
-}
 
 export interface StreamOptions {
   server: ServerContext;
@@ -104,205 +59,19 @@ export interface Stream {
   readonly connections: number;
 }
 
-function waitingCount(conn: Conn): number {
-  return conn.waiting.length - conn.waitingHead;
-}
-
 /** Registers WS /v1/stream (and the 426 answer for a plain request to it) on `app`. */
 export function registerStream(app: TemplatedApp, opts: StreamOptions): Stream {
   const { server, inflight, maxInflight, maxConnections } = opts;
-  const { metrics, pool, logger } = server;
+  const { metrics, logger } = server;
   const open = new Set<Conn>();
-  let stopping = false;
-
-  const schedule = (conn: Conn, frame: string) => {
-    conn.outbox.push(frame);
-    if (conn.flushScheduled) return;
-    conn.flushScheduled = true;
-    // Acks of one shard answer resolve in one microtask run: they leave in one write.
-    queueMicrotask(() => flush(conn));
-  };
-
-  const flush = (conn: Conn) => {
-    conn.flushScheduled = false;
-    const frames = conn.outbox;
-    conn.outbox = [];
-    const ws = conn.ws;
-    if (ws === null) return;
-    let dropped = false;
-    ws.cork(() => {
-      for (const frame of frames) {
-        if (ws.send(frame, false) === SEND_DROPPED) {
-          dropped = true;
-          break;
-        }
-      }
-    });
-    if (dropped) {
-      // The client is not reading: an ack it will never see would look like a lost write.
-      logger.warn({ request_id: conn.requestId }, "closing WS /v1/stream: acks not read");
-      ws.close();
-      return;
-    }
-    pump(conn);
-  };
-
-  const reject = (
-    conn: Conn,
-    seq: number | null,
-    err: ApiError,
-    outcome: WsMessageOutcome,
-  ): void => {
-    metrics.wsMessages[outcome].inc();
-    metrics.errors(err.code).inc();
-    // The agent's own faults count against its circuit breaker, as on POST /v1/assert.
-    if (outcome === "invalid") recordOutcome(conn, "bad");
-    schedule(
-      conn,
-      `{"seq":${seq === null ? "null" : seq},"error":${JSON.stringify({ code: err.code, message: err.message })}}`,
-    );
-  };
-
-  const recordOutcome = (conn: Conn, outcome: "ok" | "bad") => {
-    void server.breakers.record(conn.agent, outcome, server.clock.nowMs());
-  };
-
-  const finished = (conn: Conn, seq: number) => {
-    conn.inflight--;
-    inflight.count--;
-    conn.unacked.delete(seq);
-  };
-
-  const start = (conn: Conn, msg: Accepted) => {
-    conn.inflight++;
-    inflight.count++;
-    pool
-      .write(msg.shard, [msg.record])
-      .then(
-        (result: WriteResult) => {
-          finished(conn, msg.seq);
-          recordOutcome(conn, msg.bad ? "bad" : "ok");
-          watchForContests(server, conn.agent, [msg], [msg]);
-          const flag = result.flags[0] as number;
-          const fields = itemResultFields(msg, result.lsns[0] as number, flag);
-          metrics.wsMessages[(flag & WRITE_DUPLICATE) !== 0 ? "duplicate" : "written"].inc();
-          metrics.wsAckDuration.observe((performance.now() - msg.receivedMs) / 1000);
-          if (conn.ws !== null) schedule(conn, `{"seq":${msg.seq},${fields}}`);
-        },
-        (err: unknown) => {
-          finished(conn, msg.seq);
-          server.breakers.release(conn.agent); // not the agent's fault: neither ok nor bad
-          const apiError = toApiError(err);
-          if (apiError === null || apiError.status >= 500) {
-            logger.error({ err, request_id: conn.requestId, route: STREAM_PATH }, "stream write");
-          }
-          if (conn.ws !== null) reject(conn, msg.seq, apiError ?? internalError(), "failed");
-        },
-      )
-      // A throw in the handlers above is a bug: log it rather than crash the process.
-      .catch((err: unknown) =>
-        logger.error({ err, request_id: conn.requestId, route: STREAM_PATH }, "stream ack"),
-      );
-  };
-
-  const sendBlocked = (conn: Conn): boolean =>
-    (conn.ws as WebSocket<UserData>).getBufferedAmount() > SEND_HIGH_WATER_BYTES;
-
-  /** Starts waiting messages while the window has room and the client reads its acks. */
-  const pump = (conn: Conn) => {
-    if (conn.ws === null || stopping) return;
-    while (waitingCount(conn) > 0 && conn.inflight < maxInflight && !sendBlocked(conn)) {
-      const msg = conn.waiting[conn.waitingHead] as Accepted;
-      conn.waiting[conn.waitingHead++] = undefined as unknown as Accepted;
-      // Drop the consumed front once it outweighs the rest (amortized O(1) per message), so
-      // a queue that never fully empties does not grow.
-      if (conn.waitingHead >= 64 && conn.waitingHead >= waitingCount(conn)) {
-        conn.waiting = conn.waiting.slice(conn.waitingHead);
-        conn.waitingHead = 0;
-      }
-      start(conn, msg);
-    }
-  };
-
-  const onMessage = (ws: WebSocket<UserData>, message: ArrayBuffer, isBinary: boolean) => {
-    const conn = ws.getUserData().conn;
-    const receivedMs = performance.now();
-    if (isBinary) {
-      const err = unprocessable(
-        "Send each message as a text frame of JSON; binary frames are not read.",
-        "binary_frame",
-      );
-      reject(conn, null, err, "invalid");
-      return;
-    }
-    let seq: number;
-    let encoded: ReturnType<typeof encodeNew>;
-    let bad = false;
-    let concept = "";
-    try {
-      const parsed = parseStreamMessage(new Uint8Array(message));
-      seq = parsed.seq;
-      if (conn.unacked.has(seq)) {
-        throw new StreamMessageError(
-          seq,
-          unprocessable(
-            `Seq ${seq} is already in flight on this connection; wait for its ack.`,
-            "seq_in_flight",
-          ),
-        );
-      }
-      if (stopping) {
-        reject(conn, seq, shuttingDown(), "failed");
-        return;
-      }
-      if (waitingCount(conn) >= maxInflight) {
-        const err = new ApiError(
-          429,
-          "window_full",
-          `This connection has ${conn.inflight} messages in flight and ${waitingCount(conn)} waiting (window ${maxInflight}); resend seq ${seq} after acks arrive.`,
-        );
-        reject(conn, seq, err, "window_full");
-        return;
-      }
-      const admitted = server.breakers.admit(conn.agent, server.clock.nowMs());
-      if (!admitted.ok) {
-        const err = new ApiError(
-          429,
-          "circuit_open",
-          `The circuit breaker of agent ${conn.agent} is open; resend seq ${seq} after ${admitted.retryAfterS} s.`,
-        );
-        reject(conn, seq, err, "failed");
-        return;
-      }
-      concept = server.aliases.resolve(parsed.item.concept);
-      const item = { ...parsed.item, concept };
-      const quarantine = checkNew(server, conn.agent, item);
-      bad = countsAsBad(quarantine);
-      encoded = encodeNew(item, writeStamp(server, conn.agent), pool.shardCount, { quarantine });
-    } catch (err) {
-      if (err instanceof StreamMessageError) {
-        reject(conn, err.seq, err.error, "invalid");
-        return;
-      }
-      logger.error({ err, request_id: conn.requestId, route: STREAM_PATH }, "stream message");
-      reject(conn, null, internalError(), "failed");
-      return;
-    }
-    conn.unacked.add(seq);
-    const msg: Accepted = { seq, concept, ...encoded, bad, receivedMs };
-    if (conn.inflight < maxInflight && waitingCount(conn) === 0 && !sendBlocked(conn)) {
-      start(conn, msg);
-    } else {
-      conn.waiting.push(msg);
-    }
-  };
+  const protocol = createStreamProtocol({ server, inflight, maxInflight });
 
   const upgrade = (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) => {
     const started = performance.now();
     const requestId = requestIdOf(req);
     let status = 101;
     try {
-      if (stopping) throw shuttingDown();
+      if (protocol.stopping) throw shuttingDown();
       const principal = authenticate(req.getHeader("authorization"), "agent", {
         metrics,
         verifyKey: opts.verifyKey,
@@ -314,17 +83,7 @@ export function registerStream(app: TemplatedApp, opts: StreamOptions): Stream {
           "too_many_connections",
         );
       }
-      const conn: Conn = {
-        agent: principal.principal,
-        requestId,
-        ws: null,
-        inflight: 0,
-        waiting: [],
-        waitingHead: 0,
-        unacked: new Set(),
-        outbox: [],
-        flushScheduled: false,
-      };
+      const conn = newConn(principal.principal, requestId);
       // Custom headers on a 101 need the status line written first (uWS docs).
       res.writeStatus("101 Switching Protocols");
       res.writeHeader("x-request-id", requestId);
@@ -362,15 +121,12 @@ export function registerStream(app: TemplatedApp, opts: StreamOptions): Stream {
       open.add(conn);
       metrics.wsConnections.set(open.size);
     },
-    message: onMessage,
-    drain: (ws) => pump(ws.getUserData().conn),
+    message: protocol.onMessage,
+    drain: (ws) => protocol.pump(ws.getUserData().conn),
     close: (ws) => {
       const conn = ws.getUserData().conn;
       // In-flight writes still complete (and stay durable); their acks have nowhere to go.
-      conn.ws = null;
-      conn.waiting = [];
-      conn.waitingHead = 0;
-      conn.outbox = [];
+      protocol.closed(conn);
       open.delete(conn);
       metrics.wsConnections.set(open.size);
     },
@@ -392,21 +148,12 @@ export function registerStream(app: TemplatedApp, opts: StreamOptions): Stream {
 
   return {
     stop() {
-      stopping = true;
-      for (const conn of open) {
-        for (let i = conn.waitingHead; i < conn.waiting.length; i++) {
-          const msg = conn.waiting[i] as Accepted;
-          conn.unacked.delete(msg.seq);
-          reject(conn, msg.seq, shuttingDown(), "failed");
-        }
-        conn.waiting = [];
-        conn.waitingHead = 0;
-      }
+      protocol.stop(open);
     },
     closeAll() {
       for (const conn of [...open]) {
         // Frames still in the outbox (last acks) go first; end() then sends the close frame.
-        if (conn.outbox.length > 0) flush(conn);
+        if (conn.outbox.length > 0) protocol.flush(conn);
         conn.ws?.end(CLOSE_GOING_AWAY, "server shutting down");
       }
     },
@@ -414,12 +161,4 @@ export function registerStream(app: TemplatedApp, opts: StreamOptions): Stream {
       return open.size;
     },
   };
-}
-
-function shuttingDown(): ApiError {
-  return unavailable(
-    1,
-    "The server is shutting down; resend to it after it restarts.",
-    "shutting_down",
-  );
 }

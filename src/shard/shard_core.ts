@@ -2,30 +2,29 @@
 // holds the materialized state. A write is appended to the WAL, acknowledged once durable,
 // and applied to LMDB right after the acknowledgement is handed out (in the same turn, so
 // any later message to this shard reads its own writes).
-import fs from "node:fs";
+//
+// Here: the write/apply pipeline and the reads that must see it. Opening and replay are in
+// shard_open.ts, state between append and commit in pending_state.ts, checkpoints and backups
+// in checkpointer.ts.
 import path from "node:path";
-import { decodeSourceRecord, decodeStateEvent } from "../domain/state_events.js";
-import { AssertionStatus } from "../schema/generated/stemedb_generated.js";
-import type { AssertionStatusName } from "../store/assertion_codec.js";
+import { type ApplyEntry, MAX_APPLY_BATCH_ENTRIES, WalRecordKind } from "../store/apply.js";
 import {
   type AssertionRecord,
+  type AssertionStatusName,
   assertionView,
-  CorruptRecordError,
   decodeAssertion,
   setRecordLsn,
 } from "../store/assertion_codec.js";
-import {
-  type ApplyEntry,
-  type AssertionFacts,
-  MAX_APPLY_BATCH_ENTRIES,
-  ShardStore,
-  WalRecordKind,
-} from "../store/shard_store.js";
+import type { ShardStore } from "../store/shard_store.js";
 import { LIVE_LSN, statusAsOf, withStatus } from "../store/state_reads.js";
 import { WalUnavailableError } from "../wal/errors.js";
 import { RECORD_HEADER_BYTES } from "../wal/format.js";
-import { Wal, type WalObserver } from "../wal/wal.js";
+import type { Wal, WalObserver } from "../wal/wal.js";
+import { type BackupResult, Checkpointer } from "./checkpointer.js";
+import { PendingState } from "./pending_state.js";
+import { assertionFacts, openShard, type RecoveryReport } from "./shard_open.js";
 
+export type { RecoveryReport };
 export interface ShardCoreOptions {
   shardId: number;
   walDir: string;
@@ -56,96 +55,22 @@ export interface WriteOutcome {
 
 export type WriteCallback = (err: Error | null, outcome: WriteOutcome | null) => void;
 
-const REPLAY_BATCH_RECORDS = 4096;
 /** Acknowledged records held in memory until LMDB commits them, at most. */
 const MAX_OVERLAY_RECORDS = 1_000_000;
-const DEFAULT_CHECKPOINT_EVERY_RECORDS = 100_000;
-const DEFAULT_CHECKPOINT_INTERVAL_MS = 5_000;
-
-export interface RecoveryReport {
-  replayedRecords: number;
-  tornTailTruncations: number;
-  droppedRecords: number;
-  durationMs: number;
-}
 
 export class ShardCore {
   readonly shardId: number;
   readonly store: ShardStore;
   readonly wal: Wal;
   readonly recovery: RecoveryReport;
-  private readonly checkpointEveryRecords: number;
-  private readonly checkpointIntervalMs: number;
   private readonly onApplied: (records: number, seconds: number, ok: boolean) => void;
-
-  /** Appended, not yet durable: id -> lsn (duplicates inside the durability window). */
-  private readonly unapplied = new Map<string, number>();
-  private pendingEntries: ApplyEntry[] = [];
-  private pendingIds: string[] = [];
-  /**
-   * Durable and acknowledged but not yet committed in LMDB (async apply): served from here so
-   * every read sees every acknowledged write. id -> payload, concept -> newest payload.
-   */
-  private readonly overlayById = new Map<string, Uint8Array>();
-  private readonly overlayLatest = new Map<string, Uint8Array>();
-  /**
-   * Status changes appended but not yet committed in LMDB (target id -> status after it), so
-   * the checks of later events see them (a second supersession of the same claim is a 409).
-   */
-  private readonly statusShadow = new Map<
-    string,
-    { status: AssertionStatusName; supersededBy: string | null; lsn: number }
-  >();
-  /** target + "\n" + voter -> LSN of votes LMDB has not committed yet. */
-  private readonly uncommittedVotes = new Map<string, number>();
-  /** Highest LSN of a status change, vote or source handed to LMDB; reads wait for it. */
-  private stateAppliedLsn = 0;
-  /** Highest LSN LMDB has committed. */
-  private committedLsn = 0;
-  private lastCheckpointLsn: number;
-  private lastCheckpointAtMs = Date.now();
-  private checkpointRunning: Promise<number> | null = null;
-  private checkpointTimer: NodeJS.Timeout | null = null;
+  /** Appended-not-durable entries, the read-your-writes overlay, status shadow, votes. */
+  private readonly pending: PendingState;
+  private readonly checkpointer: Checkpointer;
   private applyError: Error | null = null;
-  /** While a backup copies WAL segments, checkpoints (which recycle segments) wait. */
-  private backupRunning = false;
 
   static async open(opts: ShardCoreOptions): Promise<ShardCore> {
-    const started = performance.now();
-    fs.mkdirSync(opts.dbDir, { recursive: true });
-    const store = ShardStore.open({ dir: opts.dbDir, shardId: opts.shardId });
-    let replay: ApplyEntry[] = [];
-    // Replay uses the async apply too (lmdb-js commits on its own thread, in order); the WAL
-    // never holds one id twice (writes are deduplicated before append), and re-putting a
-    // record that LMDB already has at the same LSN is idempotent.
-    const flushReplay = () => {
-      if (replay.length > 0) void store.applyBatchAsync(replay);
-      replay = [];
-    };
-    const wal = await Wal.open({
-      dir: opts.walDir,
-      shardId: opts.shardId,
-      segmentSizeBytes: opts.segmentSizeBytes,
-      syncMode: opts.syncMode ?? "dsync",
-      direct: opts.direct ?? true,
-      repair: opts.repair ?? false,
-      checkpointLsn: store.appliedLsn,
-      observer: opts.walObserver,
-      archiveDir: opts.walArchiveDir ?? null,
-      onRecord: (kind, lsn, payload) => {
-        const copy = Uint8Array.prototype.slice.call(payload);
-        replay.push(replayEntry(kind, lsn, copy));
-        if (replay.length >= REPLAY_BATCH_RECORDS) flushReplay();
-      },
-    });
-    flushReplay();
-    await store.settled();
-    const recovery: RecoveryReport = {
-      replayedRecords: wal.recovery.replayedRecords,
-      tornTailTruncations: wal.recovery.tornTailTruncations,
-      droppedRecords: wal.recovery.droppedRecords,
-      durationMs: performance.now() - started,
-    };
+    const { store, wal, recovery } = await openShard(opts);
     return new ShardCore(opts, store, wal, recovery);
   }
 
@@ -159,16 +84,13 @@ export class ShardCore {
     this.store = store;
     this.wal = wal;
     this.recovery = recovery;
-    this.lastCheckpointLsn = store.appliedLsn;
-    this.committedLsn = store.appliedLsn;
-    this.checkpointEveryRecords = opts.checkpointEveryRecords ?? DEFAULT_CHECKPOINT_EVERY_RECORDS;
-    this.checkpointIntervalMs = opts.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
+    this.pending = new PendingState(store.appliedLsn);
     this.onApplied = opts.onApplied ?? (() => {});
-    this.checkpointTimer = setInterval(
-      () => this.maybeCheckpoint(),
-      Math.min(this.checkpointIntervalMs, 1000),
-    );
-    this.checkpointTimer.unref();
+    this.checkpointer = new Checkpointer(store, wal, {
+      shardId: opts.shardId,
+      everyRecords: opts.checkpointEveryRecords,
+      intervalMs: opts.checkpointIntervalMs,
+    });
   }
 
   /** Why writes are refused right now, or null. */
@@ -187,7 +109,8 @@ export class ShardCore {
       done(blocker, null);
       return;
     }
-    if (this.overlayById.size + records.length > MAX_OVERLAY_RECORDS) {
+    const pendingState = this.pending;
+    if (pendingState.overlaySize + records.length > MAX_OVERLAY_RECORDS) {
       // LMDB's commits lag this far behind: refuse rather than grow memory without bound.
       done(
         new WalUnavailableError(
@@ -219,8 +142,8 @@ export class ShardCore {
       const bytes = records[i] as Uint8Array;
       const view = assertionView(bytes);
       const id = view.id() ?? "";
-      const inFlight = this.unapplied.get(id);
-      const pending = this.overlayById.get(id);
+      const inFlight = pendingState.inFlightLsn(id);
+      const pending = pendingState.overlayPayload(id);
       const existing =
         inFlight ??
         (pending !== undefined ? Number(assertionView(pending).lsn()) : undefined) ??
@@ -245,22 +168,12 @@ export class ShardCore {
         return;
       }
       if (appended !== lsn) throw new Error(`WAL assigned LSN ${appended}, expected ${lsn}`);
-      this.unapplied.set(id, lsn);
-      const decoded = decodedFields(view, id);
-      if (decoded.supersedes !== null) {
-        this.statusShadow.set(decoded.supersedes, {
-          status: "superseded",
-          supersededBy: id,
-          lsn,
-        });
-      }
-      this.pendingEntries.push({
+      pendingState.addInsert(id, {
         lsn,
         kind: WalRecordKind.AssertionInsert,
         payload: bytes,
-        decoded,
+        decoded: assertionFacts(view, id),
       });
-      this.pendingIds.push(id);
       outcome.lsns[i] = lsn;
       lastLsn = lsn;
     }
@@ -282,28 +195,9 @@ export class ShardCore {
 
   /** Hands every durable pending entry to LMDB (async commit) and serves it from memory meanwhile. */
   private applyDurable(): void {
-    const durable = this.wal.durableLsn;
-    const entries = this.pendingEntries;
-    let n = 0;
-    while (n < entries.length && (entries[n] as ApplyEntry).lsn <= durable) n++;
-    if (n === 0) return;
-    const batch = n === entries.length ? entries : entries.slice(0, n);
-    if (n === entries.length) {
-      this.pendingEntries = [];
-      this.pendingIds = [];
-    } else {
-      this.pendingEntries = entries.slice(n);
-      this.pendingIds = this.pendingIds.slice(n);
-    }
-    for (let i = 0; i < n; i++) {
-      const entry = batch[i] as ApplyEntry;
-      const d = entry.decoded;
-      if (d === undefined || d.supersedes !== null) this.stateAppliedLsn = entry.lsn;
-      if (d === undefined) continue;
-      this.unapplied.delete(d.id);
-      this.overlayById.set(d.id, entry.payload);
-      if (d.active) this.overlayLatest.set(d.concept, entry.payload);
-    }
+    const batch = this.pending.takeDurable(this.wal.durableLsn);
+    if (batch === null) return;
+    const n = batch.length;
     const lastLsn = (batch[n - 1] as ApplyEntry).lsn;
     let committed: Promise<void> = Promise.resolve();
     try {
@@ -319,22 +213,7 @@ export class ShardCore {
     committed.then(
       () => {
         this.onApplied(n, (performance.now() - issuedAt) / 1000, true);
-        if (lastLsn > this.committedLsn) this.committedLsn = lastLsn;
-        for (let i = 0; i < n; i++) {
-          const entry = batch[i] as ApplyEntry;
-          const target = entry.event?.target ?? entry.decoded?.supersedes ?? null;
-          if (target !== null && this.statusShadow.get(target)?.lsn === entry.lsn)
-            this.statusShadow.delete(target);
-          if (entry.event?.k === "vote") {
-            const key = `${entry.event.target}\n${entry.event.actor}`;
-            if (this.uncommittedVotes.get(key) === entry.lsn) this.uncommittedVotes.delete(key);
-          }
-          const d = entry.decoded;
-          if (d === undefined) continue;
-          if (this.overlayById.get(d.id) === entry.payload) this.overlayById.delete(d.id);
-          if (this.overlayLatest.get(d.concept) === entry.payload)
-            this.overlayLatest.delete(d.concept);
-        }
+        this.pending.committed(batch, lastLsn);
       },
       (err: unknown) => {
         this.onApplied(n, (performance.now() - issuedAt) / 1000, false);
@@ -372,18 +251,7 @@ export class ShardCore {
       done(err as Error, 0);
       return;
     }
-    if (shadow !== null) {
-      this.statusShadow.set(shadow.target, {
-        status: shadow.status,
-        supersededBy: shadow.supersededBy,
-        lsn,
-      });
-    }
-    if (entry.event?.k === "vote") {
-      this.uncommittedVotes.set(`${entry.event.target}\n${entry.event.actor}`, lsn);
-    }
-    this.pendingEntries.push({ ...entry, lsn });
-    this.pendingIds.push("");
+    this.pending.addRecord({ ...entry, lsn }, shadow);
     this.wal.whenDurable(lsn, (err) => {
       if (err !== null) {
         this.dropFailedPending();
@@ -401,29 +269,27 @@ export class ShardCore {
    */
   currentRecord(id: string): AssertionRecord | undefined {
     let rec: AssertionRecord | undefined;
-    if (this.unapplied.has(id)) {
-      const entry = this.pendingEntries.find((e) => e.decoded?.id === id);
-      rec = entry === undefined ? undefined : decodeAssertion(entry.payload);
+    if (this.pending.isInFlight(id)) {
+      const payload = this.pending.inFlightPayload(id);
+      rec = payload === undefined ? undefined : decodeAssertion(payload);
     } else {
       rec = this.getRecordWithoutStatus(id);
     }
     if (rec === undefined) return undefined;
-    const shadow = this.statusShadow.get(id);
-    if (shadow !== undefined) {
-      return withStatus(rec, { status: shadow.status, supersededBy: shadow.supersededBy });
-    }
-    return withStatus(rec, statusAsOf(this.store.dbs, rec, LIVE_LSN));
+    const shadow = this.pending.shadowOf(id);
+    if (shadow === undefined) return withStatus(rec, statusAsOf(this.store.dbs, rec, LIVE_LSN));
+    return withStatus(rec, { status: shadow.status, supersededBy: shadow.supersededBy });
   }
 
   /** Whether `voter` has a vote on `target` that LMDB has not committed yet. */
   hasUncommittedVote(target: string, voter: string): boolean {
-    return this.uncommittedVotes.has(`${target}\n${voter}`);
+    return this.pending.hasUncommittedVote(target, voter);
   }
 
   /** Whether a source id exists, durable or in flight. */
   hasSource(id: string): boolean {
     if (this.store.dbs.sources.doesExist(id)) return true;
-    return this.pendingEntries.some((e) => e.source?.id === id);
+    return this.pending.hasPendingSource(id);
   }
 
   /**
@@ -432,9 +298,7 @@ export class ShardCore {
    * after a few commits (the answer is then at most that many commits old).
    */
   async stateBarrier(): Promise<void> {
-    for (let i = 0; i < 4 && this.committedLsn < this.stateAppliedLsn; i++) {
-      await this.store.settled();
-    }
+    for (let i = 0; i < 4 && this.pending.stateBehind; i++) await this.store.settled();
   }
 
   /**
@@ -452,11 +316,11 @@ export class ShardCore {
 
   /** Records appended to the WAL and not yet durable. */
   get pendingRecords(): number {
-    return this.pendingEntries.length;
+    return this.pending.entryCount;
   }
 
   private getRecordWithoutStatus(id: string): AssertionRecord | undefined {
-    const pending = this.overlayById.get(id);
+    const pending = this.pending.overlayPayload(id);
     return pending !== undefined ? decodeAssertion(pending) : this.store.getAssertion(id);
   }
 
@@ -464,7 +328,7 @@ export class ShardCore {
   getAssertion(id: string): AssertionRecord | undefined {
     const rec = this.getRecordWithoutStatus(id);
     if (rec === undefined) return undefined;
-    const shadow = this.statusShadow.get(id);
+    const shadow = this.pending.shadowOf(id);
     if (shadow !== undefined) return withStatus(rec, shadow);
     return withStatus(rec, statusAsOf(this.store.dbs, rec, LIVE_LSN));
   }
@@ -475,10 +339,10 @@ export class ShardCore {
    * change (in flight) took it out.
    */
   latest(concept: string): AssertionRecord | undefined {
-    const pending = this.overlayLatest.get(concept);
+    const pending = this.pending.overlayLatestOf(concept);
     if (pending !== undefined) {
       const rec = decodeAssertion(pending);
-      const shadow = this.statusShadow.get(rec.id);
+      const shadow = this.pending.shadowOf(rec.id);
       if (shadow === undefined || shadow.status === "active") return rec;
     }
     return this.store.latest(concept);
@@ -493,112 +357,32 @@ export class ShardCore {
   private dropFailedPending(): void {
     const durable = this.wal.durableLsn;
     this.applyDurable();
-    const keep = this.pendingEntries.filter((e) => e.lsn <= durable);
-    for (let i = keep.length; i < this.pendingIds.length; i++)
-      this.unapplied.delete(this.pendingIds[i] as string);
-    this.pendingIds = this.pendingIds.slice(0, keep.length);
-    this.pendingEntries = keep;
-    for (const [target, shadow] of this.statusShadow) {
-      if (shadow.lsn > durable) this.statusShadow.delete(target);
-    }
-    for (const [key, lsn] of this.uncommittedVotes) {
-      if (lsn > durable) this.uncommittedVotes.delete(key);
-    }
-  }
-
-  private maybeCheckpoint(): void {
-    if (this.checkpointRunning !== null || this.backupRunning) return;
-    const applied = this.store.appliedLsn;
-    const due =
-      applied - this.lastCheckpointLsn >= this.checkpointEveryRecords ||
-      (applied > this.lastCheckpointLsn &&
-        Date.now() - this.lastCheckpointAtMs >= this.checkpointIntervalMs);
-    if (due) void this.checkpoint().catch(() => {});
+    this.pending.dropAbove(durable);
   }
 
   /** Makes LMDB durable up to the applied LSN, then recycles WAL segments behind it. */
   checkpoint(): Promise<number> {
-    if (this.checkpointRunning !== null) return this.checkpointRunning;
-    const running = this.store
-      .checkpoint()
-      .then(async (lsn) => {
-        this.lastCheckpointLsn = lsn;
-        this.lastCheckpointAtMs = Date.now();
-        await this.wal.releaseUpTo(lsn);
-        return lsn;
-      })
-      .finally(() => {
-        this.checkpointRunning = null;
-      });
-    this.checkpointRunning = running;
-    return running;
+    return this.checkpointer.checkpoint();
   }
 
-  /**
-   * Online backup of this shard into walDir/dbDir (both empty): an LMDB snapshot, then every
-   * live WAL segment. Checkpoints pause meanwhile so no segment is recycled under the copy.
-   * `cutLsn`: every write acknowledged before the call is at or below it and in the copy.
-   */
-  async backup(
-    walDir: string,
-    dbDir: string,
-  ): Promise<{ cutLsn: number; snapshotLsn: number; walFiles: string[] }> {
-    if (this.backupRunning) throw new Error(`shard ${this.shardId}: a backup is already running`);
-    this.backupRunning = true;
-    try {
-      if (this.checkpointRunning !== null) await this.checkpointRunning;
-      const cutLsn = this.wal.durableLsn;
-      fs.mkdirSync(dbDir, { recursive: true });
-      fs.mkdirSync(walDir, { recursive: true });
-      const snapshotLsn = await this.store.backupTo(dbDir);
-      const walFiles: string[] = [];
-      for (const segment of this.wal.segmentsInfo()) {
-        const target = path.join(walDir, path.basename(segment.path));
-        await fs.promises.copyFile(segment.path, target);
-        walFiles.push(target);
-      }
-      return { cutLsn, snapshotLsn, walFiles };
-    } finally {
-      this.backupRunning = false;
-    }
+  /** Online backup into walDir/dbDir (both empty); see Checkpointer.backup. */
+  backup(walDir: string, dbDir: string): Promise<BackupResult> {
+    return this.checkpointer.backup(walDir, dbDir);
   }
 
   get checkpointLsn(): number {
-    return this.lastCheckpointLsn;
+    return this.checkpointer.checkpointLsn;
   }
 
   async close(): Promise<void> {
-    if (this.checkpointTimer !== null) clearInterval(this.checkpointTimer);
-    this.checkpointTimer = null;
+    this.checkpointer.stopTimer();
     await this.wal.close();
     this.applyDurable();
     await this.store.settled();
-    if (this.checkpointRunning !== null) await this.checkpointRunning;
-    await this.checkpoint();
+    await this.checkpointer.idle();
+    await this.checkpointer.checkpoint();
     await this.store.close();
   }
-}
-
-function decodedFields(view: ReturnType<typeof assertionView>, id: string): AssertionFacts {
-  return {
-    id,
-    concept: view.concept() ?? "",
-    agent: view.agent() ?? "",
-    active: view.status() === AssertionStatus.Active,
-    supersedes: view.supersedes(),
-  };
-}
-
-/** A WAL record read back at recovery, decoded the way the live writer would have. */
-function replayEntry(kind: number, lsn: number, payload: Uint8Array): ApplyEntry {
-  if (kind === WalRecordKind.StateEvent)
-    return { lsn, kind, payload, event: decodeStateEvent(payload) };
-  if (kind === WalRecordKind.SourceInsert)
-    return { lsn, kind, payload, source: decodeSourceRecord(payload) };
-  const view = assertionView(payload);
-  const id = view.id();
-  if (id === null) throw new CorruptRecordError("a replayed WAL record has no assertion id");
-  return { lsn, kind, payload, decoded: decodedFields(view, id) };
 }
 
 export function shardDirs(

@@ -2,44 +2,22 @@
 //
 // The WAL is the source of truth; this store is the state the WAL has been applied up to
 // (`appliedLsn`, written in the same LMDB transaction as the state it describes). Recovery
-// replays WAL entries with lsn > appliedLsn.
-//
-// Named databases inside the environment:
-//   records     id -> Assertion FlatBuffer bytes, exactly as received (no re-encode)
-//   by_concept  [concept, lsn] -> id          (time order per concept)
-//   by_agent    [agent, lsn] -> id            (time order per agent)
-//   latest      concept -> id of the newest assertion inserted ACTIVE (a hint: its status
-//               may have changed since; lenses check, see state_reads.ts)
-//   concepts_held  concept -> 1 for concepts whose assertions arrived quarantined (so subtree
-//               scans find concepts that have no active insert)
-//   status_log  [id, lsn] -> {k, a, o?, r?, at}  supersede/retract/approve/reject of id
-//   votes       [id, lsn] -> {a, d, w, at}       every vote on id (newest per voter counts)
-//   sources     id -> SourceRecord
-//   held        lsn -> id of assertions waiting in quarantine (removed by any decision)
-//   meta        "applied_lsn" | "format_version" | "shard_id" -> number
-//
-// The status of an assertion as of LSN L is its insert status folded with its status_log
-// entries up to L; that one rule serves live reads (L = infinity) and as_of_epoch reads.
+// replays WAL entries with lsn > appliedLsn. The env's databases are described in
+// shard_dbs.ts, how an entry becomes state in apply.ts; this class sequences applies, serves
+// the store's own reads and makes the env durable for checkpoints and backups.
 //
 // Durability: lmdb-js's default on Linux (overlappingSync). With it, a transactionSync
 // commit is still flushed (fdatasync) before it returns — overlapping only applies to
 // lmdb-js's async write batches — so every applyBatch is durable on return and a crash
 // cannot leave appliedLsn ahead of (or behind) the state it describes.
-import assert from "node:assert/strict";
 import { type Database, open, type RootDatabase } from "lmdb";
-import {
-  decodeSourceRecord,
-  decodeStateEvent,
-  type SourceRecord,
-  type StateEvent,
-} from "../domain/state_events.js";
 import type * as fb from "../schema/generated/stemedb_generated.js";
+import { type ApplyEntry, applyEntry, checkBatch } from "./apply.js";
 import {
   type AssertionRecord,
   assertionView,
   CorruptRecordError,
   recordFromView,
-  statusFromFb,
 } from "./assertion_codec.js";
 import {
   checkLimit,
@@ -48,52 +26,32 @@ import {
   encodeCursor,
   InvalidCursorError,
 } from "./cursor.js";
+import {
+  type IndexKey,
+  initMeta,
+  MAX_DBS,
+  META_APPLIED_LSN,
+  openShardDbs,
+  type ShardDbs,
+  type StateDbs,
+  stateDbsOf,
+} from "./shard_dbs.js";
 import { LIVE_LSN, latestAsOf, latestUnderAsOf } from "./state_reads.js";
 
+export {
+  type ApplyEntry,
+  type AssertionFacts,
+  MAX_APPLY_BATCH_ENTRIES,
+  WalRecordKind,
+} from "./apply.js";
+export {
+  type IndexKey,
+  STORE_FORMAT_VERSION,
+  type StateDbs,
+  type StatusLogValue,
+  type VoteValue,
+} from "./shard_dbs.js";
 export { InvalidCursorError };
-
-export const WalRecordKind = { AssertionInsert: 1, StateEvent: 2, SourceInsert: 3 } as const;
-
-/** What the store needs of an assertion to index it (decoded once by the writer). */
-export interface AssertionFacts {
-  id: string;
-  concept: string;
-  agent: string;
-  active: boolean;
-  supersedes: string | null;
-}
-
-export interface StatusLogValue {
-  k: "supersede" | "retract" | "approve" | "reject";
-  a: string;
-  /** supersede: the id of the new assertion. */
-  o?: string;
-  r?: string | null;
-  at: number;
-}
-
-export interface VoteValue {
-  a: string;
-  d: 1 | -1;
-  w: number;
-  at: number;
-}
-
-export interface ApplyEntry {
-  lsn: number;
-  kind: number;
-  payload: Uint8Array;
-  /**
-   * Set by a writer that already decoded and checked the record (ShardCore on the hot path):
-   * the store then trusts these instead of decoding the FlatBuffer again, and skips the
-   * duplicate lookup (the writer deduplicated). Replay leaves it unset.
-   */
-  decoded?: AssertionFacts;
-  /** StateEvent entries: the decoded event (replay decodes it from the payload). */
-  event?: StateEvent;
-  /** SourceInsert entries: the decoded source. */
-  source?: SourceRecord;
-}
 
 export interface Page<T> {
   items: T[];
@@ -115,33 +73,8 @@ export interface ShardStoreOpenOptions {
 }
 
 export const DEFAULT_MAP_SIZE_BYTES = 1024 * 1024 * 1024; // 1 GiB
-export const STORE_FORMAT_VERSION = 1;
-// Six dbs today; room for votes, supersession links, sources... without reopening.
-const MAX_DBS = 32;
-// Bounds one LMDB write transaction (and how long it holds the shard thread).
-export const MAX_APPLY_BATCH_ENTRIES = 10_000;
-const ID_RE = /^[0-9a-f]{32}$/;
 // Index key lower bound: every applied lsn is >= 1 (it must exceed appliedLsn >= 0).
 const LSN_FLOOR = -1;
-
-const META_APPLIED_LSN = "applied_lsn";
-const META_FORMAT_VERSION = "format_version";
-const META_SHARD_ID = "shard_id";
-
-export type IndexKey = [string, number];
-
-/** The databases state_reads.ts reads (one env, one owning thread). */
-export interface StateDbs {
-  records: Database<Buffer, string>;
-  byConcept: Database<string, IndexKey>;
-  latest: Database<string, string>;
-  conceptsHeld: Database<number, string>;
-  statusLog: Database<StatusLogValue, IndexKey>;
-  votes: Database<VoteValue, IndexKey>;
-  sources: Database<SourceRecord, string>;
-  /** lsn -> id of assertions quarantined and not yet decided (the admin's pending list). */
-  held: Database<string, number>;
-}
 
 interface LmdbStats {
   entryCount: number;
@@ -151,16 +84,8 @@ interface LmdbStats {
 export class ShardStore {
   readonly shardId: number;
   private readonly root: RootDatabase;
-  private readonly records: Database<Buffer, string>;
-  private readonly byConcept: Database<string, IndexKey>;
-  private readonly byAgentDb: Database<string, IndexKey>;
-  private readonly latestDb: Database<string, string>;
-  private readonly meta: Database<number, string>;
-  private readonly conceptsHeld: Database<number, string>;
-  private readonly statusLog: Database<StatusLogValue, IndexKey>;
-  private readonly votesDb: Database<VoteValue, IndexKey>;
-  private readonly sourcesDb: Database<SourceRecord, string>;
-  private readonly heldDb: Database<string, number>;
+  /** Every database of the env (apply writes them all). */
+  private readonly all: ShardDbs;
   /** For the lens reads in state_reads.ts. */
   readonly dbs: StateDbs;
   private applied: number;
@@ -170,48 +95,9 @@ export class ShardStore {
   private constructor(root: RootDatabase, shardId: number) {
     this.root = root;
     this.shardId = shardId;
-    const opt = { compression: false, cache: false } as const;
-    this.records = root.openDB<Buffer, string>({ name: "records", encoding: "binary", ...opt });
-    this.byConcept = root.openDB<string, IndexKey>({
-      name: "by_concept",
-      encoding: "string",
-      ...opt,
-    });
-    this.byAgentDb = root.openDB<string, IndexKey>({
-      name: "by_agent",
-      encoding: "string",
-      ...opt,
-    });
-    this.latestDb = root.openDB<string, string>({ name: "latest", encoding: "string", ...opt });
-    this.meta = root.openDB<number, string>({ name: "meta", encoding: "ordered-binary", ...opt });
-    this.conceptsHeld = root.openDB<number, string>({
-      name: "concepts_held",
-      encoding: "ordered-binary",
-      ...opt,
-    });
-    this.statusLog = root.openDB<StatusLogValue, IndexKey>({
-      name: "status_log",
-      encoding: "msgpack",
-      ...opt,
-    });
-    this.votesDb = root.openDB<VoteValue, IndexKey>({ name: "votes", encoding: "msgpack", ...opt });
-    this.sourcesDb = root.openDB<SourceRecord, string>({
-      name: "sources",
-      encoding: "msgpack",
-      ...opt,
-    });
-    this.heldDb = root.openDB<string, number>({ name: "held", encoding: "string", ...opt });
-    this.dbs = {
-      records: this.records,
-      byConcept: this.byConcept,
-      latest: this.latestDb,
-      conceptsHeld: this.conceptsHeld,
-      statusLog: this.statusLog,
-      votes: this.votesDb,
-      sources: this.sourcesDb,
-      held: this.heldDb,
-    };
-    this.applied = this.initMeta();
+    this.all = openShardDbs(root);
+    this.dbs = stateDbsOf(this.all);
+    this.applied = initMeta(root, this.all.meta, shardId);
   }
 
   static open(opts: ShardStoreOpenOptions): ShardStore {
@@ -239,30 +125,6 @@ export class ShardStore {
     }
   }
 
-  private initMeta(): number {
-    const storedShard = this.meta.get(META_SHARD_ID);
-    const storedVersion = this.meta.get(META_FORMAT_VERSION);
-    if (storedShard === undefined) {
-      this.root.transactionSync(() => {
-        this.meta.put(META_SHARD_ID, this.shardId);
-        this.meta.put(META_FORMAT_VERSION, STORE_FORMAT_VERSION);
-        this.meta.put(META_APPLIED_LSN, 0);
-      });
-      return 0;
-    }
-    if (storedShard !== this.shardId) {
-      throw new Error(`LMDB env belongs to shard ${storedShard}, opened as shard ${this.shardId}`);
-    }
-    if (storedVersion !== STORE_FORMAT_VERSION) {
-      throw new Error(
-        `shard ${this.shardId}: store format ${String(storedVersion)} unsupported (want ${STORE_FORMAT_VERSION})`,
-      );
-    }
-    const lsn = this.meta.get(META_APPLIED_LSN);
-    assert.ok(typeof lsn === "number" && Number.isSafeInteger(lsn) && lsn >= 0, "bad applied_lsn");
-    return lsn;
-  }
-
   get appliedLsn(): number {
     return this.applied;
   }
@@ -273,41 +135,19 @@ export class ShardStore {
 
   has(id: string): boolean {
     this.checkOpen();
-    return this.records.doesExist(id);
-  }
-
-  /** Checks bounds and LSN order; returns the last LSN. */
-  private checkBatch(entries: ReadonlyArray<ApplyEntry>): number {
-    if (entries.length > MAX_APPLY_BATCH_ENTRIES) {
-      throw new RangeError(`batch of ${entries.length} entries exceeds ${MAX_APPLY_BATCH_ENTRIES}`);
-    }
-    let prev = this.applied;
-    for (const e of entries) {
-      if (!Number.isSafeInteger(e.lsn) || e.lsn <= prev) {
-        throw new RangeError(
-          `shard ${this.shardId}: lsn ${e.lsn} is not greater than ${prev} (applied ${this.applied})`,
-        );
-      }
-      if (
-        e.kind !== WalRecordKind.AssertionInsert &&
-        e.kind !== WalRecordKind.StateEvent &&
-        e.kind !== WalRecordKind.SourceInsert
-      ) {
-        throw new Error(`shard ${this.shardId}: unknown WAL record kind ${e.kind} at lsn ${e.lsn}`);
-      }
-      prev = e.lsn;
-    }
-    return prev;
+    return this.all.records.doesExist(id);
   }
 
   /** One synchronous transaction, durable when it returns (used for WAL replay at open). */
   applyBatch(entries: ReadonlyArray<ApplyEntry>): void {
     this.checkOpen();
     if (entries.length === 0) return;
-    const last = this.checkBatch(entries);
+    const last = checkBatch(entries, this.applied, this.shardId);
+    const dbs = this.all;
+    const shardId = this.shardId;
     this.root.transactionSync(() => {
-      for (const e of entries) this.applyEntry(e);
-      this.meta.put(META_APPLIED_LSN, last);
+      for (const e of entries) applyEntry(dbs, shardId, e);
+      dbs.meta.put(META_APPLIED_LSN, last);
     });
     this.applied = last;
   }
@@ -322,92 +162,17 @@ export class ShardStore {
   applyBatchAsync(entries: ReadonlyArray<ApplyEntry>): Promise<void> {
     this.checkOpen();
     if (entries.length === 0) return this.lastWrite;
-    const last = this.checkBatch(entries);
-    for (const e of entries) this.applyEntry(e);
-    this.lastWrite = this.meta.put(META_APPLIED_LSN, last).then(() => undefined);
+    const last = checkBatch(entries, this.applied, this.shardId);
+    const dbs = this.all;
+    for (const e of entries) applyEntry(dbs, this.shardId, e);
+    this.lastWrite = dbs.meta.put(META_APPLIED_LSN, last).then(() => undefined);
     this.applied = last;
     return this.lastWrite;
   }
 
-  private applyEntry(e: ApplyEntry): void {
-    if (e.kind === WalRecordKind.AssertionInsert) {
-      this.insertAssertion(e);
-    } else if (e.kind === WalRecordKind.StateEvent) {
-      const ev = e.event ?? decodeStateEvent(e.payload);
-      if (ev.k === "vote") {
-        this.votesDb.put([ev.target, e.lsn], { a: ev.actor, d: ev.dir, w: ev.weight, at: ev.at });
-      } else {
-        const value: StatusLogValue = { k: ev.k, a: ev.actor, r: ev.reason, at: ev.at };
-        if (ev.by !== undefined) value.o = ev.by;
-        this.statusLog.put([ev.target, e.lsn], value);
-        // Any decision on a quarantined assertion takes it out of the pending list.
-        this.heldDb.remove(ev.target_lsn);
-      }
-    } else {
-      const src = e.source ?? decodeSourceRecord(e.payload);
-      // Content-addressed: a second insert of the same id is the same source; keep the first.
-      if (!this.sourcesDb.doesExist(src.id)) this.sourcesDb.put(src.id, src);
-    }
-  }
-
-  /** Indexes one assertion; a `supersedes` link also logs the old one's change of status. */
-  private indexAssertion(e: ApplyEntry, d: AssertionFacts): void {
-    this.records.put(d.id, e.payload as Buffer);
-    this.byConcept.put([d.concept, e.lsn], d.id);
-    this.byAgentDb.put([d.agent, e.lsn], d.id);
-    // LSNs only grow, so a new active assertion is always the newest active insert.
-    if (d.active) this.latestDb.put(d.concept, d.id);
-    else {
-      this.conceptsHeld.put(d.concept, 1);
-      this.heldDb.put(e.lsn, d.id);
-    }
-    if (d.supersedes !== null) {
-      const at = Number(assertionView(e.payload).recordedAtMs());
-      this.statusLog.put([d.supersedes, e.lsn], { k: "supersede", a: d.agent, o: d.id, at });
-    }
-  }
-
-  /** Runs inside the applyBatch write transaction; throwing aborts the whole batch. */
-  private insertAssertion(e: ApplyEntry): void {
-    if (e.decoded !== undefined) {
-      this.indexAssertion(e, e.decoded);
-      return;
-    }
-    const v = assertionView(e.payload);
-    const id = v.id();
-    const concept = v.concept();
-    const agent = v.agent();
-    if (id === null || !ID_RE.test(id)) {
-      throw new CorruptRecordError(`lsn ${e.lsn}: assertion id missing or not 32 hex chars`);
-    }
-    if (concept === null || concept.length === 0 || agent === null || agent.length === 0) {
-      throw new CorruptRecordError(`lsn ${e.lsn}: assertion ${id} lacks concept or agent`);
-    }
-    // The record carries its own lsn (patched in by the WAL writer); the indexes use the
-    // entry's. They must agree or history cursors and record.lsn would disagree.
-    if (v.lsn() !== BigInt(e.lsn)) {
-      throw new CorruptRecordError(`lsn ${e.lsn}: payload of ${id} says lsn ${v.lsn()}`);
-    }
-    if (v.shard() !== this.shardId) {
-      throw new CorruptRecordError(`lsn ${e.lsn}: ${id} is for shard ${v.shard()}`);
-    }
-    const status = statusFromFb(v.status());
-    const stored = this.records.getBinaryFast(id);
-    // Same id at another LSN: a true duplicate, never indexed twice. Same LSN: a replay after
-    // a crash between commits, so the (idempotent) index puts are repeated.
-    if (stored !== undefined && Number(assertionView(stored).lsn()) !== e.lsn) return;
-    this.indexAssertion(e, {
-      id,
-      concept,
-      agent,
-      active: status === "active",
-      supersedes: v.supersedes(),
-    });
-  }
-
   getAssertion(id: string): AssertionRecord | undefined {
     this.checkOpen();
-    const buf = this.records.getBinaryFast(id);
+    const buf = this.all.records.getBinaryFast(id);
     return buf === undefined ? undefined : recordFromView(assertionView(buf));
   }
 
@@ -416,7 +181,7 @@ export class ShardStore {
     // getBinaryFast hands back lmdb-js's reusable buffer (or a view of the map for large
     // values): valid until the next read on this env, which is why the view must not
     // escape fn and fn must not read from this store.
-    const buf = this.records.getBinaryFast(id);
+    const buf = this.all.records.getBinaryFast(id);
     return buf === undefined ? undefined : fn(assertionView(buf));
   }
 
@@ -427,11 +192,11 @@ export class ShardStore {
   }
 
   history(concept: string, opts: { limit: number; cursor?: string | null }): Page<AssertionRecord> {
-    return this.lsnPage(this.byConcept, "h1", concept, opts);
+    return this.lsnPage(this.all.byConcept, "h1", concept, opts);
   }
 
   byAgent(agent: string, opts: { limit: number; cursor?: string | null }): Page<AssertionRecord> {
-    return this.lsnPage(this.byAgentDb, "a1", agent, opts);
+    return this.lsnPage(this.all.byAgent, "a1", agent, opts);
   }
 
   /** Newest first over an [scope, lsn] -> id index. */
@@ -518,7 +283,7 @@ export class ShardStore {
     const range = after === null ? {} : { start: after, exclusiveStart: true };
     let last: string | null = null;
     let seen = 0;
-    for (const key of this.latestDb.getKeys({ ...range, limit: maxKeys })) {
+    for (const key of this.all.latest.getKeys({ ...range, limit: maxKeys })) {
       visit(key);
       last = key;
       seen++;
@@ -538,8 +303,8 @@ export class ShardStore {
     this.checkOpen();
     const rootStats = this.root.getStats() as LmdbStats;
     return {
-      records: (this.records.getStats() as LmdbStats).entryCount,
-      concepts: (this.latestDb.getStats() as LmdbStats).entryCount,
+      records: (this.all.records.getStats() as LmdbStats).entryCount,
+      concepts: (this.all.latest.getStats() as LmdbStats).entryCount,
       appliedLsn: this.applied,
       mapSizeBytes: rootStats.mapSize,
     };

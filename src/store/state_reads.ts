@@ -12,7 +12,7 @@ import {
   recordFromView,
 } from "./assertion_codec.js";
 import { decodeLsnCursor, encodeCursor } from "./cursor.js";
-import type { IndexKey, StateDbs } from "./shard_store.js";
+import type { IndexKey, StateDbs } from "./shard_dbs.js";
 
 /** No boundary: every applied entry is visible. */
 export const LIVE_LSN = Number.MAX_SAFE_INTEGER;

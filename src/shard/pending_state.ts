@@ -1,0 +1,197 @@
+// What one shard holds in memory between a WAL append and the LMDB commit of that record:
+// appended-not-durable entries (deduplication and the apply queue), the read-your-writes
+// overlay of acknowledged assertions LMDB has not committed, the status shadow of in-flight
+// status changes and the uncommitted votes. ShardCore owns one and drives it; keeping the
+// bookkeeping here leaves ShardCore with the write/apply pipeline only.
+//
+// Everything is keyed by LSN so a commit (or a failed flush that makes the WAL reuse LSNs)
+// removes exactly the entries it covers and never a newer write to the same key.
+
+import type { ApplyEntry } from "../store/apply.js";
+import type { AssertionStatusName } from "../store/assertion_codec.js";
+
+/** A target's status after a status change LMDB has not committed yet. */
+export interface StatusShadow {
+  status: AssertionStatusName;
+  supersededBy: string | null;
+  lsn: number;
+}
+
+export class PendingState {
+  /** Appended, not yet durable: id -> lsn (duplicates inside the durability window). */
+  private readonly unapplied = new Map<string, number>();
+  /** Appended, not yet durable, in LSN order; `ids` runs parallel ("" for non-assertions). */
+  private entries: ApplyEntry[] = [];
+  private ids: string[] = [];
+  /**
+   * Durable and acknowledged but not yet committed in LMDB (async apply): served from here so
+   * every read sees every acknowledged write. id -> payload, concept -> newest payload.
+   */
+  private readonly overlayById = new Map<string, Uint8Array>();
+  private readonly overlayLatest = new Map<string, Uint8Array>();
+  /**
+   * Status changes appended but not yet committed in LMDB (target id -> status after it), so
+   * the checks of later events see them (a second supersession of the same claim is a 409).
+   */
+  private readonly statusShadow = new Map<string, StatusShadow>();
+  /** target + "\n" + voter -> LSN of votes LMDB has not committed yet. */
+  private readonly uncommittedVotes = new Map<string, number>();
+  /** Highest LSN of a status change, vote or source handed to LMDB; reads wait for it. */
+  private stateAppliedLsn = 0;
+  /** Highest LSN LMDB has committed. */
+  private committedLsn: number;
+
+  constructor(committedLsn: number) {
+    this.committedLsn = committedLsn;
+  }
+
+  /** Acknowledged records LMDB has not committed (the overlay's size, bounded by the caller). */
+  get overlaySize(): number {
+    return this.overlayById.size;
+  }
+
+  /** Records appended to the WAL and not yet durable. */
+  get entryCount(): number {
+    return this.entries.length;
+  }
+
+  /** Whether LMDB still lags behind an acknowledged status change, vote or source. */
+  get stateBehind(): boolean {
+    return this.committedLsn < this.stateAppliedLsn;
+  }
+
+  /** LSN of an assertion appended and not yet durable, if any. */
+  inFlightLsn(id: string): number | undefined {
+    return this.unapplied.get(id);
+  }
+
+  /** Payload of an assertion appended and not yet durable (undefined if not in flight). */
+  inFlightPayload(id: string): Uint8Array | undefined {
+    if (!this.unapplied.has(id)) return undefined;
+    return this.entries.find((e) => e.decoded?.id === id)?.payload;
+  }
+
+  isInFlight(id: string): boolean {
+    return this.unapplied.has(id);
+  }
+
+  /** Payload of an acknowledged assertion LMDB has not committed yet. */
+  overlayPayload(id: string): Uint8Array | undefined {
+    return this.overlayById.get(id);
+  }
+
+  /** Newest acknowledged active insert of `concept` LMDB has not committed yet. */
+  overlayLatestOf(concept: string): Uint8Array | undefined {
+    return this.overlayLatest.get(concept);
+  }
+
+  shadowOf(id: string): StatusShadow | undefined {
+    return this.statusShadow.get(id);
+  }
+
+  hasUncommittedVote(target: string, voter: string): boolean {
+    return this.uncommittedVotes.has(`${target}\n${voter}`);
+  }
+
+  /** Whether a source record with this id is appended and not yet durable. */
+  hasPendingSource(id: string): boolean {
+    return this.entries.some((e) => e.source?.id === id);
+  }
+
+  /** Tracks an assertion just appended (entry.decoded set; its supersession shadows the target). */
+  addInsert(id: string, entry: ApplyEntry): void {
+    this.unapplied.set(id, entry.lsn);
+    const supersedes = entry.decoded?.supersedes ?? null;
+    if (supersedes !== null) {
+      this.statusShadow.set(supersedes, { status: "superseded", supersededBy: id, lsn: entry.lsn });
+    }
+    this.entries.push(entry);
+    this.ids.push(id);
+  }
+
+  /** Tracks a state event or source just appended; `shadow` is the target's status after it. */
+  addRecord(
+    entry: ApplyEntry,
+    shadow: { target: string; status: AssertionStatusName; supersededBy: string | null } | null,
+  ): void {
+    const lsn = entry.lsn;
+    if (shadow !== null) {
+      this.statusShadow.set(shadow.target, {
+        status: shadow.status,
+        supersededBy: shadow.supersededBy,
+        lsn,
+      });
+    }
+    if (entry.event?.k === "vote") {
+      this.uncommittedVotes.set(`${entry.event.target}\n${entry.event.actor}`, lsn);
+    }
+    this.entries.push(entry);
+    this.ids.push("");
+  }
+
+  /**
+   * Removes the entries at or below `durable` from the in-flight queue and serves their
+   * assertions from the overlay; returns them in LSN order, or null when none is durable.
+   */
+  takeDurable(durable: number): ApplyEntry[] | null {
+    const entries = this.entries;
+    let n = 0;
+    while (n < entries.length && (entries[n] as ApplyEntry).lsn <= durable) n++;
+    if (n === 0) return null;
+    const batch = n === entries.length ? entries : entries.slice(0, n);
+    if (n === entries.length) {
+      this.entries = [];
+      this.ids = [];
+    } else {
+      this.entries = entries.slice(n);
+      this.ids = this.ids.slice(n);
+    }
+    for (let i = 0; i < n; i++) {
+      const entry = batch[i] as ApplyEntry;
+      const d = entry.decoded;
+      if (d === undefined || d.supersedes !== null) this.stateAppliedLsn = entry.lsn;
+      if (d === undefined) continue;
+      this.unapplied.delete(d.id);
+      this.overlayById.set(d.id, entry.payload);
+      if (d.active) this.overlayLatest.set(d.concept, entry.payload);
+    }
+    return batch;
+  }
+
+  /** LMDB committed `batch` (from takeDurable): forget what it covers, unless rewritten since. */
+  committed(batch: ReadonlyArray<ApplyEntry>, lastLsn: number): void {
+    if (lastLsn > this.committedLsn) this.committedLsn = lastLsn;
+    for (let i = 0; i < batch.length; i++) {
+      const entry = batch[i] as ApplyEntry;
+      const target = entry.event?.target ?? entry.decoded?.supersedes ?? null;
+      if (target !== null && this.statusShadow.get(target)?.lsn === entry.lsn)
+        this.statusShadow.delete(target);
+      if (entry.event?.k === "vote") {
+        const key = `${entry.event.target}\n${entry.event.actor}`;
+        if (this.uncommittedVotes.get(key) === entry.lsn) this.uncommittedVotes.delete(key);
+      }
+      const d = entry.decoded;
+      if (d === undefined) continue;
+      if (this.overlayById.get(d.id) === entry.payload) this.overlayById.delete(d.id);
+      if (this.overlayLatest.get(d.concept) === entry.payload) this.overlayLatest.delete(d.concept);
+    }
+  }
+
+  /**
+   * After a failed flush the WAL reuses the LSNs past `durable`: forget every entry above it
+   * (call after the durable ones were taken).
+   */
+  dropAbove(durable: number): void {
+    const keep = this.entries.filter((e) => e.lsn <= durable);
+    for (let i = keep.length; i < this.ids.length; i++)
+      this.unapplied.delete(this.ids[i] as string);
+    this.ids = this.ids.slice(0, keep.length);
+    this.entries = keep;
+    for (const [target, shadow] of this.statusShadow) {
+      if (shadow.lsn > durable) this.statusShadow.delete(target);
+    }
+    for (const [key, lsn] of this.uncommittedVotes) {
+      if (lsn > durable) this.uncommittedVotes.delete(key);
+    }
+  }
+}

@@ -1,0 +1,90 @@
+// Starting a shard: open its LMDB store, then its WAL, replaying every record after the
+// store's applied LSN into LMDB. Recovery runs once per start and shares nothing with the
+// write path but the record decoding (assertionFacts), so it lives apart from ShardCore.
+import fs from "node:fs";
+import { decodeSourceRecord, decodeStateEvent } from "../domain/state_events.js";
+import { AssertionStatus } from "../schema/generated/stemedb_generated.js";
+import { type ApplyEntry, type AssertionFacts, WalRecordKind } from "../store/apply.js";
+import { assertionView, CorruptRecordError } from "../store/assertion_codec.js";
+import { ShardStore } from "../store/shard_store.js";
+import { Wal } from "../wal/wal.js";
+import type { ShardCoreOptions } from "./shard_core.js";
+
+/** Records handed to LMDB per async apply during replay. */
+const REPLAY_BATCH_RECORDS = 4096;
+
+export interface RecoveryReport {
+  replayedRecords: number;
+  tornTailTruncations: number;
+  droppedRecords: number;
+  durationMs: number;
+}
+
+export interface OpenedShard {
+  store: ShardStore;
+  wal: Wal;
+  recovery: RecoveryReport;
+}
+
+/** Opens the store and the WAL and replays the WAL into the store (settled on return). */
+export async function openShard(opts: ShardCoreOptions): Promise<OpenedShard> {
+  const started = performance.now();
+  fs.mkdirSync(opts.dbDir, { recursive: true });
+  const store = ShardStore.open({ dir: opts.dbDir, shardId: opts.shardId });
+  let replay: ApplyEntry[] = [];
+  // Replay uses the async apply too (lmdb-js commits on its own thread, in order); the WAL
+  // never holds one id twice (writes are deduplicated before append), and re-putting a
+  // record that LMDB already has at the same LSN is idempotent.
+  const flushReplay = () => {
+    if (replay.length > 0) void store.applyBatchAsync(replay);
+    replay = [];
+  };
+  const wal = await Wal.open({
+    dir: opts.walDir,
+    shardId: opts.shardId,
+    segmentSizeBytes: opts.segmentSizeBytes,
+    syncMode: opts.syncMode ?? "dsync",
+    direct: opts.direct ?? true,
+    repair: opts.repair ?? false,
+    checkpointLsn: store.appliedLsn,
+    observer: opts.walObserver,
+    archiveDir: opts.walArchiveDir ?? null,
+    onRecord: (kind, lsn, payload) => {
+      const copy = Uint8Array.prototype.slice.call(payload);
+      replay.push(replayEntry(kind, lsn, copy));
+      if (replay.length >= REPLAY_BATCH_RECORDS) flushReplay();
+    },
+  });
+  flushReplay();
+  await store.settled();
+  const recovery: RecoveryReport = {
+    replayedRecords: wal.recovery.replayedRecords,
+    tornTailTruncations: wal.recovery.tornTailTruncations,
+    droppedRecords: wal.recovery.droppedRecords,
+    durationMs: performance.now() - started,
+  };
+  return { store, wal, recovery };
+}
+
+/** What the store needs of an assertion to index it, read from its FlatBuffer once. */
+export function assertionFacts(view: ReturnType<typeof assertionView>, id: string): AssertionFacts {
+  return {
+    id,
+    concept: view.concept() ?? "",
+    agent: view.agent() ?? "",
+    active: view.status() === AssertionStatus.Active,
+    supersedes: view.supersedes(),
+  };
+}
+
+/** A WAL record read back at recovery, decoded the way the live writer would have. */
+function replayEntry(kind: number, lsn: number, payload: Uint8Array): ApplyEntry {
+  if (kind === WalRecordKind.StateEvent)
+    return { lsn, kind, payload, event: decodeStateEvent(payload) };
+  if (kind === WalRecordKind.SourceInsert)
+    return { lsn, kind, payload, source: decodeSourceRecord(payload) };
+  const view = assertionView(payload);
+  const id = view.id();
+  if (id === null) throw new CorruptRecordError("a replayed WAL record has no assertion id");
+  return { lsn, kind, payload, decoded: assertionFacts(view, id) };
+}
