@@ -34,6 +34,15 @@ export class PendingState {
    * the checks of later events see them (a second supersession of the same claim is a 409).
    */
   private readonly statusShadow = new Map<string, StatusShadow>();
+  /**
+   * The same, for reads: only changes that are durable (acknowledged), set when they leave
+   * the in-flight queue. A read must never show a change a crash or failed fsync could undo.
+   */
+  private readonly readShadow = new Map<string, StatusShadow>();
+  /** Shadows of appended entries, by LSN, until they become durable (or are dropped). */
+  private readonly shadowAtLsn = new Map<number, { target: string; shadow: StatusShadow }>();
+  /** Sources applied to LMDB and not committed yet: id -> LSN (first registration wins). */
+  private readonly uncommittedSources = new Map<string, number>();
   /** target + "\n" + voter -> LSN of votes LMDB has not committed yet. */
   private readonly uncommittedVotes = new Map<string, number>();
   /** Highest LSN of a status change, vote or source handed to LMDB; reads wait for it. */
@@ -85,17 +94,23 @@ export class PendingState {
     return this.overlayLatest.get(concept);
   }
 
+  /** The target's status after changes appended so far (for the rules' checks). */
   shadowOf(id: string): StatusShadow | undefined {
     return this.statusShadow.get(id);
+  }
+
+  /** The target's status after durable changes LMDB has not committed yet (for reads). */
+  readShadowOf(id: string): StatusShadow | undefined {
+    return this.readShadow.get(id);
   }
 
   hasUncommittedVote(target: string, voter: string): boolean {
     return this.uncommittedVotes.has(`${target}\n${voter}`);
   }
 
-  /** Whether a source record with this id is appended and not yet durable. */
+  /** Whether a source record with this id is appended and LMDB has not committed it yet. */
   hasPendingSource(id: string): boolean {
-    return this.entries.some((e) => e.source?.id === id);
+    return this.uncommittedSources.has(id) || this.entries.some((e) => e.source?.id === id);
   }
 
   /** Tracks an assertion just appended (entry.decoded set; its supersession shadows the target). */
@@ -103,7 +118,9 @@ export class PendingState {
     this.unapplied.set(id, entry.lsn);
     const supersedes = entry.decoded?.supersedes ?? null;
     if (supersedes !== null) {
-      this.statusShadow.set(supersedes, { status: "superseded", supersededBy: id, lsn: entry.lsn });
+      const shadow: StatusShadow = { status: "superseded", supersededBy: id, lsn: entry.lsn };
+      this.statusShadow.set(supersedes, shadow);
+      this.shadowAtLsn.set(entry.lsn, { target: supersedes, shadow });
     }
     this.entries.push(entry);
     this.ids.push(id);
@@ -116,11 +133,9 @@ export class PendingState {
   ): void {
     const lsn = entry.lsn;
     if (shadow !== null) {
-      this.statusShadow.set(shadow.target, {
-        status: shadow.status,
-        supersededBy: shadow.supersededBy,
-        lsn,
-      });
+      const s: StatusShadow = { status: shadow.status, supersededBy: shadow.supersededBy, lsn };
+      this.statusShadow.set(shadow.target, s);
+      this.shadowAtLsn.set(lsn, { target: shadow.target, shadow: s });
     }
     if (entry.event?.k === "vote") {
       this.uncommittedVotes.set(`${entry.event.target}\n${entry.event.actor}`, lsn);
@@ -149,7 +164,15 @@ export class PendingState {
     for (let i = 0; i < n; i++) {
       const entry = batch[i] as ApplyEntry;
       const d = entry.decoded;
-      if (d === undefined || d.supersedes !== null) this.stateAppliedLsn = entry.lsn;
+      if (d === undefined || d.supersedes !== null) {
+        this.stateAppliedLsn = entry.lsn;
+        const sh = this.shadowAtLsn.get(entry.lsn);
+        if (sh !== undefined) {
+          this.shadowAtLsn.delete(entry.lsn);
+          this.readShadow.set(sh.target, sh.shadow);
+        }
+        if (entry.source !== undefined) this.uncommittedSources.set(entry.source.id, entry.lsn);
+      }
       if (d === undefined) continue;
       this.unapplied.delete(d.id);
       this.overlayById.set(d.id, entry.payload);
@@ -164,8 +187,12 @@ export class PendingState {
     for (let i = 0; i < batch.length; i++) {
       const entry = batch[i] as ApplyEntry;
       const target = entry.event?.target ?? entry.decoded?.supersedes ?? null;
-      if (target !== null && this.statusShadow.get(target)?.lsn === entry.lsn)
-        this.statusShadow.delete(target);
+      if (target !== null) {
+        if (this.statusShadow.get(target)?.lsn === entry.lsn) this.statusShadow.delete(target);
+        if (this.readShadow.get(target)?.lsn === entry.lsn) this.readShadow.delete(target);
+      }
+      if (entry.source !== undefined && this.uncommittedSources.get(entry.source.id) === entry.lsn)
+        this.uncommittedSources.delete(entry.source.id);
       if (entry.event?.k === "vote") {
         const key = `${entry.event.target}\n${entry.event.actor}`;
         if (this.uncommittedVotes.get(key) === entry.lsn) this.uncommittedVotes.delete(key);
@@ -187,8 +214,15 @@ export class PendingState {
       this.unapplied.delete(this.ids[i] as string);
     this.ids = this.ids.slice(0, keep.length);
     this.entries = keep;
+    // A check shadow from a dropped write falls back to the durable one it replaced.
     for (const [target, shadow] of this.statusShadow) {
-      if (shadow.lsn > durable) this.statusShadow.delete(target);
+      if (shadow.lsn <= durable) continue;
+      const durableShadow = this.readShadow.get(target);
+      if (durableShadow === undefined) this.statusShadow.delete(target);
+      else this.statusShadow.set(target, durableShadow);
+    }
+    for (const lsn of this.shadowAtLsn.keys()) {
+      if (lsn > durable) this.shadowAtLsn.delete(lsn);
     }
     for (const [key, lsn] of this.uncommittedVotes) {
       if (lsn > durable) this.uncommittedVotes.delete(key);

@@ -298,7 +298,7 @@ export class ShardCore {
    * after a few commits (the answer is then at most that many commits old).
    */
   async stateBarrier(): Promise<void> {
-    for (let i = 0; i < 4 && this.pending.stateBehind; i++) await this.store.settled();
+    for (let i = 0; i < 4 && this.pending.stateBehind; i++) await this.settled();
   }
 
   /**
@@ -328,7 +328,7 @@ export class ShardCore {
   getAssertion(id: string): AssertionRecord | undefined {
     const rec = this.getRecordWithoutStatus(id);
     if (rec === undefined) return undefined;
-    const shadow = this.pending.shadowOf(id);
+    const shadow = this.pending.readShadowOf(id);
     if (shadow !== undefined) return withStatus(rec, shadow);
     return withStatus(rec, statusAsOf(this.store.dbs, rec, LIVE_LSN));
   }
@@ -342,15 +342,19 @@ export class ShardCore {
     const pending = this.pending.overlayLatestOf(concept);
     if (pending !== undefined) {
       const rec = decodeAssertion(pending);
-      const shadow = this.pending.shadowOf(rec.id);
+      const shadow = this.pending.readShadowOf(rec.id);
       if (shadow === undefined || shadow.status === "active") return rec;
     }
     return this.store.latest(concept);
   }
 
-  /** Resolves once LMDB has committed every applied entry (range reads need that). */
+  /**
+   * Resolves once LMDB has committed every applied entry (range reads need that). Never
+   * rejects: after a failed commit writes are refused (writeBlocker) but reads keep working
+   * on what LMDB holds.
+   */
   settled(): Promise<void> {
-    return this.store.settled();
+    return this.store.settled().catch(() => {});
   }
 
   /** After a failed batch the WAL reuses the LSNs past its durable point: forget those records. */

@@ -36,7 +36,8 @@ export async function openShard(opts: ShardCoreOptions): Promise<OpenedShard> {
   // never holds one id twice (writes are deduplicated before append), and re-putting a
   // record that LMDB already has at the same LSN is idempotent.
   const flushReplay = () => {
-    if (replay.length > 0) void store.applyBatchAsync(replay);
+    // Failures surface in the settled() awaited after replay; catch here so none is unhandled.
+    if (replay.length > 0) store.applyBatchAsync(replay).catch(() => {});
     replay = [];
   };
   const wal = await Wal.open({
