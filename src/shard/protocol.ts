@@ -2,6 +2,8 @@
 // transferred ArrayBuffer of encoded records per coalesced batch (no structured clone of
 // objects); query answers carry pre-rendered JSON text.
 
+import type { ConsensusCandidate } from "../domain/consensus.js";
+
 export interface ShardWorkerData {
   shardId: number;
   walDir: string;
@@ -162,18 +164,9 @@ export interface ShardErrorBody {
 }
 
 /** One active assertion for a lens the main thread finishes (consensus, trusted). */
-export interface ActiveItem {
+export interface ActiveItem extends ConsensusCandidate {
   /** The rendered assertion, when the request asked for it. */
   json: string | null;
-  id: string;
-  agent: string;
-  valueJson: string;
-  confidence: number;
-  lsn: number;
-  /** Σ voter weight × (±1) over each voter's newest vote. */
-  voteScore: number;
-  votesUp: number;
-  votesDown: number;
 }
 
 export interface ActiveList {

@@ -64,7 +64,11 @@ interface Walk {
 
 type Node = Record<string, unknown>;
 
-async function sourceNode(w: Walk, id: string, path: Set<string>, depth: number): Promise<Node> {
+/**
+ * The walk's guard for one node: a stub when it is on the current path (a cycle), was met
+ * before, or lies past the bounds; else null after counting it as visited.
+ */
+function stubOrVisit(w: Walk, id: string, path: Set<string>, depth: number): Node | null {
   if (path.has(id)) return { id, cycle: true };
   if (w.visited.has(id)) return { id, ref: true };
   if (depth > MAX_PROVENANCE_DEPTH || w.nodes >= MAX_PROVENANCE_NODES) {
@@ -73,6 +77,12 @@ async function sourceNode(w: Walk, id: string, path: Set<string>, depth: number)
   }
   w.visited.add(id);
   w.nodes++;
+  return null;
+}
+
+async function sourceNode(w: Walk, id: string, path: Set<string>, depth: number): Promise<Node> {
+  const stub = stubOrVisit(w, id, path, depth);
+  if (stub !== null) return stub;
   if (!ROUTABLE_ID_PATTERN.test(id)) return { id, missing: true };
   const src = await getSourceRecord(w.server, id);
   if (src === null) return { id, missing: true };
@@ -83,14 +93,8 @@ async function sourceNode(w: Walk, id: string, path: Set<string>, depth: number)
 }
 
 async function assertionNode(w: Walk, id: string, path: Set<string>, depth: number): Promise<Node> {
-  if (path.has(id)) return { id, cycle: true };
-  if (w.visited.has(id)) return { id, ref: true };
-  if (depth > MAX_PROVENANCE_DEPTH || w.nodes >= MAX_PROVENANCE_NODES) {
-    w.truncated = true;
-    return { id, truncated: true };
-  }
-  w.visited.add(id);
-  w.nodes++;
+  const stub = stubOrVisit(w, id, path, depth);
+  if (stub !== null) return stub;
   const rec = await w.server.pool.request<RecordFacts | null>(shardOf(w.server, id), {
     t: "record",
     id,
