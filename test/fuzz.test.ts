@@ -1,7 +1,8 @@
-// A fixed-seed subset of the fuzzer (`npm run test:fuzz` runs the long one): every route gets
-// malformed, mistyped, oversized, unicode-edged, header-abused, slow and cut requests, and the
-// server must answer each with a documented 4xx (or a proper 2xx), stay up, keep serving and
-// keep its memory bounded.
+// A fixed-seed subset of the fuzzer (`npm run test:fuzz` runs the long one): every registered
+// route (test/fuzz/route_table.ts) gets malformed, mistyped, oversized, unicode-edged,
+// header-abused, slow and cut requests, and WS /v1/stream gets bad frames; the server must
+// answer each with a documented 4xx (or a proper 2xx), stay up, keep serving and keep its
+// memory bounded. The 400 cases are sampled across all families (about 20 s on 2 cores).
 import { expect, it } from "vitest";
 import { formatReport, reportPassed, runFuzz } from "./fuzz/runner.js";
 

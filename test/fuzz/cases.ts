@@ -28,6 +28,24 @@ export interface FuzzKeys {
   agent: string;
   reader: string;
   revoked: string;
+  /** Ids of assertions written at setup: [0..1] by the fuzz agent, [2..3] by another agent. */
+  knownIds: string[];
+}
+
+/**
+ * Placeholders for `knownIds` in bodies and targets (cases are generated before the ids
+ * exist): 32 characters like an id, never hex, replaced when the case is serialized.
+ */
+export const KNOWN_ID_MARKS: readonly string[] = [0, 1, 2, 3].map((i) => `${"z".repeat(31)}${i}`);
+const MARK_PREFIX = Buffer.from("z".repeat(31));
+
+function withKnownIds(bytes: Buffer, keys: FuzzKeys): Buffer {
+  if (bytes.indexOf(MARK_PREFIX) < 0) return bytes;
+  let s = bytes.toString("latin1"); // byte-exact round trip
+  KNOWN_ID_MARKS.forEach((mark, i) => {
+    s = s.split(mark).join(keys.knownIds[i] ?? mark);
+  });
+  return Buffer.from(s, "latin1");
 }
 
 export type Delivery =
@@ -41,6 +59,21 @@ export type Delivery =
   | { kind: "hangup"; reset: boolean }
   /** Write everything, wait a little, close: for requests the server may wait on forever. */
   | { kind: "linger"; lingerMs: number };
+
+/** One WebSocket message of a WS /v1/stream script (ws_fuzz.ts). */
+export interface WsMessage {
+  label: string;
+  binary: boolean;
+  build: () => Buffer;
+}
+
+/** Bad messages on one connection, then a good one that must be acked. */
+export interface WsScript {
+  bad: WsMessage[];
+  good: { seq: number; assertion: Record<string, unknown> };
+  /** Drop the connection right after the bad messages; the good one goes on a new one. */
+  abort: boolean;
+}
 
 export interface FuzzCase {
   family: string;
@@ -70,6 +103,8 @@ export interface FuzzCase {
   titleCase?: boolean;
   /** An x-request-id the client sends; `echo` = the server must answer with the same id. */
   requestId?: { value: string; echo: boolean };
+  /** A WS /v1/stream script instead of an HTTP request (the HTTP fields are unused). */
+  ws?: WsScript;
   /** Raw bytes that replace the whole request (garbage cases). */
   raw?: () => Buffer;
 }
@@ -129,13 +164,13 @@ export function authIsAgentOrBetter(kind: AuthKind): boolean {
 export function serialize(c: FuzzCase, keys: FuzzKeys): Buffer {
   if (c.raw !== undefined) return c.raw();
   if (c.pipeline !== undefined) return Buffer.concat(c.pipeline.map((p) => serialize(p, keys)));
-  const body = c.body();
+  const body = withKnownIds(c.body(), keys);
   const head: Buffer[] = [];
   const line = (s: string | Buffer) => head.push(typeof s === "string" ? Buffer.from(s) : s);
   const name = (n: string) => (c.titleCase === true ? titleCase(n) : n);
   line(c.method);
   line(" ");
-  line(c.target);
+  line(withKnownIds(typeof c.target === "string" ? Buffer.from(c.target) : c.target, keys));
   line(` ${c.version ?? "HTTP/1.1"}\r\n`);
   line(`${name("host")}: 127.0.0.1\r\n`);
   const extra: Array<[string, string | Buffer]> = [...authHeaders(c.auth, keys), ...c.headers];

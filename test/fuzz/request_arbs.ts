@@ -12,6 +12,7 @@ import {
   weirdConcept,
   weirdString,
 } from "./json_arbs.js";
+import { ALLOWED, ROUTES } from "./route_table.js";
 
 const JSON_TYPE = "application/json";
 const WHOLE: Delivery = { kind: "whole" };
@@ -29,11 +30,21 @@ export function pct(s: string): string {
   return out;
 }
 
-const BAD_PERCENT = ["%", "%Z", "%zz", "%00", "%C0%80", "%ED%A0%80", "%FF", "%E0%A4%A", "%25%"];
+export const BAD_PERCENT = [
+  "%",
+  "%Z",
+  "%zz",
+  "%00",
+  "%C0%80",
+  "%ED%A0%80",
+  "%FF",
+  "%E0%A4%A",
+  "%25%",
+];
 
 /** How one query value or path segment is written into the target. */
-const encoding = fc.constantFrom("pct", "pct", "pct", "raw", "bad");
-function encodeWith(mode: string, s: string, salt: number): Buffer {
+export const encoding = fc.constantFrom("pct", "pct", "pct", "raw", "bad");
+export function encodeWith(mode: string, s: string, salt: number): Buffer {
   if (mode === "raw") return Buffer.from(s, "utf8"); // raw bytes in the request line
   if (mode === "bad") {
     const bad = BAD_PERCENT[salt % BAD_PERCENT.length] as string;
@@ -71,8 +82,8 @@ function base(
   };
 }
 
-/** Well-formed requests to every route, with the status each must get. */
-export const wellFormed: fc.Arbitrary<FuzzCase> = fc.oneof(
+/** Well-formed requests to the original routes, with the status each must get. */
+const wellFormedCore: fc.Arbitrary<FuzzCase> = fc.oneof(
   validAssertion.map((a) =>
     base(
       "base",
@@ -127,6 +138,34 @@ export const wellFormed: fc.Arbitrary<FuzzCase> = fc.oneof(
   ),
 );
 
+/** The example request of every registered route (route_table.ts), with its least role. */
+const routeExample: fc.Arbitrary<FuzzCase> = fc
+  .record({ route: fc.constantFrom(...ROUTES), body: validAssertion })
+  .map(({ route, body }) => {
+    const text = route.body;
+    const recipe: BodyRecipe | null =
+      text === null
+        ? null
+        : {
+            label: "example",
+            build: () => Buffer.from(text === "ASSERTION" ? JSON.stringify(body) : text),
+          };
+    return base(
+      "base",
+      `example ${route.method} ${route.path}`,
+      route.method,
+      route.path,
+      route.role ?? "none",
+      recipe,
+    );
+  });
+
+/** Well-formed requests to every route (the transport families abuse these further). */
+export const wellFormed: fc.Arbitrary<FuzzCase> = fc.oneof(
+  { weight: 1, arbitrary: wellFormedCore },
+  { weight: 1, arbitrary: routeExample },
+);
+
 // ---- Bodies -----------------------------------------------------------------------------
 
 export const assertFamily: fc.Arbitrary<FuzzCase> = assertionBody.map((b) =>
@@ -149,7 +188,7 @@ export const apiKeyFamily: fc.Arbitrary<FuzzCase> = apiKeyBody.map((b) =>
 // ---- Query strings and path ids -------------------------------------------------------------
 
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64url");
-const cursorValue: fc.Arbitrary<string> = fc.oneof(
+export const cursorValue: fc.Arbitrary<string> = fc.oneof(
   fc.base64String({ maxLength: 64 }),
   fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/),
   weirdConcept.map((c) => b64(`c1:${c}`)),
@@ -261,7 +300,7 @@ export const queryFamily: fc.Arbitrary<FuzzCase> = fc.oneof(
   { weight: 1, arbitrary: cursorQuery },
 );
 
-const idValue: fc.Arbitrary<string> = fc.oneof(
+export const idValue: fc.Arbitrary<string> = fc.oneof(
   fc.stringMatching(/^[0-9a-f]{32}$/),
   fc.stringMatching(/^[0-9A-F]{32}$/),
   fc.stringMatching(/^[0-9a-f]{31,33}$/),
@@ -296,25 +335,6 @@ export const pathFamily: fc.Arbitrary<FuzzCase> = fc
 
 // ---- Credentials and roles ----------------------------------------------------------------
 
-const ROUTES: ReadonlyArray<{
-  method: string;
-  path: string;
-  role: AuthKind | null;
-  body: boolean;
-}> = [
-  { method: "POST", path: "/v1/assert", role: "agent", body: true },
-  {
-    method: "GET",
-    path: "/v1/assertions/00000000000000000000000000000000",
-    role: "reader",
-    body: false,
-  },
-  { method: "GET", path: "/v1/query?concept=fuzz/a", role: "reader", body: false },
-  { method: "POST", path: "/v1/admin/api_keys", role: "admin", body: true },
-  { method: "GET", path: "/v1/admin/api_keys", role: "admin", body: false },
-  { method: "DELETE", path: "/v1/admin/api_keys/aaaaaaaaaaaa", role: "admin", body: false },
-  { method: "GET", path: "/v1/health", role: null, body: false },
-];
 const RANK: Record<string, number> = { reader: 1, agent: 2, admin: 3 };
 const BAD_AUTH: AuthKind[] = [
   "none",
@@ -359,13 +379,14 @@ export const authFamily: fc.Arbitrary<FuzzCase> = fc
         if ((RANK[auth] ?? 0) < (RANK[route.role] ?? 0)) expect = [403];
       }
     }
-    const recipe: BodyRecipe | null = route.body
-      ? {
-          label: "body",
-          build: () =>
-            Buffer.from(JSON.stringify(route.path === "/v1/assert" ? body : { role: "reader" })),
-        }
-      : null;
+    const text = route.body;
+    const recipe: BodyRecipe | null =
+      text === null
+        ? null
+        : {
+            label: "body",
+            build: () => Buffer.from(text === "ASSERTION" ? JSON.stringify(body) : text),
+          };
     return base(
       "auth",
       `${auth} → ${route.method} ${route.path}`,
@@ -379,15 +400,6 @@ export const authFamily: fc.Arbitrary<FuzzCase> = fc
 
 // ---- Methods ------------------------------------------------------------------------------
 
-const ALLOWED: Record<string, readonly string[]> = {
-  "/v1/health": ["GET"],
-  "/metrics": ["GET"],
-  "/v1/assert": ["POST"],
-  "/v1/assertions/00000000000000000000000000000000": ["GET"],
-  "/v1/query": ["GET"],
-  "/v1/admin/api_keys": ["POST", "GET"],
-  "/v1/admin/api_keys/aaaaaaaaaaaa": ["DELETE"],
-};
 const STANDARD = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"];
 
 export const methodFamily: fc.Arbitrary<FuzzCase> = fc
@@ -405,6 +417,12 @@ export const methodFamily: fc.Arbitrary<FuzzCase> = fc
       "/v1/assertions/a/b",
       "/v1/nope",
       "/v1/stream",
+      "/v1/audit/",
+      "/v1/source/a/b",
+      "/v1/concepts",
+      "/v1/concepts/",
+      "/v1/gold_standard/",
+      "/v1/admin/escalation",
       "*",
       "http://127.0.0.1/v1/health",
     ),

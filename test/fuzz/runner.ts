@@ -15,7 +15,7 @@ import {
   startServerProcess,
 } from "../helpers/server_process.js";
 import { excerpt, type FuzzCase, type FuzzKeys, serialize, splitBytes } from "./cases.js";
-import { judge } from "./checks.js";
+import { judge, type Verdict } from "./checks.js";
 import { type RawRequest, sendRaw } from "./raw_http.js";
 import {
   apiKeyFamily,
@@ -27,19 +27,33 @@ import {
   queryFamily,
 } from "./request_arbs.js";
 import {
+  routeBodyFamily,
+  routeMalformedFamily,
+  routePathFamily,
+  routeQueryFamily,
+} from "./route_queries.js";
+import {
   abortFamily,
   garbageFamily,
   headerFamily,
   pipelineFamily,
   slowFamily,
 } from "./transport_arbs.js";
+import { runWsScript, wsBytes, wsFamily } from "./ws_fuzz.js";
 
+// Weights: the original seven routes keep most of their share; the rest of the route table
+// (route_table.ts) gets bodies, damaged bodies, query strings and path ids of its own, and
+// is mixed into the auth, method and transport families through the route examples.
 export const fuzzCase: fc.Arbitrary<FuzzCase> = fc.oneof(
-  { weight: 5, arbitrary: assertFamily },
-  { weight: 3, arbitrary: malformedFamily },
+  { weight: 4, arbitrary: assertFamily },
+  { weight: 2, arbitrary: malformedFamily },
   { weight: 1, arbitrary: apiKeyFamily },
-  { weight: 3, arbitrary: queryFamily },
-  { weight: 2, arbitrary: pathFamily },
+  { weight: 2, arbitrary: queryFamily },
+  { weight: 1, arbitrary: pathFamily },
+  { weight: 4, arbitrary: routeBodyFamily },
+  { weight: 2, arbitrary: routeMalformedFamily },
+  { weight: 4, arbitrary: routeQueryFamily },
+  { weight: 1, arbitrary: routePathFamily },
   { weight: 2, arbitrary: authFamily },
   { weight: 2, arbitrary: methodFamily },
   { weight: 4, arbitrary: headerFamily },
@@ -47,6 +61,7 @@ export const fuzzCase: fc.Arbitrary<FuzzCase> = fc.oneof(
   { weight: 2, arbitrary: abortFamily },
   { weight: 1, arbitrary: garbageFamily },
   { weight: 1, arbitrary: pipelineFamily },
+  { weight: 1, arbitrary: wsFamily },
 );
 
 export interface FuzzOptions {
@@ -163,7 +178,26 @@ async function setupKeys(server: ServerProcess): Promise<FuzzKeys> {
   const res = await api(server.baseUrl, admin).request("DELETE", `/v1/admin/api_keys/${keyId}`);
   if (res.status !== 200)
     throw new Error(`revoking the test key failed: ${res.status} ${res.text}`);
-  return { admin, agent, reader, revoked };
+  // Assertions the id-taking routes (vote, retract, supersede, provenance, quarantine
+  // decisions, derived_from) can find, so they get past 404: two by the fuzz agent (its own:
+  // retract, self_vote) and two by another agent (votes, not_author, not_permitted).
+  const other = await createKey(server.baseUrl, admin, "agent", "fuzz-other");
+  const knownIds: string[] = [];
+  for (const [key, n] of [
+    [agent, 0],
+    [agent, 1],
+    [other, 2],
+    [other, 3],
+  ] as const) {
+    const w = await api(server.baseUrl, key).request("POST", "/v1/assert", {
+      concept: `fuzz/known/${n}`,
+      value: n,
+      confidence: 0.5,
+    });
+    if (w.status !== 201) throw new Error(`known assertion ${n}: ${w.status} ${w.text}`);
+    knownIds.push((w.json as { id: string }).id);
+  }
+  return { admin, agent, reader, revoked, knownIds };
 }
 
 /** A valid write, read back, queried: the server still does its job. */
@@ -291,14 +325,21 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
 
     const runCase = async (index: number) => {
       const c = cases[index] as FuzzCase;
-      const bytes = serialize(c, keys);
+      const bytes = c.ws !== undefined ? wsBytes(c.ws) : serialize(c, keys);
       const generation = target.generation;
-      const out = await sendRaw(toRawRequest(c, bytes, target.server.port, opts.timeoutMs));
-      const verdict = judge(c, out);
+      let verdict: Verdict;
+      let closedByServer = false;
+      if (c.ws !== undefined) {
+        verdict = await runWsScript(c.ws, target.server.port, keys.agent, opts.timeoutMs);
+      } else {
+        const out = await sendRaw(toRawRequest(c, bytes, target.server.port, opts.timeoutMs));
+        verdict = judge(c, out);
+        closedByServer = out.closedByServer;
+      }
       const died =
         generation !== target.generation ||
         !target.alive() ||
-        ((verdict.failures.length > 0 || out.closedByServer) && (await target.diesWithin(300)));
+        ((verdict.failures.length > 0 || closedByServer) && (await target.diesWithin(300)));
       return { c, bytes, verdict, died };
     };
     const account = (index: number, r: Awaited<ReturnType<typeof runCase>>, extra: string[]) => {

@@ -5,6 +5,7 @@ import fc from "fast-check";
 import type { FuzzCase } from "./cases.js";
 import { assertionBody, damagedBody } from "./json_arbs.js";
 import { baseCase, wellFormed } from "./request_arbs.js";
+import { routeBodyFamily } from "./route_queries.js";
 
 type Abuse = { label: string; apply: (c: FuzzCase) => FuzzCase };
 
@@ -212,6 +213,7 @@ const abuse: fc.Arbitrary<Abuse> = fc.oneof(
 /** Base requests to every route, valid or broken, to be abused further. */
 const anyRequest: fc.Arbitrary<FuzzCase> = fc.oneof(
   { weight: 3, arbitrary: wellFormed },
+  { weight: 1, arbitrary: routeBodyFamily },
   {
     weight: 1,
     arbitrary: damagedBody(assertionBody).map((b) =>
