@@ -116,3 +116,12 @@ export function internalError(
 ): ApiError {
   return new ApiError(500, "internal_error", message);
 }
+
+/** Longest piece of client input an error message repeats (messages stay short and safe). */
+const MAX_ECHO_CHARS = 120;
+
+/** `value` as JSON for an error message, cut to MAX_ECHO_CHARS with "…" when longer. */
+export function echo(value: string): string {
+  const cut = value.length > MAX_ECHO_CHARS ? `${value.slice(0, MAX_ECHO_CHARS)}…` : value;
+  return JSON.stringify(cut);
+}

@@ -15,7 +15,7 @@ import {
 } from "../../store/backup_manifest.js";
 import { MANIFEST_FILE, writeFileAtomic } from "../../store/manifest.js";
 import type { ServerContext } from "../context.js";
-import { conflict, notFound, unprocessable } from "../errors.js";
+import { conflict, echo, notFound, unprocessable } from "../errors.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import { parseJsonBody, validate } from "../schemas.js";
 
@@ -86,17 +86,17 @@ async function backupHandler(server: ServerContext, ctx: RouteContext): Promise<
   if (!checked.ok) throw unprocessable(checked.message);
   const to = checked.value.to;
   if (!path.isAbsolute(to))
-    throw unprocessable(
-      `Field /to must be an absolute path (got ${JSON.stringify(to)}).`,
-      "invalid_path",
-    );
+    throw unprocessable(`Field /to must be an absolute path (got ${echo(to)}).`, "invalid_path");
   const resolved = path.resolve(to);
   const dataDir = path.resolve(server.config.dataDir);
   if (resolved === dataDir || resolved.startsWith(dataDir + path.sep)) {
     throw unprocessable("The backup directory must be outside the data directory.", "invalid_path");
   }
   if (fs.existsSync(resolved) && fs.readdirSync(resolved).length > 0) {
-    throw conflict(`The backup directory ${resolved} is not empty.`, "backup_target_not_empty");
+    throw conflict(
+      `The backup directory ${echo(resolved)} is not empty.`,
+      "backup_target_not_empty",
+    );
   }
   if ([...jobs.values()].some((j) => j.status === "running"))
     throw conflict("A backup is already running.", "backup_running");
@@ -157,7 +157,7 @@ export function backupRoutes(server: ServerContext): Route[] {
       jsonBody: false,
       handler: (ctx) => {
         const job = jobs.get(ctx.params[0] ?? "");
-        if (job === undefined) throw notFound(`No backup job has id ${ctx.params[0] ?? ""}.`);
+        if (job === undefined) throw notFound(`No backup job has id ${echo(ctx.params[0] ?? "")}.`);
         return { status: 200, body: jobJson(job) };
       },
     },
