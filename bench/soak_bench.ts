@@ -296,7 +296,7 @@ if (anonGrowth.ratio > 1 + WARN_GROWTH)
   );
 else if (rssGrowth.ratio > 1 + WARN_GROWTH)
   lines.push(
-    `note: total RSS grew ${((rssGrowth.ratio - 1) * 100).toFixed(1)} %, all of it mapped files (LMDB's map grows with the data)`,
+    `note: total RSS grew ${((rssGrowth.ratio - 1) * 100).toFixed(1)} %, anonymous only ${((anonGrowth.ratio - 1) * 100).toFixed(1)} % (within ${WARN_GROWTH * 100} %): the rest is mapped files (LMDB's map grows with the data)`,
   );
 if (p99.ratio > 1 + WARN_GROWTH)
   lines.push(
