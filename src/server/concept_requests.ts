@@ -54,19 +54,6 @@ export function pathParam(query: URLSearchParams): string {
   return normalized.path;
 }
 
-/** An integer `limit` in [1, max] or the default (422 `invalid_limit`). */
-export function limitParam(raw: string | null, defaultLimit: number, max: number): number {
-  if (raw === null || raw === "") return defaultLimit;
-  const limit = Number(raw);
-  if (!/^[0-9]+$/.test(raw) || !Number.isInteger(limit) || limit < 1 || limit > max) {
-    throw unprocessable(
-      `limit must be an integer from 1 to ${max} (got ${JSON.stringify(raw.slice(0, 40))}).`,
-      "invalid_limit",
-    );
-  }
-  return limit;
-}
-
 export const DEFAULT_ALIAS_PAGE = DEFAULT_QUERY_LIMIT;
 export const MAX_ALIAS_PAGE = MAX_QUERY_LIMIT;
 

@@ -48,14 +48,3 @@ export function agentParam(raw: string): string {
   }
   return raw;
 }
-
-/** `limit` in 1..max (default `dflt`); 422 `invalid_limit` otherwise. */
-export function limitParam(query: URLSearchParams, dflt: number, max: number): number {
-  const raw = query.get("limit");
-  if (raw === null) return dflt;
-  const n = Number(raw);
-  if (!/^[0-9]{1,7}$/.test(raw) || n < 1 || n > max) {
-    throw unprocessable(`limit must be an integer in 1..${max}.`, "invalid_limit");
-  }
-  return n;
-}

@@ -191,9 +191,11 @@ const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64url");
 export const cursorValue: fc.Arbitrary<string> = fc.oneof(
   fc.base64String({ maxLength: 64 }),
   fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/),
-  weirdConcept.map((c) => b64(`c1:${c}`)),
-  fc.integer({ min: 500, max: 8000 }).map((n) => b64(`c1:fuzz/${"z".repeat(n)}`)),
-  fc.integer({ min: 3000, max: 6000 }).map((n) => b64(`c1:${"\u0000".repeat(n)}`)),
+  // Subtree cursors are base64url("c2:" + JSON concept), history ones "h2:" + [concept, lsn].
+  weirdConcept.map((c) => b64(`c2:${JSON.stringify(c)}`)),
+  weirdConcept.map((c) => b64(`h2:${JSON.stringify([c, 1])}`)),
+  fc.integer({ min: 500, max: 8000 }).map((n) => b64(`c2:"fuzz/${"z".repeat(n)}"`)),
+  fc.integer({ min: 3000, max: 6000 }).map((n) => b64(`c2:${"\u0000".repeat(n)}`)),
   fc
     .record({
       kind: fc.constantFrom("h1", "u1", "a1", "c1", ""),
@@ -201,7 +203,7 @@ export const cursorValue: fc.Arbitrary<string> = fc.oneof(
       pos: fc.constantFrom(0, -1, 1.5, 2 ** 53, 1e300, "x", null, [], 9_007_199_254_740_991),
     })
     .map(({ kind, scope, pos }) => b64(JSON.stringify([kind, scope, pos]))),
-  fc.constantFrom("", "%%", "====", "c1:", b64("c1:"), "x".repeat(5000)),
+  fc.constantFrom("", "%%", "====", "c2:", b64("c2:"), b64("q1:[]"), "x".repeat(5000)),
 );
 
 const queryParam: fc.Arbitrary<[string, string]> = fc.oneof(

@@ -5,8 +5,8 @@ import { ACTION_PATTERN, MAX_AUDIT_PAGE } from "../../audit/audit_log.js";
 import { isValidPrincipal } from "../../domain/api_keys.js";
 import type { ServerContext } from "../context.js";
 import { badRequest, notFound, unprocessable } from "../errors.js";
+import { limitParam } from "../params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
-import { limitParam } from "../safety_schemas.js";
 
 const DEFAULT_AUDIT_PAGE = 100;
 const SEQ_PATTERN = /^[1-9][0-9]{0,14}$/;
@@ -36,7 +36,7 @@ function listAudit(server: ServerContext, ctx: RouteContext): Reply {
   }
   const page = server.audit.list({
     afterSeq: cursorParam(ctx.query),
-    limit: limitParam(ctx.query, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE),
+    limit: limitParam(ctx.query.get("limit"), DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE),
     ...(action !== undefined ? { action } : {}),
     ...(actor !== undefined ? { actor } : {}),
   });

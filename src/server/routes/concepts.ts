@@ -27,13 +27,13 @@ import {
   DEFAULT_ALIAS_PAGE,
   decodeAliasCursor,
   encodeAliasCursor,
-  limitParam,
   MAX_ALIAS_PAGE,
   parseCreateAliasRequest,
   pathParam,
 } from "../concept_requests.js";
 import type { ServerContext } from "../context.js";
 import { type ApiError, badRequest, conflict, notFound, unprocessable } from "../errors.js";
+import { limitParam } from "../params.js";
 import type { QueryParamDoc, Reply, Route, RouteContext } from "../router.js";
 
 /** Aliases scored between two yields of the main thread (it also serves every request). */

@@ -1,8 +1,7 @@
-// POST /v1/epoch (admin) and GET /v1/epochs: epoch boundaries across every shard.
-import { DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT } from "../../domain/limits.js";
 import { EpochLimitError, type EpochRecord } from "../../store/epoch_store.js";
 import type { ServerContext } from "../context.js";
 import { conflict, unprocessable } from "../errors.js";
+import { limitParam } from "../params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import { EpochRequest, parseBody } from "../state_schemas.js";
 
@@ -47,10 +46,7 @@ async function createEpoch(server: ServerContext, ctx: RouteContext): Promise<Re
 }
 
 function listEpochs(server: ServerContext, ctx: RouteContext): Reply {
-  const rawLimit = ctx.query.get("limit");
-  const limit = rawLimit === null ? DEFAULT_QUERY_LIMIT : Number(rawLimit);
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_QUERY_LIMIT)
-    throw unprocessable(`limit must be an integer from 1 to ${MAX_QUERY_LIMIT}.`, "invalid_limit");
+  const limit = limitParam(ctx.query.get("limit"));
   const rawAfter = ctx.query.get("after");
   const after = rawAfter === null ? 0 : Number(rawAfter);
   if (!Number.isSafeInteger(after) || after < 0)

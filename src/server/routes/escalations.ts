@@ -4,17 +4,13 @@
 // agreement, the others a disagreement; the decision is audited.
 import { type Static, Type } from "@sinclair/typebox";
 import { canonicalJson } from "../../domain/canonical_json.js";
-import {
-  DEFAULT_QUERY_LIMIT,
-  MAX_QUERY_LIMIT,
-  MAX_REASON_LENGTH,
-  MAX_VALUE_JSON_BYTES,
-} from "../../domain/limits.js";
+import { MAX_REASON_LENGTH, MAX_VALUE_JSON_BYTES } from "../../domain/limits.js";
 import { shardForConcept } from "../../domain/shard_hash.js";
 import type { EscalationRecord } from "../../safety/escalations.js";
 import type { ActiveList } from "../../shard/protocol.js";
 import type { ServerContext } from "../context.js";
 import { conflict, notFound, unprocessable } from "../errors.js";
+import { limitParam } from "../params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import { parseBody } from "../state_schemas.js";
 import { encodeNew, writeStamp } from "./assert.js";
@@ -44,10 +40,7 @@ function render(e: EscalationRecord): string {
 }
 
 function list(server: ServerContext, ctx: RouteContext): Reply {
-  const rawLimit = ctx.query.get("limit");
-  const limit = rawLimit === null ? DEFAULT_QUERY_LIMIT : Number(rawLimit);
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_QUERY_LIMIT)
-    throw unprocessable(`limit must be an integer from 1 to ${MAX_QUERY_LIMIT}.`, "invalid_limit");
+  const limit = limitParam(ctx.query.get("limit"));
   const status = ctx.query.get("status") ?? "open";
   if (status !== "open" && status !== "resolved" && status !== "all")
     throw unprocessable("status must be open, resolved or all.", "invalid_status");

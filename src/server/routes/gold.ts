@@ -5,11 +5,12 @@ import { Type } from "@sinclair/typebox";
 import { canonicalJson } from "../../domain/canonical_json.js";
 import { normalizeConceptPath } from "../../domain/concept_path.js";
 import { agreesWithGold, type GoldStandard } from "../../domain/gold.js";
-import { DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, MAX_VALUE_JSON_BYTES } from "../../domain/limits.js";
+import { MAX_VALUE_JSON_BYTES } from "../../domain/limits.js";
 import type { AgentAssertion } from "../../shard/protocol.js";
 import { GoldLimitError } from "../../store/gold_store.js";
 import type { ServerContext } from "../context.js";
 import { badRequest, conflict, notFound, unprocessable } from "../errors.js";
+import { limitParam } from "../params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import { parseBody } from "../state_schemas.js";
 import { auditWho } from "./audit.js";
@@ -98,10 +99,7 @@ function getGold(server: ServerContext, ctx: RouteContext): Reply {
     if (g === undefined) throw notFound(`No gold standard for ${concept}.`);
     return { status: 200, body: render(g) };
   }
-  const rawLimit = ctx.query.get("limit");
-  const limit = rawLimit === null ? DEFAULT_QUERY_LIMIT : Number(rawLimit);
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_QUERY_LIMIT)
-    throw unprocessable(`limit must be an integer from 1 to ${MAX_QUERY_LIMIT}.`, "invalid_limit");
+  const limit = limitParam(ctx.query.get("limit"));
   const after = ctx.query.get("cursor");
   const items = server.gold.list(after, limit + 1);
   const more = items.length > limit;

@@ -3,11 +3,12 @@
 // trust moves (approve: one agreement, reject: one disagreement) and the decision is audited.
 import { Type } from "@sinclair/typebox";
 import { normalizeConceptPath } from "../../domain/concept_path.js";
-import { DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, MAX_REASON_LENGTH } from "../../domain/limits.js";
+import { MAX_REASON_LENGTH } from "../../domain/limits.js";
 import { shardForAssertionId } from "../../domain/routable_id.js";
 import type { HeldItem, StateWriteResult } from "../../shard/protocol.js";
 import type { ServerContext } from "../context.js";
-import { badRequest, unprocessable } from "../errors.js";
+import { unprocessable } from "../errors.js";
+import { decodeTaggedCursor, encodeTaggedCursor, invalidCursor, limitParam } from "../params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import { parseBody } from "../state_schemas.js";
 import { auditWho } from "./audit.js";
@@ -25,35 +26,23 @@ export const DecisionRequest = Type.Object(
 type Positions = Array<number | null>;
 
 function encodeCursor(p: Positions): string {
-  return Buffer.from(`q1:${JSON.stringify(p)}`, "utf8").toString("base64url");
+  return encodeTaggedCursor("q1", p);
 }
 
 function decodeCursor(raw: string | null, shards: number): Positions {
   if (raw === null || raw === "") return Array.from({ length: shards }, () => -1);
-  const invalid = badRequest("The cursor is not one this server issued.", "invalid_cursor");
-  if (raw.length > 16 * shards + 64) throw invalid;
-  const text = Buffer.from(raw, "base64url").toString("utf8");
-  if (!text.startsWith("q1:")) throw invalid;
-  let p: unknown;
-  try {
-    p = JSON.parse(text.slice(3));
-  } catch {
-    throw invalid;
-  }
+  const p = decodeTaggedCursor(raw, "q1", 16 * shards + 64);
   if (
     !Array.isArray(p) ||
     p.length !== shards ||
     !p.every((v) => v === null || (Number.isSafeInteger(v) && v >= -1))
   )
-    throw invalid;
+    throw invalidCursor();
   return p as Positions;
 }
 
 async function list(server: ServerContext, ctx: RouteContext): Promise<Reply> {
-  const rawLimit = ctx.query.get("limit");
-  const limit = rawLimit === null ? DEFAULT_QUERY_LIMIT : Number(rawLimit);
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_QUERY_LIMIT)
-    throw unprocessable(`limit must be an integer from 1 to ${MAX_QUERY_LIMIT}.`, "invalid_limit");
+  const limit = limitParam(ctx.query.get("limit"));
   const agent = ctx.query.get("agent");
   const rawConcept = ctx.query.get("concept");
   let concept: string | null = null;

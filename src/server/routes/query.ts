@@ -11,6 +11,7 @@ import { PRIOR_TRUST } from "../../domain/trust_view.js";
 import type { ActiveItem, ActiveList, RenderedPage } from "../../shard/protocol.js";
 import type { ServerContext } from "../context.js";
 import { badRequest, unprocessable } from "../errors.js";
+import { decodeTaggedCursor, encodeTaggedCursor, invalidCursor, limitParam } from "../params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 
 export const SUPPORTED_LENSES = ["latest", "consensus", "trusted", "gold", "history"] as const;
@@ -27,18 +28,6 @@ interface Boundary {
   epoch: number | null;
   lsnOf: (shard: number) => number | null;
   trustOf: (agent: string) => number;
-}
-
-function parseLimit(raw: string | null): number {
-  if (raw === null || raw === "") return DEFAULT_QUERY_LIMIT;
-  const limit = Number(raw);
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_QUERY_LIMIT) {
-    throw unprocessable(
-      `limit must be an integer from 1 to ${MAX_QUERY_LIMIT} (got ${JSON.stringify(raw)}).`,
-      "invalid_limit",
-    );
-  }
-  return limit;
 }
 
 function parseMinTrust(raw: string | null): number {
@@ -73,19 +62,18 @@ function boundary(server: ServerContext, raw: string | null): Boundary {
 
 /** A subtree cursor names the last concept returned; every shard resumes after it. */
 function encodeSubtreeCursor(concept: string): string {
-  return Buffer.from(`c1:${concept}`, "utf8").toString("base64url");
+  return encodeTaggedCursor("c2", concept);
 }
 function decodeSubtreeCursor(cursor: string, prefix: string): string {
-  const invalid = badRequest(
-    "The cursor is not one this server issued for this query.",
-    "invalid_cursor",
-  );
-  if (cursor.length > MAX_CURSOR_CHARS) throw invalid;
-  const text = Buffer.from(cursor, "base64url").toString("utf8");
-  if (!text.startsWith("c1:")) throw invalid;
-  const concept = normalizeConceptPath(text.slice(3));
-  if (!concept.ok || concept.path !== text.slice(3) || !isInSubtree(concept.path, prefix))
-    throw invalid;
+  return subtreeConcept(decodeTaggedCursor(cursor, "c2", MAX_CURSOR_CHARS), prefix);
+}
+
+/** A concept named inside a cursor: canonical and inside the queried subtree, or 400. */
+function subtreeConcept(raw: unknown, prefix: string): string {
+  if (typeof raw !== "string") throw invalidCursor();
+  const concept = normalizeConceptPath(raw);
+  if (!concept.ok || concept.path !== raw || !isInSubtree(concept.path, prefix))
+    throw invalidCursor();
   return concept.path;
 }
 
@@ -209,28 +197,14 @@ async function subtree(
 
 /** A subtree history cursor: the last (concept, lsn) returned; every shard resumes after it. */
 function encodeHistoryCursor(concept: string, lsn: number): string {
-  return Buffer.from(`h2:${JSON.stringify([concept, lsn])}`, "utf8").toString("base64url");
+  return encodeTaggedCursor("h2", [concept, lsn]);
 }
 function decodeHistoryCursor(cursor: string, prefix: string): { concept: string; lsn: number } {
-  const invalid = badRequest(
-    "The cursor is not one this server issued for this query.",
-    "invalid_cursor",
-  );
-  if (cursor.length > MAX_CURSOR_CHARS) throw invalid;
-  const text = Buffer.from(cursor, "base64url").toString("utf8");
-  if (!text.startsWith("h2:")) throw invalid;
-  let pos: unknown;
-  try {
-    pos = JSON.parse(text.slice(3));
-  } catch {
-    throw invalid;
-  }
-  if (!Array.isArray(pos) || pos.length !== 2) throw invalid;
+  const pos = decodeTaggedCursor(cursor, "h2", MAX_CURSOR_CHARS);
+  if (!Array.isArray(pos) || pos.length !== 2) throw invalidCursor();
   const [raw, lsn] = pos as [unknown, unknown];
-  if (typeof raw !== "string" || !Number.isSafeInteger(lsn) || (lsn as number) < 0) throw invalid;
-  const concept = normalizeConceptPath(raw);
-  if (!concept.ok || concept.path !== raw || !isInSubtree(concept.path, prefix)) throw invalid;
-  return { concept: concept.path, lsn: lsn as number };
+  if (!Number.isSafeInteger(lsn) || (lsn as number) < 0) throw invalidCursor();
+  return { concept: subtreeConcept(raw, prefix), lsn: lsn as number };
 }
 
 /** Every assertion under the prefix, by concept then newest first, merged across shards. */
@@ -334,7 +308,7 @@ async function queryHandler(server: ServerContext, ctx: RouteContext): Promise<R
   if (!parsed.ok) throw unprocessable(parsed.message, parsed.code);
   // [concepts] an exact concept is alias-resolved; a subtree (`a/*`) is a literal key range.
   if (!parsed.subtree) parsed.path = server.aliases.resolve(parsed.path);
-  const limit = parseLimit(ctx.query.get("limit"));
+  const limit = limitParam(ctx.query.get("limit"));
   const cursor = ctx.query.get("cursor");
   const minTrust = parseMinTrust(ctx.query.get("min_trust"));
   const b = boundary(server, ctx.query.get("as_of_epoch"));

@@ -5,11 +5,11 @@ import { TestClock } from "../../domain/clock.js";
 import { BREAKER_STATES, type BreakerState } from "../../safety/circuit_breaker.js";
 import type { ServerContext } from "../context.js";
 import { unprocessable } from "../errors.js";
+import { limitParam } from "../params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import {
   AdvanceClockRequest,
   agentParam,
-  limitParam,
   parseAdvanceClockRequest,
   parseResetBreakerRequest,
   ResetBreakerRequest,
@@ -26,7 +26,7 @@ function listBreakers(server: ServerContext, ctx: RouteContext): Reply {
     throw unprocessable(`state must be one of ${BREAKER_STATES.join(", ")}.`, "invalid_filter");
   }
   const cursor = ctx.query.get("cursor");
-  const limit = limitParam(ctx.query, DEFAULT_BREAKER_PAGE, MAX_BREAKER_PAGE);
+  const limit = limitParam(ctx.query.get("limit"), DEFAULT_BREAKER_PAGE, MAX_BREAKER_PAGE);
   const nowMs = server.clock.nowMs();
   // One extra row tells whether another page follows.
   const rows = server.breakers.list(nowMs, {
