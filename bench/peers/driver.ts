@@ -2,6 +2,8 @@
 // `concurrency` clients each run "commit, wait until durable, repeat" for a fixed time; the
 // latency of every commit is measured on the client side, like wrk does for StemeDB.
 import { Reservoir, summarizeNs } from "../stats.js";
+import { RecordSource } from "./records.js";
+import { READ_RUN } from "./system.js";
 
 /** Latency samples kept per cell (uniform reservoir over every commit). */
 const MAX_SAMPLES = 200_000;
@@ -70,4 +72,28 @@ export class SerialQueue {
     this.tail = result.catch(() => undefined);
     return result;
   }
+}
+
+/**
+ * The read comparison: `concurrency` clients each look up the latest record of a concept,
+ * spread over the `concepts` seeded ones (stride 7919, as bench/wrk/latest.lua does).
+ * `lookup` resolves true when it found one; a miss is an error.
+ */
+export function runLatestLoop(
+  concurrency: number,
+  seconds: number,
+  concepts: number,
+  lookup: (concept: string) => Promise<boolean> | boolean,
+): Promise<CellResult> {
+  let counter = 0;
+  return runClosedLoop({
+    concurrency,
+    seconds,
+    recordsPerCommit: 1,
+    commit: async () => {
+      counter++;
+      const concept = RecordSource.conceptName(READ_RUN, ((counter * 7919) % concepts) + 1);
+      if (!(await lookup(concept))) throw new Error(`no latest record for ${concept}`);
+    },
+  });
 }

@@ -6,7 +6,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import type pg from "pg";
-import { type CellResult, runClosedLoop } from "./driver.js";
+import { type CellResult, runClosedLoop, runLatestLoop } from "./driver.js";
 import { RecordSource } from "./records.js";
 import { BATCH_RECORDS, type PeerSystem, READ_RUN } from "./system.js";
 
@@ -221,27 +221,16 @@ export async function startPostgres(root: string, maxConcurrency: number): Promi
           }
         },
         run: (c, seconds, concepts) =>
-          withPool(c, (pool) => {
-            let counter = 0;
-            return runClosedLoop({
-              concurrency: c,
-              seconds,
-              recordsPerCommit: 1,
-              commit: async () => {
-                counter++;
-                const concept = RecordSource.conceptName(
-                  READ_RUN,
-                  ((counter * 7919) % concepts) + 1,
-                );
-                const res = await pool.query({
-                  name: "latest",
-                  text: "SELECT record FROM assertions WHERE concept = $1 ORDER BY ts DESC LIMIT 1",
-                  values: [concept],
-                });
-                if (res.rowCount !== 1) throw new Error(`no latest record for ${concept}`);
-              },
-            });
-          }),
+          withPool(c, (pool) =>
+            runLatestLoop(c, seconds, concepts, async (concept) => {
+              const res = await pool.query({
+                name: "latest",
+                text: "SELECT record FROM assertions WHERE concept = $1 ORDER BY ts DESC LIMIT 1",
+                values: [concept],
+              });
+              return res.rowCount === 1;
+            }),
+          ),
       },
       stop,
     };

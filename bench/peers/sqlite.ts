@@ -10,7 +10,7 @@ import fs from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import type BetterSqlite3 from "better-sqlite3";
-import { type CellResult, runClosedLoop, SerialQueue } from "./driver.js";
+import { type CellResult, runClosedLoop, runLatestLoop, SerialQueue } from "./driver.js";
 import { RecordSource } from "./records.js";
 import { BATCH_RECORDS, type PeerSystem, READ_RUN } from "./system.js";
 
@@ -116,19 +116,8 @@ export async function startSqlite(root: string): Promise<PeerSystem> {
         }
         db.exec("ANALYZE");
       },
-      run: (c, seconds, concepts) => {
-        let counter = 0;
-        return runClosedLoop({
-          concurrency: c,
-          seconds,
-          recordsPerCommit: 1,
-          commit: async () => {
-            counter++;
-            const concept = RecordSource.conceptName(READ_RUN, ((counter * 7919) % concepts) + 1);
-            if (latest.get(concept) === undefined) throw new Error(`no latest for ${concept}`);
-          },
-        });
-      },
+      run: (c, seconds, concepts) =>
+        runLatestLoop(c, seconds, concepts, (concept) => latest.get(concept) !== undefined),
     },
     stop: async () => {
       if (db.open) db.close();
