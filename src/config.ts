@@ -8,10 +8,12 @@ import os from "node:os";
 import path from "node:path";
 import { parseApiKey } from "./domain/api_keys.js";
 import {
+  DEFAULT_APPLY_DELAY_MS,
   DEFAULT_SHARD_QUEUE_MAX_ITEMS,
   DEFAULT_WAL_SEGMENT_BYTES,
   DEFAULT_WS_MAX_CONNECTIONS,
   DEFAULT_WS_MAX_INFLIGHT,
+  MAX_APPLY_DELAY_MS,
   MAX_SHARD_QUEUE_MAX_ITEMS,
   MAX_SHARDS,
   MAX_WAL_SEGMENT_BYTES,
@@ -47,6 +49,8 @@ export interface Config {
   adminKey: string | null;
   walSegmentBytes: number;
   shardQueueMaxItems: number;
+  /** Longest wait before acknowledged records are committed to LMDB (apply_pipeline.ts). */
+  applyDelayMs: number;
   metricsPublic: boolean;
   walSyncMode: "dsync" | "fdatasync";
   walDirect: boolean;
@@ -143,6 +147,11 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     name: "STEMEDB_SHARD_QUEUE_MAX",
     default: String(DEFAULT_SHARD_QUEUE_MAX_ITEMS),
     meaning: `most queued write items per shard before writes get 503 (1..${MAX_SHARD_QUEUE_MAX_ITEMS})`,
+  },
+  {
+    name: "STEMEDB_APPLY_DELAY_MS",
+    default: String(DEFAULT_APPLY_DELAY_MS),
+    meaning: `longest wait before acknowledged writes are committed to LMDB in one transaction (0..${MAX_APPLY_DELAY_MS}); reads see them at once either way`,
   },
   {
     name: "STEMEDB_METRICS_PUBLIC",
@@ -464,6 +473,13 @@ export function loadConfig(env: Env = process.env): Config {
       DEFAULT_SHARD_QUEUE_MAX_ITEMS,
       1,
       MAX_SHARD_QUEUE_MAX_ITEMS,
+    ),
+    applyDelayMs: parseInteger(
+      env,
+      "STEMEDB_APPLY_DELAY_MS",
+      DEFAULT_APPLY_DELAY_MS,
+      0,
+      MAX_APPLY_DELAY_MS,
     ),
     metricsPublic: parseBool(env, "STEMEDB_METRICS_PUBLIC", true),
     walSyncMode: parseSyncMode(env),

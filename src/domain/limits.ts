@@ -110,6 +110,9 @@ export const DEFAULT_WAL_SEGMENT_BYTES = 64 * MiB;
 export const WAL_ALIGNMENT_BYTES = 4096;
 /** Default bound of each shard's inbound queue, in items (503 beyond). */
 export const DEFAULT_SHARD_QUEUE_MAX_ITEMS = 65_536;
+/** Longest wait before acknowledged records go to LMDB in one commit (STEMEDB_APPLY_DELAY_MS). */
+export const DEFAULT_APPLY_DELAY_MS = 20;
+export const MAX_APPLY_DELAY_MS = 1000;
 /** Largest configurable shard queue bound, in items. */
 export const MAX_SHARD_QUEUE_MAX_ITEMS = 1_048_576;
 /** Largest manifest.json we are willing to read, in bytes (it is ~100 bytes in practice). */

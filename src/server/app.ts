@@ -117,6 +117,7 @@ export async function startServer(
         repair: config.walRepair,
         walArchiveRoot: config.walArchiveDir,
         queueMaxItems: config.shardQueueMaxItems,
+        applyDelayMs: config.applyDelayMs,
         requestTimeoutMs: config.requestTimeoutMs,
       },
       (id) => shardDirs(config.walDir, config.dbDir, id),

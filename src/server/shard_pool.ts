@@ -46,6 +46,8 @@ export interface ShardPoolOptions {
   walArchiveRoot: string | null;
   /** Items (records) queued or in flight per shard before new writes get `backpressure`. */
   queueMaxItems: number;
+  /** Passed to each shard's apply pipeline. */
+  applyDelayMs: number;
   /** Longest a request may wait for its shard before failing with `timeout`. */
   requestTimeoutMs: number;
 }
@@ -316,6 +318,7 @@ export class ShardPool {
             syncMode: opts.syncMode,
             direct: opts.direct,
             repair: opts.repair,
+            applyDelayMs: opts.applyDelayMs,
             walArchiveDir:
               opts.walArchiveRoot === null
                 ? null

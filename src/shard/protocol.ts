@@ -13,6 +13,7 @@ export interface ShardWorkerData {
   direct: boolean;
   repair: boolean;
   walArchiveDir: string | null;
+  applyDelayMs: number;
 }
 
 export interface ShardInfo {

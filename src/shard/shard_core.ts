@@ -7,7 +7,7 @@
 // shard_open.ts, state between append and commit in pending_state.ts, checkpoints and backups
 // in checkpointer.ts.
 import path from "node:path";
-import { type ApplyEntry, MAX_APPLY_BATCH_ENTRIES, WalRecordKind } from "../store/apply.js";
+import { type ApplyEntry, WalRecordKind } from "../store/apply.js";
 import {
   type AssertionRecord,
   type AssertionStatusName,
@@ -20,6 +20,7 @@ import { LIVE_LSN, statusAsOf, withStatus } from "../store/state_reads.js";
 import { WalUnavailableError } from "../wal/errors.js";
 import { RECORD_HEADER_BYTES } from "../wal/format.js";
 import type { Wal, WalObserver } from "../wal/wal.js";
+import { ApplyPipeline } from "./apply_pipeline.js";
 import { type BackupResult, Checkpointer } from "./checkpointer.js";
 import { PendingState } from "./pending_state.js";
 import { assertionFacts, openShard, type RecoveryReport } from "./shard_open.js";
@@ -39,6 +40,8 @@ export interface ShardCoreOptions {
   /** Checkpoint once this many records were applied since the last one. */
   checkpointEveryRecords?: number;
   checkpointIntervalMs?: number;
+  /** Longest wait before durable records are handed to LMDB (see apply_pipeline.ts). */
+  applyDelayMs?: number;
   /** Called when an async LMDB apply commits (or fails): records, seconds from issue to commit. */
   onApplied?: (records: number, seconds: number, ok: boolean) => void;
 }
@@ -63,10 +66,10 @@ export class ShardCore {
   readonly store: ShardStore;
   readonly wal: Wal;
   readonly recovery: RecoveryReport;
-  private readonly onApplied: (records: number, seconds: number, ok: boolean) => void;
   /** Appended-not-durable entries, the read-your-writes overlay, status shadow, votes. */
   private readonly pending: PendingState;
   private readonly checkpointer: Checkpointer;
+  private readonly applier: ApplyPipeline;
   private applyError: Error | null = null;
 
   static async open(opts: ShardCoreOptions): Promise<ShardCore> {
@@ -85,7 +88,18 @@ export class ShardCore {
     this.wal = wal;
     this.recovery = recovery;
     this.pending = new PendingState(store.appliedLsn);
-    this.onApplied = opts.onApplied ?? (() => {});
+    this.applier = new ApplyPipeline(
+      store,
+      this.pending,
+      {
+        onApplied: opts.onApplied ?? (() => {}),
+        onError: (err) => {
+          // The WAL holds these records; a restart replays them. Until then refuse writes.
+          this.applyError = err;
+        },
+      },
+      opts.applyDelayMs,
+    );
     this.checkpointer = new Checkpointer(store, wal, {
       shardId: opts.shardId,
       everyRecords: opts.checkpointEveryRecords,
@@ -193,33 +207,10 @@ export class ShardCore {
     });
   }
 
-  /** Hands every durable pending entry to LMDB (async commit) and serves it from memory meanwhile. */
+  /** Hands every durable pending entry to LMDB (batched commits) and serves it from memory meanwhile. */
   private applyDurable(): void {
     const batch = this.pending.takeDurable(this.wal.durableLsn);
-    if (batch === null) return;
-    const n = batch.length;
-    const lastLsn = (batch[n - 1] as ApplyEntry).lsn;
-    let committed: Promise<void> = Promise.resolve();
-    try {
-      for (let from = 0; from < n; from += MAX_APPLY_BATCH_ENTRIES) {
-        committed = this.store.applyBatchAsync(batch.slice(from, from + MAX_APPLY_BATCH_ENTRIES));
-      }
-    } catch (err) {
-      // The WAL holds these records; a restart replays them. Until then refuse writes.
-      this.applyError = err as Error;
-      return;
-    }
-    const issuedAt = performance.now();
-    committed.then(
-      () => {
-        this.onApplied(n, (performance.now() - issuedAt) / 1000, true);
-        this.pending.committed(batch, lastLsn);
-      },
-      (err: unknown) => {
-        this.onApplied(n, (performance.now() - issuedAt) / 1000, false);
-        this.applyError = err as Error;
-      },
-    );
+    if (batch !== null) this.applier.push(batch);
   }
 
   /**
@@ -354,7 +345,7 @@ export class ShardCore {
    * on what LMDB holds.
    */
   settled(): Promise<void> {
-    return this.store.settled().catch(() => {});
+    return this.applier.settled();
   }
 
   /** After a failed batch the WAL reuses the LSNs past its durable point: forget those records. */
@@ -382,7 +373,8 @@ export class ShardCore {
     this.checkpointer.stopTimer();
     await this.wal.close();
     this.applyDurable();
-    await this.store.settled();
+    await this.applier.settled();
+    this.applier.stopTimer();
     await this.checkpointer.idle();
     await this.checkpointer.checkpoint();
     await this.store.close();

@@ -85,6 +85,7 @@ try {
     direct: data.direct,
     repair: data.repair,
     walArchiveDir: data.walArchiveDir,
+    applyDelayMs: data.applyDelayMs,
     walObserver,
     onApplied: (_records, seconds, ok) =>
       metrics.recordStorageOp("txn", ok ? "ok" : "error", seconds),

@@ -1,0 +1,129 @@
+// Hands durable WAL entries to LMDB in few, large commits.
+//
+// Every LMDB commit costs the same fixed work (a write transaction, page writes, and the
+// env's fdatasync on lmdb-js's thread) however few records it holds; committing once per
+// WAL flush spent that on every flush. Entries stay readable from PendingState's overlay
+// until their commit, so committing later changes no answer: only when memory is freed.
+// At most one commit is in flight; entries that become durable meanwhile wait for it, and
+// a commit starts at the latest `delayMs` after its first entry (at once past a full batch).
+import { DEFAULT_APPLY_DELAY_MS, MAX_APPLY_DELAY_MS } from "../domain/limits.js";
+import { type ApplyEntry, MAX_APPLY_BATCH_ENTRIES } from "../store/apply.js";
+import type { ShardStore } from "../store/shard_store.js";
+import type { PendingState } from "./pending_state.js";
+
+export interface ApplyPipelineHooks {
+  /** A commit finished: records, seconds from issue to commit, success. */
+  onApplied: (records: number, seconds: number, ok: boolean) => void;
+  /** A commit failed or could not be issued: writes must stop (the WAL keeps the records). */
+  onError: (err: Error) => void;
+}
+
+/** settled() rounds at most (each waits for one commit), so a stream of writes cannot starve it. */
+const MAX_SETTLE_ROUNDS = 4;
+
+export class ApplyPipeline {
+  private queued: ApplyEntry[][] = [];
+  private queuedEntries = 0;
+  private inFlight: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  /** Highest LSN handed over by push(), and highest whose commit finished (or failed). */
+  private pushedLsn = 0;
+  private doneLsn = 0;
+  private failed = false;
+  private readonly issueNow = () => this.issue();
+
+  constructor(
+    private readonly store: ShardStore,
+    private readonly pending: PendingState,
+    private readonly hooks: ApplyPipelineHooks,
+    private readonly delayMs: number = DEFAULT_APPLY_DELAY_MS,
+  ) {
+    if (!Number.isInteger(delayMs) || delayMs < 0 || delayMs > MAX_APPLY_DELAY_MS)
+      throw new RangeError(
+        `apply delay must be an integer 0..${MAX_APPLY_DELAY_MS} ms, got ${delayMs}`,
+      );
+  }
+
+  /** Entries just taken from PendingState (durable, in LSN order). */
+  push(batch: ApplyEntry[]): void {
+    if (batch.length === 0 || this.failed) return;
+    const last = (batch[batch.length - 1] as ApplyEntry).lsn;
+    if (last <= this.pushedLsn)
+      throw new Error(`apply batch LSN ${last} not after ${this.pushedLsn}`);
+    this.pushedLsn = last;
+    this.queued.push(batch);
+    this.queuedEntries += batch.length;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.inFlight !== null) return; // issued when the commit in flight finishes
+    if (this.delayMs === 0 || this.queuedEntries >= MAX_APPLY_BATCH_ENTRIES) this.issue();
+    else if (this.timer === null) this.timer = setTimeout(this.issueNow, this.delayMs);
+  }
+
+  /** Resolves once everything pushed before the call is committed (or failed). */
+  async settled(): Promise<void> {
+    const target = this.pushedLsn;
+    for (let round = 0; round < MAX_SETTLE_ROUNDS && this.doneLsn < target; round++) {
+      this.issue();
+      const inFlight = this.inFlight;
+      if (inFlight === null) break;
+      await inFlight;
+    }
+    await this.store.settled().catch(() => {});
+  }
+
+  /** Stops the timer; pending entries are still issued by settled(). */
+  stopTimer(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private issue(): void {
+    this.stopTimer();
+    if (this.inFlight !== null || this.queued.length === 0 || this.failed) return;
+    const batches = this.queued;
+    const records = this.queuedEntries;
+    this.queued = [];
+    this.queuedEntries = 0;
+    let committed: Promise<void> = Promise.resolve();
+    try {
+      for (const batch of batches) {
+        for (let from = 0; from < batch.length; from += MAX_APPLY_BATCH_ENTRIES)
+          committed = this.store.applyBatchAsync(batch.slice(from, from + MAX_APPLY_BATCH_ENTRIES));
+      }
+    } catch (err) {
+      this.fail(err as Error);
+      return;
+    }
+    const lastBatch = batches[batches.length - 1] as ApplyEntry[];
+    const lastLsn = (lastBatch[lastBatch.length - 1] as ApplyEntry).lsn;
+    const issuedAt = performance.now();
+    this.inFlight = committed.then(
+      () => {
+        this.inFlight = null;
+        this.doneLsn = lastLsn;
+        this.hooks.onApplied(records, (performance.now() - issuedAt) / 1000, true);
+        for (const batch of batches)
+          this.pending.committed(batch, (batch[batch.length - 1] as ApplyEntry).lsn);
+        if (this.queued.length > 0) this.schedule();
+      },
+      (err: unknown) => {
+        this.inFlight = null;
+        this.doneLsn = lastLsn;
+        this.hooks.onApplied(records, (performance.now() - issuedAt) / 1000, false);
+        this.fail(err as Error);
+      },
+    );
+  }
+
+  private fail(err: Error): void {
+    this.failed = true;
+    this.stopTimer();
+    this.queued = [];
+    this.queuedEntries = 0;
+    this.doneLsn = this.pushedLsn;
+    this.hooks.onError(err);
+  }
+}
