@@ -1,6 +1,7 @@
 // `npm run bench:wal`: the storage core, in one run on one disk.
 //  1. raw floor: 4 KiB O_DIRECT write + sync loop entirely in C (O_DSYNC and fdatasync);
-//  2. single-record durable append through the WAL (append, wait, repeat) vs that floor;
+//  2. single-record durable append through the WAL (append, wait, repeat) vs that floor, with
+//     the flush on a libuv thread ("pool") and on the calling thread ("inline");
 //  3. group commit with 1/16/256 concurrent appenders of 150-byte records;
 //  4. WAL-only throughput with deep pipelines; WAL + LMDB apply on one shard;
 //  5. recovery replay rate (WAL scan alone, and into LMDB).
@@ -10,7 +11,7 @@ import { parseArgs } from "node:util";
 import { ShardCore } from "../src/shard/shard_core.js";
 import { setRecordLsn } from "../src/store/assertion_codec.js";
 import { nativeWal } from "../src/wal/native.js";
-import { Wal, type WalObserver } from "../src/wal/wal.js";
+import { Wal, type WalFlushMode, type WalObserver } from "../src/wal/wal.js";
 import { sampleAssertion } from "../test/helpers/records.js";
 import { benchDir, machineLine, Reservoir, summarizeNs, table } from "./stats.js";
 
@@ -54,6 +55,7 @@ async function openWal(
   name: string,
   syncMode: "dsync" | "fdatasync",
   observer?: WalObserver,
+  flushMode: WalFlushMode = "pool",
 ): Promise<Wal> {
   return Wal.open({
     dir: path.join(root, name),
@@ -61,6 +63,7 @@ async function openWal(
     segmentSizeBytes: SEGMENT_BYTES,
     checkpointLsn: 0,
     syncMode,
+    flushMode,
     onRecord: () => {},
     observer,
   });
@@ -76,22 +79,24 @@ for (const syncMode of ["dsync", "fdatasync"] as const) {
     dsync: syncMode === "dsync",
   });
   const rawSummary = summarizeNs(raw);
-  const wal = await openWal(`single-${syncMode}`, syncMode);
-  const samples = new Float64Array(ITERATIONS);
-  for (let i = 0; i < ITERATIONS; i++) {
-    const t0 = process.hrtime.bigint();
-    await wal.durable(wal.append(1, RECORD));
-    samples[i] = Number(process.hrtime.bigint() - t0);
-  }
-  await wal.close();
-  const walSummary = summarizeNs(samples);
   latencyRows.push({ what: `raw 4 KiB O_DIRECT + ${syncMode} (C loop)`, ...rawSummary });
-  latencyRows.push({
-    what: `WAL single-record durable append (${syncMode})`,
-    ...walSummary,
-    "p50 ratio": (walSummary.p50_ms / rawSummary.p50_ms).toFixed(2),
-    "p99 ratio": (walSummary.p99_ms / rawSummary.p99_ms).toFixed(2),
-  });
+  for (const flushMode of ["pool", "inline"] as const) {
+    const wal = await openWal(`single-${syncMode}-${flushMode}`, syncMode, undefined, flushMode);
+    const samples = new Float64Array(ITERATIONS);
+    for (let i = 0; i < ITERATIONS; i++) {
+      const t0 = process.hrtime.bigint();
+      await wal.durable(wal.append(1, RECORD));
+      samples[i] = Number(process.hrtime.bigint() - t0);
+    }
+    await wal.close();
+    const walSummary = summarizeNs(samples);
+    latencyRows.push({
+      what: `WAL single-record durable append (${syncMode}, ${flushMode} flush)`,
+      ...walSummary,
+      "p50 ratio": (walSummary.p50_ms / rawSummary.p50_ms).toFixed(2),
+      "p99 ratio": (walSummary.p99_ms / rawSummary.p99_ms).toFixed(2),
+    });
+  }
 }
 print("## Durable append latency vs the raw disk floor\n");
 print(table(latencyRows));
@@ -100,9 +105,15 @@ print(table(latencyRows));
 async function groupCommit(
   concurrency: number,
   syncMode: "dsync" | "fdatasync",
+  flushMode: WalFlushMode,
 ): Promise<Record<string, string | number>> {
   const counter = flushCounter();
-  const wal = await openWal(`group-${concurrency}-${syncMode}`, syncMode, counter);
+  const wal = await openWal(
+    `group-${concurrency}-${syncMode}-${flushMode}`,
+    syncMode,
+    counter,
+    flushMode,
+  );
   const latencies = new Reservoir(200_000);
   const deadline = performance.now() + SECONDS * 1000;
   let acked = 0;
@@ -122,6 +133,7 @@ async function groupCommit(
   return {
     appenders: concurrency,
     sync: syncMode,
+    flush: flushMode,
     "records/s": Math.round(acked / elapsedS),
     "records/sync": (counter.records / Math.max(1, counter.flushes)).toFixed(1),
     "syncs/s": Math.round(counter.flushes / elapsedS),
@@ -130,8 +142,9 @@ async function groupCommit(
   };
 }
 const groupRows: Array<Record<string, string | number>> = [];
-for (const c of [1, 16, 256]) groupRows.push(await groupCommit(c, "dsync"));
-for (const c of [1, 16, 256]) groupRows.push(await groupCommit(c, "fdatasync"));
+for (const c of [1, 16, 256]) groupRows.push(await groupCommit(c, "dsync", "pool"));
+for (const c of [1, 16, 256]) groupRows.push(await groupCommit(c, "dsync", "inline"));
+for (const c of [1, 16, 256]) groupRows.push(await groupCommit(c, "fdatasync", "pool"));
 print("\n## Group commit, 150-byte records\n");
 print(table(groupRows));
 
@@ -170,6 +183,7 @@ async function walPlusLmdb(): Promise<Record<string, string | number>> {
     walDir: path.join(dir, "wal"),
     dbDir: path.join(dir, "db"),
     segmentSizeBytes: SEGMENT_BYTES,
+    walFlushMode: "inline", // the server's default (STEMEDB_WAL_FLUSH)
   });
   // Records are encoded up front: in the server the front door encodes, the shard does not.
   const records = Array.from({ length: CORE_RECORDS }, (_, i) => sampleAssertion(i));

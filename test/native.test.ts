@@ -131,6 +131,26 @@ describe("files", () => {
     expect(h.fd).toBe(-1);
   });
 
+  it("writes and syncs on the calling thread with the same result and checks", () => {
+    const file = path.join(dir, "wal-inline.seg");
+    const h = nativeWal.openFile(file, { create: true, direct: true, dsync: false });
+    const buf = nativeWal.allocAligned(2 * BLOCK);
+    buf.fill(0x7e);
+    const res = nativeWal.writeAndSyncBlocking(h, buf, 0, 2 * BLOCK, BLOCK);
+    expect(res.bytesWritten).toBe(2 * BLOCK);
+    expect(res.writeNs).toBeGreaterThan(0);
+    expect(res.syncNs).toBeGreaterThan(0);
+    expect(fs.readFileSync(file).subarray(BLOCK).equals(buf)).toBe(true);
+    const misaligned = catchError(() => nativeWal.writeAndSyncBlocking(h, buf, 0, 100, 0));
+    expect((misaligned as WalNativeError).code).toBe("EALIGN");
+    nativeWal.close(h);
+    const closed = catchError(() => nativeWal.writeAndSyncBlocking(h, buf, 0, BLOCK, 0));
+    expect(closed).toBeInstanceOf(WalNativeError);
+    expect((closed as WalNativeError).code).toBe("EBADF");
+    expect((closed as WalNativeError).syscall).toBe("pwrite");
+    expect((closed as WalNativeError).path).toBe(file);
+  });
+
   it("zero-fills, then writes at an offset (dsync handle)", async () => {
     const file = path.join(dir, "wal-2.seg");
     const h = nativeWal.openFile(file, { create: true, direct: true, dsync: true });

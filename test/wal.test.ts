@@ -1,8 +1,9 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { WalCorruptionError } from "../src/wal/errors.js";
+import { WalCorruptionError, WalUnavailableError } from "../src/wal/errors.js";
 import { BLOCK_SIZE_BYTES, parseSegmentFileName, RECORD_HEADER_BYTES } from "../src/wal/format.js";
+import { nativeWal, type WalFileHandle } from "../src/wal/native.js";
 import { openCollecting, payloadOf, SMALL_SEGMENT_BYTES, tempDir } from "./helpers/wal_fixtures.js";
 
 const dirs: string[] = [];
@@ -23,10 +24,10 @@ function segmentPaths(dir: string): string[] {
     .map((n) => path.join(dir, n));
 }
 
-describe("wal", () => {
+describe.each(["pool", "inline"] as const)("wal, %s flush", (flushMode) => {
   it("appends, acknowledges after sync, and replays the same records after restart", async () => {
     const dir = newDir();
-    const { wal } = await openCollecting(dir);
+    const { wal } = await openCollecting(dir, { flushMode });
     const lsns: number[] = [];
     for (let i = 0; i < 100; i++) lsns.push(wal.append(1, payloadOf(`record-${i}`)));
     expect(lsns).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
@@ -34,7 +35,7 @@ describe("wal", () => {
     expect(wal.durableLsn).toBe(100);
     await wal.close();
 
-    const reopened = await openCollecting(dir);
+    const reopened = await openCollecting(dir, { flushMode });
     expect(reopened.replayed.map((r) => r.lsn)).toEqual(lsns);
     expect(reopened.replayed.map((r) => r.payload)).toEqual(lsns.map((l) => `record-${l - 1}`));
     expect(reopened.wal.nextLsn).toBe(101);
@@ -42,7 +43,7 @@ describe("wal", () => {
     reopened.wal.append(1, payloadOf("after-restart"));
     await reopened.wal.durable(101);
     await reopened.wal.close();
-    const third = await openCollecting(dir);
+    const third = await openCollecting(dir, { flushMode });
     expect(third.replayed.length).toBe(101);
     expect(third.replayed[100]?.payload).toBe("after-restart");
     await third.wal.close();
@@ -53,6 +54,7 @@ describe("wal", () => {
     let flushes = 0;
     let flushedRecords = 0;
     const { wal } = await openCollecting(dir, {
+      flushMode,
       observer: {
         onFlush: (records) => {
           flushes++;
@@ -73,12 +75,35 @@ describe("wal", () => {
     expect(flushedRecords).toBe(5120);
     expect(flushes).toBeLessThan(5120 / 16);
     await wal.close();
-    const { wal: again, replayed } = await openCollecting(dir);
+    const { wal: again, replayed } = await openCollecting(dir, { flushMode });
     expect(replayed.map((r) => r.lsn)).toEqual(Array.from({ length: 5120 }, (_, i) => i + 1));
     expect(replayed.length).toBe(5120);
     await again.close();
   });
 
+  it("fails the batch and refuses appends when the write fails, keeping what was acknowledged", async () => {
+    const dir = newDir();
+    const { wal } = await openCollecting(dir, { flushMode, retryDelayMs: 60_000 });
+    await wal.durable(wal.append(1, payloadOf("kept")));
+    // Pull the segment's descriptor away: the next pwrite fails with EBADF, as a dying disk would.
+    const tail = (wal as unknown as { tail: { handle: WalFileHandle } }).tail;
+    nativeWal.close(tail.handle);
+    const failed = await wal.durable(wal.append(1, payloadOf("lost"))).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    expect(failed).toBeInstanceOf(WalUnavailableError);
+    expect((failed as WalUnavailableError).reason).toBe("io_error");
+    expect(() => wal.append(1, payloadOf("refused"))).toThrow(WalUnavailableError);
+    expect(wal.durableLsn).toBe(1);
+    await wal.close();
+    const reopened = await openCollecting(dir, { flushMode });
+    expect(reopened.replayed.map((r) => r.payload)).toEqual(["kept"]);
+    await reopened.wal.close();
+  });
+});
+
+describe("wal", () => {
   it("rotates segments, recycles them behind a checkpoint, and replays only after it", async () => {
     const dir = newDir();
     const { wal } = await openCollecting(dir);

@@ -48,6 +48,7 @@ export interface ShardPoolOptions {
   queueMaxItems: number;
   /** Passed to each shard's apply pipeline. */
   applyDelayMs: number;
+  walFlushMode: "pool" | "inline";
   /** Longest a request may wait for its shard before failing with `timeout`. */
   requestTimeoutMs: number;
 }
@@ -319,6 +320,7 @@ export class ShardPool {
             direct: opts.direct,
             repair: opts.repair,
             applyDelayMs: opts.applyDelayMs,
+            walFlushMode: opts.walFlushMode,
             walArchiveDir:
               opts.walArchiveRoot === null
                 ? null

@@ -14,6 +14,7 @@ export interface ShardWorkerData {
   repair: boolean;
   walArchiveDir: string | null;
   applyDelayMs: number;
+  walFlushMode: "pool" | "inline";
 }
 
 export interface ShardInfo {

@@ -19,7 +19,7 @@ import type { ShardStore } from "../store/shard_store.js";
 import { LIVE_LSN, statusAsOf, withStatus } from "../store/state_reads.js";
 import { WalUnavailableError } from "../wal/errors.js";
 import { RECORD_HEADER_BYTES } from "../wal/format.js";
-import type { Wal, WalObserver } from "../wal/wal.js";
+import type { Wal, WalFlushMode, WalObserver } from "../wal/wal.js";
 import { ApplyPipeline } from "./apply_pipeline.js";
 import { type BackupResult, Checkpointer } from "./checkpointer.js";
 import { PendingState } from "./pending_state.js";
@@ -40,6 +40,8 @@ export interface ShardCoreOptions {
   /** Checkpoint once this many records were applied since the last one. */
   checkpointEveryRecords?: number;
   checkpointIntervalMs?: number;
+  /** How the WAL writes and syncs a batch (see WalOptions.flushMode). */
+  walFlushMode?: WalFlushMode;
   /** Longest wait before durable records are handed to LMDB (see apply_pipeline.ts). */
   applyDelayMs?: number;
   /** Called when an async LMDB apply commits (or fails): records, seconds from issue to commit. */

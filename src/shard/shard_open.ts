@@ -50,6 +50,7 @@ export async function openShard(opts: ShardCoreOptions): Promise<OpenedShard> {
     checkpointLsn: store.appliedLsn,
     observer: opts.walObserver,
     archiveDir: opts.walArchiveDir ?? null,
+    flushMode: opts.walFlushMode ?? "pool",
     onRecord: (kind, lsn, payload) => {
       const copy = Uint8Array.prototype.slice.call(payload);
       replay.push(replayEntry(kind, lsn, copy));

@@ -86,6 +86,7 @@ try {
     repair: data.repair,
     walArchiveDir: data.walArchiveDir,
     applyDelayMs: data.applyDelayMs,
+    walFlushMode: data.walFlushMode,
     walObserver,
     onApplied: (_records, seconds, ok) =>
       metrics.recordStorageOp("txn", ok ? "ok" : "error", seconds),

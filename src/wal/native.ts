@@ -64,6 +64,14 @@ export interface NativeWal {
     fileOffset: number,
     cb: (err: WalNativeError | null, result: WalWriteResult | null) => void,
   ): void;
+  /** writeAndSync on the calling thread: returns the result or throws WalNativeError. */
+  writeAndSyncBlocking(
+    h: WalFileHandle,
+    buf: Buffer,
+    bufOffset: number,
+    length: number,
+    fileOffset: number,
+  ): WalWriteResult;
   /** On a worker thread: writes zeros over [fileOffset, fileOffset+length) (length 1 B..16 GiB) in chunks of at most 1 MiB, then fdatasync. Used to preallocate WAL segments. */
   zeroFill(
     h: WalFileHandle,
@@ -145,6 +153,7 @@ export const nativeWal: NativeWal = Object.freeze({
   allocAligned: addon.allocAligned,
   openFile: addon.openFile,
   writeAndSync: addon.writeAndSync,
+  writeAndSyncBlocking: addon.writeAndSyncBlocking,
   zeroFill: addon.zeroFill,
   readSync: addon.readSync,
   fsyncDir: addon.fsyncDir,
