@@ -299,6 +299,11 @@ describe("assertionId", () => {
     nonce: null,
   };
 
+  it("matches the v1 serialization computed independently (Python hashlib)", () => {
+    // Pinned: a change here changes every future id and breaks retry de-duplication.
+    expect(assertionId(base)).toBe("26c78405c9ab224cca6ea7a72b3bc14c");
+  });
+
   it("is 32 lowercase hex and deterministic", () => {
     const id = assertionId(base);
     expect(id).toMatch(/^[0-9a-f]{32}$/);

@@ -1,10 +1,12 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import * as flatbuffers from "flatbuffers";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   type AssertionRecord,
   assertionView,
+  createString,
   decodeAssertion,
   encodeAssertion,
   setRecordLsn,
@@ -89,6 +91,18 @@ describe("assertion codec", () => {
       supersededBy: hexId(2),
     });
     expect(decodeAssertion(encodeAssertion(r))).toEqual(r);
+  });
+
+  it("writes strings byte for byte as flatbuffers' own createString does", () => {
+    for (const s of ["", "a", "hosts/web-1/os", "x".repeat(300), "zürich", "🚀", "a\u0000b"]) {
+      const ours = new flatbuffers.Builder(16);
+      ours.finish(createString(ours, s));
+      const theirs = new flatbuffers.Builder(16);
+      theirs.finish(theirs.createString(s));
+      expect(Buffer.from(ours.asUint8Array()).equals(Buffer.from(theirs.asUint8Array()))).toBe(
+        true,
+      );
+    }
   });
 
   it("round-trips null optionals and empty strings distinctly", () => {

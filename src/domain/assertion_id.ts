@@ -21,7 +21,7 @@
 // Changing this serialization changes ids of future writes and breaks retry de-duplication
 // across an upgrade: bump the version tag and keep the old one readable if ever needed.
 
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 const DOMAIN_TAG = Buffer.from("stemedb.assertion-id.v1\0", "utf8");
 
@@ -75,8 +75,9 @@ class Writer {
     this.buf.writeUInt32BE(n, this.at);
     this.at += 4 + n;
   }
-  digest(): Buffer {
-    return createHash("sha256").update(this.buf.subarray(0, this.at)).digest();
+  /** Lowercase hex SHA-256 (one-shot crypto.hash: no Hash object per id). */
+  digestHex(): string {
+    return hash("sha256", this.buf.subarray(0, this.at), "hex");
   }
 }
 
@@ -125,10 +126,7 @@ export function assertionId(input: AssertionIdInput): string {
     w.u8(1);
     w.str(input.nonce);
   }
-  return w
-    .digest()
-    .subarray(0, ASSERTION_ID_HEX_LENGTH / 2)
-    .toString("hex");
+  return w.digestHex().slice(0, ASSERTION_ID_HEX_LENGTH);
 }
 
 /** True if `s` looks like an assertion id (32 lowercase hex characters). */

@@ -91,6 +91,21 @@ function toSafeNumber(v: bigint, field: string): number {
   return n;
 }
 
+/**
+ * Builder.createString, byte for byte, without its TextEncoder.encode: that allocates an
+ * ArrayBuffer per string and was half of the encode time (ids, concepts, agents and most
+ * values are ASCII). Strings with other characters take the library's path.
+ */
+export function createString(b: flatbuffers.Builder, s: string): flatbuffers.Offset {
+  const n = s.length;
+  for (let i = 0; i < n; i++) if (s.charCodeAt(i) > 0x7f) return b.createString(s);
+  b.addInt8(0); // the NUL terminator createString writes
+  b.startVector(1, n, 1);
+  // The builder fills from the back: the last byte goes in first.
+  for (let i = n - 1; i >= 0; i--) b.addInt8(s.charCodeAt(i));
+  return b.endVector();
+}
+
 export function encodeAssertion(rec: AssertionRecord): Uint8Array {
   if (!Number.isSafeInteger(rec.lsn) || rec.lsn < 0) {
     throw new RangeError(`lsn must be a non-negative safe integer, got ${rec.lsn}`);
@@ -112,17 +127,17 @@ export function encodeAssertion(rec: AssertionRecord): Uint8Array {
   // of optional scalars, so without this a valid_from_ms of 0 would read back as null.
   b.forceDefaults(true);
   // Children (strings, vectors) must be created before the table is started.
-  const idOff = b.createString(rec.id);
-  const conceptOff = b.createString(rec.concept);
-  const agentOff = b.createString(rec.agent);
-  const valueOff = b.createString(rec.valueJson);
-  const sourceOffs = rec.sources.map((s) => b.createString(s));
+  const idOff = createString(b, rec.id);
+  const conceptOff = createString(b, rec.concept);
+  const agentOff = createString(b, rec.agent);
+  const valueOff = createString(b, rec.valueJson);
+  const sourceOffs = rec.sources.map((s) => createString(b, s));
   const sourcesOff = fb.Assertion.createSourcesVector(b, sourceOffs);
-  const nonceOff = rec.nonce === null ? 0 : b.createString(rec.nonce);
-  const supersedesOff = rec.supersedes === null ? 0 : b.createString(rec.supersedes);
-  const supersededByOff = rec.supersededBy === null ? 0 : b.createString(rec.supersededBy);
+  const nonceOff = rec.nonce === null ? 0 : createString(b, rec.nonce);
+  const supersedesOff = rec.supersedes === null ? 0 : createString(b, rec.supersedes);
+  const supersededByOff = rec.supersededBy === null ? 0 : createString(b, rec.supersededBy);
   const reason = rec.quarantineReason ?? null;
-  const reasonOff = reason === null ? 0 : b.createString(reason);
+  const reasonOff = reason === null ? 0 : createString(b, reason);
 
   fb.Assertion.startAssertion(b);
   fb.Assertion.addId(b, idOff);
