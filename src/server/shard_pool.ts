@@ -8,6 +8,7 @@ import type { MetricObjectWithValues } from "../metrics/merge.js";
 import type { ShardSuggestResult } from "../shard/concept_scan.js";
 import type {
   QueryRequest,
+  ResponseBatch,
   ShardBackupResult,
   ShardErrorBody,
   ShardEvent,
@@ -75,6 +76,8 @@ type QueryWithoutReq = QueryRequest extends infer Q
 
 /** Write messages a shard may have unanswered before new writes wait for an answer. */
 const MAX_WRITES_IN_FLIGHT = 2;
+/** Queries per batch message at most. */
+const MAX_QUERIES_PER_MESSAGE = 1024;
 /** Requests (queries and write batches) unanswered by one shard, at most. */
 const MAX_PENDING_REQUESTS = 65_536;
 
@@ -92,6 +95,8 @@ class ShardHandle {
   exited = false;
 
   private readonly flush = () => this.flushWrites();
+  private queuedQueries: QueryRequest[] = [];
+  private readonly flushQueriesNow = () => this.flushQueries();
 
   constructor(
     readonly shardId: number,
@@ -107,7 +112,10 @@ class ShardHandle {
         if (msg.t === "ready") {
           this.info = msg.info;
           this.worker.off("message", onMessage);
-          this.worker.on("message", (m: ShardResponse) => this.onResponse(m));
+          this.worker.on("message", (m: ShardResponse | ResponseBatch) => {
+            if (m.t === "batch_res") for (const item of m.items) this.onResponse(item);
+            else this.onResponse(m);
+          });
           resolve(msg.info);
         } else if (msg.t === "fatal") {
           reject(new ShardRequestError(this.shardId, msg.code ?? "fatal", msg.message));
@@ -220,6 +228,8 @@ class ShardHandle {
         new ShardRequestError(this.shardId, "exited", `shard ${this.shardId} is not running`),
       );
     const req = this.nextReq++;
+    const message = msg as QueryRequest; // callers build a fresh object; it gets its req here
+    message.req = req;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(req, {
         resolve: resolve as (v: unknown) => void,
@@ -227,8 +237,19 @@ class ShardHandle {
         startedMs: Date.now(),
         items: 0,
       });
-      this.worker.postMessage({ ...msg, req });
+      this.queuedQueries.push(message);
+      if (this.queuedQueries.length === 1) queueMicrotask(this.flushQueriesNow);
+      else if (this.queuedQueries.length >= MAX_QUERIES_PER_MESSAGE) this.flushQueries();
     });
+  }
+
+  /** Sends the queries of this turn: one message, a batch if there are several. */
+  private flushQueries(): void {
+    const msgs = this.queuedQueries;
+    if (msgs.length === 0) return;
+    this.queuedQueries = [];
+    if (msgs.length === 1) this.worker.postMessage(msgs[0]);
+    else this.worker.postMessage({ t: "batch", msgs });
   }
 
   private onResponse(msg: ShardResponse): void {
@@ -280,6 +301,7 @@ class ShardHandle {
     this.writesInFlight = 0;
     for (const q of this.queued) q.reject(err);
     this.queued = [];
+    this.queuedQueries = [];
     this.depthItems = 0;
   }
 }

@@ -12,6 +12,8 @@ import type { WalObserver } from "../wal/wal.js";
 import { suggestOnShard } from "./concept_scan.js";
 import { handleLens, handleRead } from "./lens_handlers.js";
 import type {
+  QueryRequest,
+  ResponseBatch,
   ShardErrorBody,
   ShardEvent,
   ShardInfo,
@@ -51,8 +53,27 @@ const walObserver: WalObserver = {
   },
 };
 
-function post(msg: ShardResponse | ShardEvent, transfer?: ArrayBuffer[]): void {
+function post(msg: ShardResponse | ShardEvent | ResponseBatch, transfer?: ArrayBuffer[]): void {
   (port as import("node:worker_threads").MessagePort).postMessage(msg, transfer);
+}
+
+/** Query answers gathered until the end of this turn's microtasks, then posted together. */
+let outbox: ShardResponse[] = [];
+/** Answers per message at most (bounds one message's size and structured-clone time). */
+const MAX_OUTBOX_ITEMS = 1024;
+
+function flushOutbox(): void {
+  const items = outbox;
+  if (items.length === 0) return;
+  outbox = [];
+  if (items.length === 1) post(items[0] as ShardResponse);
+  else post({ t: "batch_res", items });
+}
+
+function respond(res: ShardResponse): void {
+  if (outbox.length === 0) queueMicrotask(flushOutbox);
+  outbox.push(res);
+  if (outbox.length >= MAX_OUTBOX_ITEMS) flushOutbox();
 }
 
 /** Query-latency label per read message (bounded set). */
@@ -172,7 +193,7 @@ function handleWrite(msg: WriteRequest): void {
   });
 }
 
-async function handleQuery(msg: Exclude<ShardRequest, WriteRequest>): Promise<unknown> {
+async function handleQuery(msg: QueryRequest): Promise<unknown> {
   switch (msg.t) {
     case "get":
     case "record":
@@ -212,11 +233,7 @@ async function handleQuery(msg: Exclude<ShardRequest, WriteRequest>): Promise<un
   }
 }
 
-port.on("message", (msg: ShardRequest) => {
-  if (msg.t === "write") {
-    handleWrite(msg);
-    return;
-  }
+const dispatchQuery = (msg: QueryRequest): void => {
   const req = msg.req;
   const started = performance.now();
   handleQuery(msg).then(
@@ -230,11 +247,20 @@ port.on("message", (msg: ShardRequest) => {
         const op = msg.t === "get" || msg.t === "record" ? "get" : "range";
         metrics.recordStorageOp(op, "ok", seconds);
       }
-      post({ t: "res", req, ok: true, value });
-      if (msg.t === "close") port.close();
+      respond({ t: "res", req, ok: true, value });
+      if (msg.t === "close") {
+        flushOutbox();
+        port.close();
+      }
     },
-    (err: unknown) => post({ t: "res", req, ok: false, error: errorBody(err) }),
+    (err: unknown) => respond({ t: "res", req, ok: false, error: errorBody(err) }),
   );
+};
+
+port.on("message", (msg: ShardRequest) => {
+  if (msg.t === "write") handleWrite(msg);
+  else if (msg.t === "batch") for (const m of msg.msgs) dispatchQuery(m);
+  else dispatchQuery(msg);
 });
 
 post({ t: "ready", info: info() });

@@ -1,0 +1,92 @@
+// The main thread's side of the shard owners with real worker threads, WALs and LMDB: writes
+// and queries issued in one turn travel coalesced (one message per shard each way), and
+// every answer, including errors, still reaches its own caller.
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ShardPool, ShardRequestError } from "../src/server/shard_pool.js";
+import type { RenderedPage } from "../src/shard/protocol.js";
+import { shardDirs } from "../src/shard/shard_core.js";
+import { sampleAssertion } from "./helpers/records.js";
+import { tempDir } from "./helpers/wal_fixtures.js";
+
+const SHARDS = 2;
+const RECORDS = 64;
+let dir: string;
+let pool: ShardPool;
+
+beforeAll(async () => {
+  dir = tempDir("stemedb-pool-");
+  pool = await ShardPool.start(
+    {
+      shardCount: SHARDS,
+      segmentSizeBytes: 1024 * 1024,
+      syncMode: "dsync",
+      direct: true,
+      repair: false,
+      walArchiveRoot: null,
+      queueMaxItems: 10_000,
+      applyDelayMs: 20,
+      walFlushMode: "inline",
+      requestTimeoutMs: 10_000,
+    },
+    (id) => shardDirs(path.join(dir, "wal"), path.join(dir, "db"), id),
+  );
+});
+
+afterAll(async () => {
+  await pool?.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function idOf(i: number): string {
+  return i.toString(16).padStart(32, "0");
+}
+
+describe("shard pool", () => {
+  it("answers every caller of a same-turn burst of writes and queries with its own result", async () => {
+    // Records i go to shard i % SHARDS; all writes are issued in this one turn.
+    const writes = Array.from({ length: RECORDS }, (_, i) =>
+      pool.write(i % SHARDS, [sampleAssertion(i, RECORDS, "pool")]),
+    );
+    const acks = await Promise.all(writes);
+    const lsnsPerShard = Array.from({ length: SHARDS }, (_, s) =>
+      acks.filter((_a, i) => i % SHARDS === s).map((a) => a.lsns[0]),
+    );
+    for (const lsns of lsnsPerShard)
+      expect(lsns).toEqual(Array.from({ length: RECORDS / SHARDS }, (_, k) => k + 1));
+
+    // One turn of queries per shard: point reads, a miss, a lens, and a bad cursor (an error).
+    const gets = Array.from({ length: RECORDS }, (_, i) =>
+      pool.get(i % SHARDS, idOf(i)).then((json) => JSON.parse(json ?? "null") as { id: string }),
+    );
+    const miss = pool.get(0, idOf(10_000));
+    const lens = pool.request<RenderedPage>(1, {
+      t: "lens_history",
+      concept: "pool/c3",
+      asOfLsn: null,
+      limit: 10,
+      cursor: null,
+    });
+    const bad = pool
+      .request<RenderedPage>(0, {
+        t: "lens_history",
+        concept: "pool/c2",
+        asOfLsn: null,
+        limit: 10,
+        cursor: "not-a-cursor",
+      })
+      .then(
+        () => null,
+        (err: unknown) => err,
+      );
+    const got = await Promise.all(gets);
+    expect(got.map((r) => r.id)).toEqual(Array.from({ length: RECORDS }, (_, i) => idOf(i)));
+    expect(await miss).toBeNull();
+    const page = await lens;
+    expect(page.items.map((j) => (JSON.parse(j) as { id: string }).id)).toEqual([idOf(3)]);
+    const err = await bad;
+    expect(err).toBeInstanceOf(ShardRequestError);
+    expect((err as ShardRequestError).reason).toBe("invalid_cursor");
+  });
+});
