@@ -68,6 +68,15 @@ class FdWorker : public Napi::AsyncWorker {
   IoStatus status_;
 };
 
+// {bytesWritten, writeNs, syncNs}: what both write calls answer.
+Napi::Object WriteResultObject(Napi::Env env, size_t length, int64_t write_ns, int64_t sync_ns) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(length)));
+  r.Set("writeNs", Napi::Number::New(env, static_cast<double>(write_ns)));
+  r.Set("syncNs", Napi::Number::New(env, static_cast<double>(sync_ns)));
+  return r;
+}
+
 class WriteWorker final : public FdWorker {
  public:
   WriteWorker(const Handle& h, Napi::Function cb, const Bytes& buf, const uint8_t* data,
@@ -79,17 +88,7 @@ class WriteWorker final : public FdWorker {
         file_offset_(file_offset) {}
 
   void Execute() override {
-    const int64_t t0 = MonotonicNs();
-    status_ = PwriteFully(fd_, data_, length_, file_offset_);
-    const int64_t t1 = MonotonicNs();
-    write_ns_ = t1 - t0;
-    if (!status_.ok()) return;
-    if (dsync_) {
-      sync_ns_ = write_ns_;  // O_DSYNC: the pwrite itself waited for stable storage
-      return;
-    }
-    status_ = FdatasyncOnce(fd_);
-    sync_ns_ = MonotonicNs() - t1;
+    status_ = WriteDurably(fd_, dsync_, data_, length_, file_offset_, &write_ns_, &sync_ns_);
   }
 
   void OnOK() override {
@@ -99,11 +98,7 @@ class WriteWorker final : public FdWorker {
       Callback().Call({ErrorValue(), env.Null()});
       return;
     }
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(length_)));
-    r.Set("writeNs", Napi::Number::New(env, static_cast<double>(write_ns_)));
-    r.Set("syncNs", Napi::Number::New(env, static_cast<double>(sync_ns_)));
-    Callback().Call({env.Null(), r});
+    Callback().Call({env.Null(), WriteResultObject(env, length_, write_ns_, sync_ns_)});
   }
 
  private:
@@ -181,18 +176,32 @@ Napi::Value OpenFile(const Napi::CallbackInfo& info) {
   return h;
 }
 
-Napi::Value WriteAndSync(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+// The checked (handle, buf, bufOffset, length, fileOffset) of a write call.
+struct WriteArgs {
+  Handle h;
+  Bytes buf;
+  const uint8_t* data;
+  uint64_t length;
+  uint64_t file_offset;
+};
+
+WriteArgs ReqWriteArgs(Napi::Env env, const Napi::CallbackInfo& info) {
   const Handle h = ReqHandle(env, info[0]);
   const Bytes buf = ReqBytes(env, info[1], "buf");
   const uint64_t buf_offset = ReqUint(env, info[2], "bufOffset", 0, kMaxSafeInteger);
   const uint64_t length = ReqUint(env, info[3], "length", 1, kMaxIoBytes);
   const uint64_t file_offset = ReqUint(env, info[4], "fileOffset", 0, kMaxSafeInteger - length);
-  Napi::Function cb = ReqFunction(env, info[5], "cb");
   CheckRange(env, buf, buf_offset, length);
   const uint8_t* data = buf.data + buf_offset;
   CheckDirectAlignment(env, h, data, length, file_offset, "pwrite");
-  auto* w = new WriteWorker(h, cb, buf, data, static_cast<size_t>(length), file_offset);
+  return WriteArgs{h, buf, data, length, file_offset};
+}
+
+Napi::Value WriteAndSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const WriteArgs a = ReqWriteArgs(env, info);
+  Napi::Function cb = ReqFunction(env, info[5], "cb");
+  auto* w = new WriteWorker(a.h, cb, a.buf, a.data, static_cast<size_t>(a.length), a.file_offset);
   w->Start();
   return env.Undefined();
 }
@@ -201,28 +210,13 @@ Napi::Value WriteAndSync(const Napi::CallbackInfo& info) {
 // nothing else to do meanwhile (a shard worker), it saves two thread wake-ups per flush.
 Napi::Value WriteAndSyncBlocking(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const Handle h = ReqHandle(env, info[0]);
-  const Bytes buf = ReqBytes(env, info[1], "buf");
-  const uint64_t buf_offset = ReqUint(env, info[2], "bufOffset", 0, kMaxSafeInteger);
-  const uint64_t length = ReqUint(env, info[3], "length", 1, kMaxIoBytes);
-  const uint64_t file_offset = ReqUint(env, info[4], "fileOffset", 0, kMaxSafeInteger - length);
-  CheckRange(env, buf, buf_offset, length);
-  const uint8_t* data = buf.data + buf_offset;
-  CheckDirectAlignment(env, h, data, length, file_offset, "pwrite");
-  const int64_t t0 = MonotonicNs();
-  IoStatus status = PwriteFully(h.fd, data, static_cast<size_t>(length), file_offset);
-  const int64_t t1 = MonotonicNs();
-  int64_t sync_ns = t1 - t0;
-  if (status.ok() && !h.dsync) {
-    status = FdatasyncOnce(h.fd);
-    sync_ns = MonotonicNs() - t1;
-  }
-  if (!status.ok()) ThrowWalError(env, status, HandlePath(h.obj));
-  Napi::Object r = Napi::Object::New(env);
-  r.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(length)));
-  r.Set("writeNs", Napi::Number::New(env, static_cast<double>(t1 - t0)));
-  r.Set("syncNs", Napi::Number::New(env, static_cast<double>(sync_ns)));
-  return r;
+  const WriteArgs a = ReqWriteArgs(env, info);
+  int64_t write_ns = 0;
+  int64_t sync_ns = 0;
+  const IoStatus status = WriteDurably(a.h.fd, a.h.dsync, a.data, static_cast<size_t>(a.length),
+                                       a.file_offset, &write_ns, &sync_ns);
+  if (!status.ok()) ThrowWalError(env, status, HandlePath(a.h.obj));
+  return WriteResultObject(env, static_cast<size_t>(a.length), write_ns, sync_ns);
 }
 
 Napi::Value ZeroFill(const Napi::CallbackInfo& info) {

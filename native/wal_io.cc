@@ -54,6 +54,19 @@ IoStatus OpenWalFile(const char* path, bool create, bool direct, bool dsync, boo
   }
 }
 
+IoStatus WriteDurably(int fd, bool dsync, const uint8_t* data, size_t length,
+                      uint64_t file_offset, int64_t* write_ns_out, int64_t* sync_ns_out) {
+  const int64_t t0 = MonotonicNs();
+  IoStatus status = PwriteFully(fd, data, length, file_offset);
+  const int64_t t1 = MonotonicNs();
+  *write_ns_out = t1 - t0;
+  *sync_ns_out = *write_ns_out;
+  if (!status.ok() || dsync) return status;
+  status = FdatasyncOnce(fd);
+  *sync_ns_out = MonotonicNs() - t1;
+  return status;
+}
+
 IoStatus PwriteFully(int fd, const uint8_t* data, size_t length, uint64_t file_offset) {
   size_t done = 0;
   while (done < length) {

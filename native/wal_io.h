@@ -33,6 +33,11 @@ int64_t MonotonicNs();
 IoStatus OpenWalFile(const char* path, bool create, bool direct, bool dsync, bool fallback_direct,
                      int* fd_out, bool* direct_out);
 
+// A durable write: PwriteFully, then FdatasyncOnce unless `dsync` (O_DSYNC: the pwrite itself
+// waited for stable storage, and sync_ns_out = write_ns_out). Times in nanoseconds.
+IoStatus WriteDurably(int fd, bool dsync, const uint8_t* data, size_t length,
+                      uint64_t file_offset, int64_t* write_ns_out, int64_t* sync_ns_out);
+
 // Writes exactly `length` bytes (loops over partial writes; a 0-byte write is SHORT_WRITE).
 IoStatus PwriteFully(int fd, const uint8_t* data, size_t length, uint64_t file_offset);
 

@@ -8,7 +8,7 @@ import {
 import { shardForConcept } from "../../domain/shard_hash.js";
 import type { WriteResult } from "../../shard/protocol.js";
 import { WRITE_DUPLICATE } from "../../shard/shard_core.js";
-import { encodeAssertion } from "../../store/assertion_codec.js";
+import { type AssertionRecord, encodeAssertion } from "../../store/assertion_codec.js";
 import type { ServerContext } from "../context.js";
 import { badRequest, notFound } from "../errors.js";
 import type { Reply, Route, RouteContext } from "../router.js";
@@ -49,20 +49,11 @@ export function encodeNew(
 ): Placed & { record: Uint8Array } {
   const quarantine = opts.quarantine ?? null;
   const status = quarantine === null ? "active" : "quarantined";
-  // Object literals, not spreads: spreading these records cost ≈ 20 µs each (Node 20).
-  const id = routableAssertionId({
-    agent: stamp.agent,
-    concept: item.concept,
-    valueJson: item.valueJson,
-    confidence: item.confidence,
-    sources: item.sources,
-    validFromMs: item.validFromMs,
-    validToMs: item.validToMs,
-    nonce: item.nonce,
-  });
+  // One object literal, no spreads: spreading these records cost ≈ 20 µs each (Node 20).
+  // The id is derived from the content fields of the record itself, then filled in.
   const shard = shardForConcept(item.concept, shardCount);
-  const record = encodeAssertion({
-    id,
+  const fields: AssertionRecord = {
+    id: "",
     agent: stamp.agent,
     concept: item.concept,
     valueJson: item.valueJson,
@@ -80,7 +71,10 @@ export function encodeNew(
     supersededBy: null,
     authorTrust: stamp.authorTrust,
     quarantineReason: quarantine,
-  });
+  };
+  const id = routableAssertionId(fields);
+  fields.id = id;
+  const record = encodeAssertion(fields);
   return { id, shard, status, record };
 }
 

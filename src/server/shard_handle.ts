@@ -1,0 +1,286 @@
+// One shard owner as the main thread sees it: its Worker, the requests it has not answered
+// yet, writes coalesced into one transferred buffer per turn, queries of one turn in one
+// batch message, bounded queues, and expiry of requests that wait too long.
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import type {
+  QueryRequest,
+  ResponseBatch,
+  ShardEvent,
+  ShardInfo,
+  ShardResponse,
+  ShardWorkerData,
+  WriteResult,
+} from "../shard/protocol.js";
+
+const WORKER_PATH = path.join(
+  path.dirname(fileURLToPath(import.meta.url)),
+  "../shard/worker_main.js",
+);
+
+export class ShardRequestError extends Error {
+  constructor(
+    readonly shardId: number,
+    readonly reason: string,
+    message: string,
+    /** reason "domain": the HTTP status and code of the broken rule. */
+    readonly status?: number,
+    readonly code?: string,
+  ) {
+    super(message);
+    this.name = "ShardRequestError";
+  }
+}
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+  startedMs: number;
+  items: number;
+  write?: boolean;
+}
+
+interface QueuedWrite {
+  records: Uint8Array[];
+  resolve: (r: WriteResult) => void;
+  reject: (err: Error) => void;
+}
+
+export type QueryWithoutReq = QueryRequest extends infer Q
+  ? Q extends QueryRequest
+    ? Omit<Q, "req">
+    : never
+  : never;
+
+/** Write messages a shard may have unanswered before new writes wait for an answer. */
+const MAX_WRITES_IN_FLIGHT = 2;
+/** Queries per batch message at most. */
+const MAX_QUERIES_PER_MESSAGE = 1024;
+/** Requests (queries and write batches) unanswered by one shard, at most. */
+const MAX_PENDING_REQUESTS = 65_536;
+
+export class ShardHandle {
+  readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextReq = 1;
+  private queued: QueuedWrite[] = [];
+  private flushScheduled = false;
+  /** Write messages sent and not yet answered. */
+  private writesInFlight = 0;
+  /** Records queued or in flight. */
+  depthItems = 0;
+  info: ShardInfo | null = null;
+  exited = false;
+
+  private readonly flush = () => this.flushWrites();
+  private queuedQueries: QueryRequest[] = [];
+  private readonly flushQueriesNow = () => this.flushQueries();
+
+  constructor(
+    readonly shardId: number,
+    data: ShardWorkerData,
+    private readonly queueMaxItems: number,
+  ) {
+    this.worker = new Worker(WORKER_PATH, { workerData: data });
+  }
+
+  ready(): Promise<ShardInfo> {
+    return new Promise((resolve, reject) => {
+      const onMessage = (msg: ShardEvent | ShardResponse) => {
+        if (msg.t === "ready") {
+          this.info = msg.info;
+          this.worker.off("message", onMessage);
+          this.worker.on("message", (m: ShardResponse | ResponseBatch) => {
+            if (m.t === "batch_res") for (const item of m.items) this.onResponse(item);
+            else this.onResponse(m);
+          });
+          resolve(msg.info);
+        } else if (msg.t === "fatal") {
+          reject(new ShardRequestError(this.shardId, msg.code ?? "fatal", msg.message));
+        }
+      };
+      this.worker.on("message", onMessage);
+      this.worker.once("error", (err) => reject(err));
+      this.worker.once("exit", (code) => {
+        this.exited = true;
+        const err = new ShardRequestError(
+          this.shardId,
+          "exited",
+          `shard ${this.shardId} exited with code ${code}`,
+        );
+        reject(err);
+        this.failAll(err);
+      });
+    });
+  }
+
+  write(records: Uint8Array[]): Promise<WriteResult> {
+    if (this.exited)
+      return Promise.reject(
+        new ShardRequestError(this.shardId, "exited", `shard ${this.shardId} is not running`),
+      );
+    if (this.depthItems + records.length > this.queueMaxItems) {
+      return Promise.reject(
+        new ShardRequestError(
+          this.shardId,
+          "backpressure",
+          `shard ${this.shardId} queue is full (${this.queueMaxItems} items)`,
+        ),
+      );
+    }
+    this.depthItems += records.length;
+    return new Promise((resolve, reject) => {
+      this.queued.push({ records, resolve, reject });
+      // Natural batching on this side too: with fewer than MAX_WRITES_IN_FLIGHT messages
+      // out, send at the end of this turn (a microtask, no extra tick); otherwise the
+      // writes gather until an answer comes back, so under load there is about one
+      // message per WAL flush instead of one per request.
+      if (!this.flushScheduled && this.writesInFlight < MAX_WRITES_IN_FLIGHT) {
+        this.flushScheduled = true;
+        queueMicrotask(this.flush);
+      }
+    });
+  }
+
+  private flushWrites(): void {
+    this.flushScheduled = false;
+    if (this.queued.length === 0) return;
+    const batch = this.queued;
+    this.queued = [];
+    let total = 0;
+    let bytes = 0;
+    for (const q of batch) {
+      total += q.records.length;
+      for (const r of q.records) bytes += r.byteLength;
+    }
+    const buf = new ArrayBuffer(bytes);
+    const view = new Uint8Array(buf);
+    const offsets = new Uint32Array(total + 1);
+    let at = 0;
+    let n = 0;
+    for (const q of batch) {
+      for (const r of q.records) {
+        offsets[n++] = at;
+        view.set(r, at);
+        at += r.byteLength;
+      }
+    }
+    offsets[n] = at;
+    const req = this.nextReq++;
+    this.writesInFlight++;
+    this.pending.set(req, {
+      startedMs: Date.now(),
+      items: total,
+      write: true,
+      resolve: (value) => {
+        const result = value as WriteResult;
+        let from = 0;
+        for (const q of batch) {
+          const to = from + q.records.length;
+          q.resolve({
+            lsns: result.lsns.subarray(from, to),
+            flags: result.flags.subarray(from, to),
+          });
+          from = to;
+        }
+      },
+      reject: (err) => {
+        for (const q of batch) q.reject(err);
+      },
+    });
+    this.worker.postMessage({ t: "write", req, buf, offsets }, [buf, offsets.buffer]);
+  }
+
+  query<T>(msg: QueryWithoutReq): Promise<T> {
+    if (this.pending.size >= MAX_PENDING_REQUESTS) {
+      return Promise.reject(
+        new ShardRequestError(
+          this.shardId,
+          "backpressure",
+          `shard ${this.shardId} has ${MAX_PENDING_REQUESTS} requests waiting`,
+        ),
+      );
+    }
+    if (this.exited)
+      return Promise.reject(
+        new ShardRequestError(this.shardId, "exited", `shard ${this.shardId} is not running`),
+      );
+    const req = this.nextReq++;
+    const message = msg as QueryRequest; // callers build a fresh object; it gets its req here
+    message.req = req;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(req, {
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        startedMs: Date.now(),
+        items: 0,
+      });
+      this.queuedQueries.push(message);
+      if (this.queuedQueries.length === 1) queueMicrotask(this.flushQueriesNow);
+      else if (this.queuedQueries.length >= MAX_QUERIES_PER_MESSAGE) this.flushQueries();
+    });
+  }
+
+  /** Sends the queries of this turn: one message, a batch if there are several. */
+  private flushQueries(): void {
+    const msgs = this.queuedQueries;
+    if (msgs.length === 0) return;
+    this.queuedQueries = [];
+    if (msgs.length === 1) this.worker.postMessage(msgs[0]);
+    else this.worker.postMessage({ t: "batch", msgs });
+  }
+
+  private onResponse(msg: ShardResponse): void {
+    const p = this.pending.get(msg.req);
+    if (p === undefined) return; // timed out earlier
+    this.pending.delete(msg.req);
+    this.depthItems -= p.items;
+    if (p.write === true) this.writeAnswered();
+    if (msg.ok) p.resolve(msg.value);
+    else
+      p.reject(
+        new ShardRequestError(
+          this.shardId,
+          msg.error.reason,
+          msg.error.message,
+          msg.error.status,
+          msg.error.code,
+        ),
+      );
+  }
+
+  private writeAnswered(): void {
+    this.writesInFlight--;
+    if (this.queued.length > 0 && !this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(this.flush);
+    }
+  }
+
+  expire(nowMs: number, timeoutMs: number): void {
+    for (const [req, p] of this.pending) {
+      if (nowMs - p.startedMs < timeoutMs) continue;
+      this.pending.delete(req);
+      this.depthItems -= p.items;
+      if (p.write === true) this.writeAnswered();
+      p.reject(
+        new ShardRequestError(
+          this.shardId,
+          "timeout",
+          `shard ${this.shardId} did not answer within ${timeoutMs} ms`,
+        ),
+      );
+    }
+  }
+
+  failAll(err: Error): void {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    this.writesInFlight = 0;
+    for (const q of this.queued) q.reject(err);
+    this.queued = [];
+    this.queuedQueries = [];
+    this.depthItems = 0;
+  }
+}
