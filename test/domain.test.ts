@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   API_KEY_LENGTH,
@@ -17,8 +18,10 @@ import {
   jsonTextDepth,
 } from "../src/domain/canonical_json.js";
 import {
+  canonicalAsIs,
   isInSubtree,
   normalizeConceptPath,
+  normalizeConceptPathFully,
   parseConceptQuery,
 } from "../src/domain/concept_path.js";
 import { MAX_CONCEPT_PATH_BYTES, MAX_CONCEPT_SEGMENTS } from "../src/domain/limits.js";
@@ -284,6 +287,25 @@ describe("canonicalJson", () => {
     const cyclic: unknown[] = [];
     cyclic.push(cyclic);
     expect(jsonDepth(cyclic, 10)).toBe(11);
+  });
+});
+
+describe("canonicalAsIs (the fast path)", () => {
+  it("accepts only what the full rules leave unchanged", () => {
+    const alphabet = ["a", "z", "Z", "0", "9", "_", ".", "-", "/", "*", " ", "é", "\u212a", "ß"];
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(...alphabet), { maxLength: 24 }), (chars) => {
+        const raw = chars.join("");
+        const full = normalizeConceptPathFully(raw);
+        const fast = canonicalAsIs(raw);
+        if (fast !== null) expect(full).toEqual({ ok: true, path: raw });
+        expect(normalizeConceptPath(raw)).toEqual(full);
+      }),
+      { numRuns: 5000, seed: 42 },
+    );
+    expect(canonicalAsIs("hosts/web-1/os")).toBe("hosts/web-1/os");
+    for (const notAsIs of ["/a", "a/", "a//b", "A", "a/./b", "a/..", "", "a b"])
+      expect(canonicalAsIs(notAsIs)).toBeNull();
   });
 });
 

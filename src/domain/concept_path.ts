@@ -53,10 +53,51 @@ function utf8Length(s: string): number {
 }
 
 /**
+ * `raw` itself if it is already canonical — lowercase ASCII segments of [a-z0-9_.-], none
+ * empty, "." or "..", within the bounds — else null (then the full normalization decides).
+ * Clients mostly send canonical paths; this skips NFC, lowercasing, split and the per-char
+ * regex for them (they were ≈ 6 % of the main thread's time on 1000-item batches).
+ */
+export function canonicalAsIs(raw: string): string | null {
+  const n = raw.length;
+  if (n === 0 || n > MAX_CONCEPT_PATH_BYTES) return null;
+  let segments = 1;
+  let segmentStart = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? raw.charCodeAt(i) : 0x2f; // the end closes the last segment like a "/"
+    if (c === 0x2f) {
+      const length = i - segmentStart;
+      if (length === 0) return null; // empty, or a leading/trailing "/" (stripped by the slow path)
+      const dot = raw.charCodeAt(segmentStart) === 0x2e;
+      if (dot && (length === 1 || (length === 2 && raw.charCodeAt(segmentStart + 1) === 0x2e)))
+        return null;
+      if (i < n) segments++;
+      segmentStart = i + 1;
+      continue;
+    }
+    const allowed =
+      (c >= 0x61 && c <= 0x7a) ||
+      (c >= 0x30 && c <= 0x39) ||
+      c === 0x5f ||
+      c === 0x2e ||
+      c === 0x2d;
+    if (!allowed) return null;
+  }
+  return segments <= MAX_CONCEPT_SEGMENTS ? raw : null;
+}
+
+/**
  * Normalize a raw concept path to its canonical form, or explain exactly what is wrong.
  * Pure function; never throws for string input.
  */
 export function normalizeConceptPath(raw: string): ConceptPathResult {
+  if (typeof raw !== "string") return fail("concept path must be a string");
+  const asIs = canonicalAsIs(raw);
+  return asIs !== null ? { ok: true, path: asIs } : normalizeConceptPathFully(raw);
+}
+
+/** The full rules (what normalizeConceptPath applies when the path is not canonical as is). */
+export function normalizeConceptPathFully(raw: string): ConceptPathResult {
   if (typeof raw !== "string") return fail("concept path must be a string");
   if (raw.length > MAX_RAW_CONCEPT_LENGTH) {
     return fail(
