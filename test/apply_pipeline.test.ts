@@ -69,6 +69,28 @@ describe("apply pipeline", () => {
     await core.close();
   });
 
+  it("works a backlog off in commits of at most 10,000 records (whole WAL batches)", async () => {
+    const dir = tempDir("stemedb-apply-");
+    dirs.push(dir);
+    const commits: Commit[] = [];
+    const core = await openCore(dir, 1000, commits);
+    // 25 writes of 1000 records, each awaited: 25 WAL flushes queued behind the delay.
+    for (let b = 0; b < 25; b++) {
+      const records = Array.from({ length: 1000 }, (_, k) =>
+        sampleAssertion(100 + b * 1000 + k, 5, "apply"),
+      );
+      await new Promise<void>((resolve, reject) =>
+        core.write(records, (err) => (err === null ? resolve() : reject(err))),
+      );
+    }
+    await core.settled();
+    expect(commits.map((c) => c.records)).toEqual([10_000, 10_000, 5_000]);
+    expect(commits.every((c) => c.ok)).toBe(true);
+    expect(core.store.appliedLsn).toBe(25_000);
+    expect(core.store.has(idOf(100 + 24_999))).toBe(true);
+    await core.close();
+  });
+
   it("commits on its own once the delay passes", async () => {
     const dir = tempDir("stemedb-apply-");
     dirs.push(dir);

@@ -6,6 +6,7 @@
 // until their commit, so committing later changes no answer: only when memory is freed.
 // At most one commit is in flight; entries that become durable meanwhile wait for it, and
 // a commit starts at the latest `delayMs` after its first entry (at once past a full batch).
+// The backlog is bounded by PendingState's overlay bound (writes get 503 beyond it).
 import { DEFAULT_APPLY_DELAY_MS, MAX_APPLY_DELAY_MS } from "../domain/limits.js";
 import { type ApplyEntry, MAX_APPLY_BATCH_ENTRIES } from "../store/apply.js";
 import type { ShardStore } from "../store/shard_store.js";
@@ -17,9 +18,6 @@ export interface ApplyPipelineHooks {
   /** A commit failed or could not be issued: writes must stop (the WAL keeps the records). */
   onError: (err: Error) => void;
 }
-
-/** settled() rounds at most (each waits for one commit), so a stream of writes cannot starve it. */
-const MAX_SETTLE_ROUNDS = 4;
 
 export class ApplyPipeline {
   private queued: ApplyEntry[][] = [];
@@ -62,13 +60,17 @@ export class ApplyPipeline {
     else if (this.timer === null) this.timer = setTimeout(this.issueNow, this.delayMs);
   }
 
-  /** Resolves once everything pushed before the call is committed (or failed). */
+  /**
+   * Resolves once everything pushed before the call is committed (or failed). Later pushes
+   * do not extend the wait: the target is fixed at the call, and every round commits at
+   * least the oldest queued batch.
+   */
   async settled(): Promise<void> {
     const target = this.pushedLsn;
-    for (let round = 0; round < MAX_SETTLE_ROUNDS && this.doneLsn < target; round++) {
+    while (this.doneLsn < target) {
       this.issue();
       const inFlight = this.inFlight;
-      if (inFlight === null) break;
+      if (inFlight === null) throw new Error(`apply pipeline stalled at LSN ${this.doneLsn}`);
       await inFlight;
     }
     await this.store.settled().catch(() => {});
@@ -83,10 +85,18 @@ export class ApplyPipeline {
   private issue(): void {
     this.stopTimer();
     if (this.inFlight !== null || this.queued.length === 0 || this.failed) return;
-    const batches = this.queued;
-    const records = this.queuedEntries;
-    this.queued = [];
-    this.queuedEntries = 0;
+    // Whole batches up to MAX_APPLY_BATCH_ENTRIES per commit (at least one batch, itself
+    // bounded by the WAL's batch size): the puts run on this thread before the commit, so
+    // a backlog is worked off in bounded steps rather than one long stall.
+    let take = 0;
+    let records = 0;
+    while (take < this.queued.length && (take === 0 || records < MAX_APPLY_BATCH_ENTRIES)) {
+      records += (this.queued[take] as ApplyEntry[]).length;
+      take++;
+    }
+    const batches = this.queued.slice(0, take);
+    this.queued = this.queued.slice(take);
+    this.queuedEntries -= records;
     let committed: Promise<void> = Promise.resolve();
     try {
       for (const batch of batches) {
