@@ -17,7 +17,12 @@ import {
   RECORD_HEADER_BYTES,
   writeRecord,
 } from "./format.js";
-import { nativeWal, type WalNativeError, type WalWriteResult } from "./native.js";
+import {
+  nativeWal,
+  type WalFileHandle,
+  type WalNativeError,
+  type WalWriteResult,
+} from "./native.js";
 import { type RecoveryResult, recoverWal, type SegmentInfo } from "./recovery.js";
 import {
   activateSpare,
@@ -78,6 +83,19 @@ const noopObserver: WalObserver = {
   onRotate() {},
   onSegments() {},
 };
+
+/**
+ * Closes a segment the log no longer writes to (rotated away, or abandoned after a failure).
+ * Its acknowledged records were synced before; Linux releases the descriptor even when
+ * close reports an error, so an error here changes nothing and must not escape a callback.
+ */
+function closeRetiredSegment(handle: WalFileHandle): void {
+  try {
+    nativeWal.close(handle);
+  } catch {
+    // See above: nothing to undo, nothing lost.
+  }
+}
 
 export class Wal {
   readonly shardId: number;
@@ -460,11 +478,7 @@ export class Wal {
     if (this.tail !== null) {
       // Abandon the segment: the next one starts at the first LSN that was not acknowledged.
       this.rememberTail();
-      try {
-        nativeWal.close(this.tail.handle);
-      } catch {
-        // Already failing: a close error (EBADF, EIO) adds nothing, and the fd is released.
-      }
+      closeRetiredSegment(this.tail.handle);
       this.tail = null;
     }
     this.wakeClosers();
@@ -541,7 +555,7 @@ export class Wal {
         }
         if (previous !== null) {
           this.rememberTail();
-          nativeWal.close(previous.handle);
+          closeRetiredSegment(previous.handle);
         }
         this.tail = segment;
         this.segments.push({
