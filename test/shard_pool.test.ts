@@ -88,5 +88,9 @@ describe("shard pool", () => {
     const err = await bad;
     expect(err).toBeInstanceOf(ShardRequestError);
     expect((err as ShardRequestError).reason).toBe("invalid_cursor");
+    // A message object is queued by reference: sending one twice is refused, not misrouted.
+    const once = { t: "get" as const, id: idOf(1) };
+    expect(await pool.request<string | null>(1, once)).not.toBeNull();
+    await expect(pool.request(1, once)).rejects.toThrow("sent twice");
   });
 });

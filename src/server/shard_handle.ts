@@ -206,8 +206,12 @@ export class ShardHandle {
       return Promise.reject(
         new ShardRequestError(this.shardId, "exited", `shard ${this.shardId} is not running`),
       );
+    // The message is queued by reference and gets its req here (no copy per query), so one
+    // object sent twice would carry the second req in both: refuse it instead of misrouting.
+    const message = msg as QueryRequest;
+    if (message.req !== undefined)
+      return Promise.reject(new Error("a shard query message was sent twice; build one per call"));
     const req = this.nextReq++;
-    const message = msg as QueryRequest; // callers build a fresh object; it gets its req here
     message.req = req;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(req, {
