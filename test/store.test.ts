@@ -2,6 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import * as flatbuffers from "flatbuffers";
+import { open } from "lmdb";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   type AssertionRecord,
@@ -312,6 +313,38 @@ describe("ShardStore", () => {
     expect(s.appliedLsn).toBe(2);
     expect(s.has(hexId(8))).toBe(false);
     expect(s.stats().records).toBe(2);
+  });
+
+  it("lands an async apply only on top of the one before it (apply chain)", async () => {
+    const dir = tempDir();
+    const s = openStore(dir);
+    await s.applyBatchAsync([entry(rec(1)), entry(rec(2))]);
+    expect(s.appliedLsn).toBe(2);
+    // Move the chain as a commit the store does not know about would (for instance a
+    // predecessor whose commit failed leaves it behind): the next apply must not land.
+    const env = open({ path: dir, maxDbs: 32 });
+    const chain = env.openDB<number, string>({
+      name: "apply_chain",
+      encoding: "ordered-binary",
+      useVersions: true,
+    });
+    expect(chain.getEntry("chain")?.version).toBe(2);
+    env.transactionSync(() => {
+      chain.put("chain", 0, 99);
+    });
+    await expect(s.applyBatchAsync([entry(rec(3)), entry(rec(4))])).rejects.toThrow(
+      /after LSN 2 skipped/,
+    );
+    expect(s.has(hexId(3))).toBe(false);
+    // Once one apply failed, the store refuses more, and checkpoints (WAL stays whole).
+    expect(() => s.applyBatchAsync([entry(rec(5))])).toThrow(/skipped/);
+    await expect(s.checkpoint()).rejects.toThrow(/skipped/);
+    await s.close();
+    // Reopened, LMDB says what it holds (2) and the chain follows it: replay can go on.
+    const again = openStore(dir);
+    expect(again.appliedLsn).toBe(2);
+    await again.applyBatchAsync([entry(rec(3)), entry(rec(4))]);
+    expect(again.getAssertion(hexId(4))?.lsn).toBe(4);
   });
 
   it("checkpoint resolves with appliedLsn", async () => {

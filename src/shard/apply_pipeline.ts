@@ -4,13 +4,20 @@
 // env's fdatasync on lmdb-js's thread) however few records it holds; committing once per
 // WAL flush spent that on every flush. Entries stay readable from PendingState's overlay
 // until their commit, so committing later changes no answer: only when memory is freed.
-// At most one commit is in flight; entries that become durable meanwhile wait for it, and
-// a commit starts at the latest `delayMs` after its first entry (at once past a full batch).
-// The backlog is bounded by PendingState's overlay bound (writes get 503 beyond it).
+// At most two commits are in flight: while lmdb-js's write thread runs one (B-tree inserts,
+// page writes, sync), this thread already encodes the puts of the next, so the two overlap
+// instead of taking turns (measured: +13-15 % sustained WAL + LMDB records/s on one shard).
+// The second commit still waits for `delayMs` or a full batch, so commits stay large. A
+// commit starts at the latest `delayMs` after its first entry (at once past a full batch).
+// Commits finish in issue order (one lmdb-js write queue); their completions are handled
+// in that order too. The backlog is bounded by PendingState's overlay bound (503 beyond it).
 import { DEFAULT_APPLY_DELAY_MS, MAX_APPLY_DELAY_MS } from "../domain/limits.js";
 import { type ApplyEntry, MAX_APPLY_BATCH_ENTRIES } from "../store/apply.js";
 import type { ShardStore } from "../store/shard_store.js";
 import type { PendingState } from "./pending_state.js";
+
+/** Commits issued to lmdb-js and not yet finished, at most. */
+export const MAX_COMMITS_IN_FLIGHT = 2;
 
 export interface ApplyPipelineHooks {
   /** A commit finished: records, seconds from issue to commit, success. */
@@ -22,7 +29,9 @@ export interface ApplyPipelineHooks {
 export class ApplyPipeline {
   private queued: ApplyEntry[][] = [];
   private queuedEntries = 0;
-  private inFlight: Promise<void> | null = null;
+  private inFlightCommits = 0;
+  /** Settles once every commit issued so far is handled (null when none is in flight). */
+  private lastCommit: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   /** Highest LSN handed over by push(), and highest whose commit finished (or failed). */
   private pushedLsn = 0;
@@ -55,7 +64,7 @@ export class ApplyPipeline {
   }
 
   private schedule(): void {
-    if (this.inFlight !== null) return; // issued when the commit in flight finishes
+    if (this.inFlightCommits >= MAX_COMMITS_IN_FLIGHT) return; // issued when one finishes
     if (this.delayMs === 0 || this.queuedEntries >= MAX_APPLY_BATCH_ENTRIES) this.issue();
     else if (this.timer === null) this.timer = setTimeout(this.issueNow, this.delayMs);
   }
@@ -69,9 +78,9 @@ export class ApplyPipeline {
     const target = this.pushedLsn;
     while (this.doneLsn < target) {
       this.issue();
-      const inFlight = this.inFlight;
-      if (inFlight === null) throw new Error(`apply pipeline stalled at LSN ${this.doneLsn}`);
-      await inFlight;
+      const last = this.lastCommit;
+      if (last === null) throw new Error(`apply pipeline stalled at LSN ${this.doneLsn}`);
+      await last;
     }
     await this.store.settled().catch(() => {});
   }
@@ -84,7 +93,8 @@ export class ApplyPipeline {
 
   private issue(): void {
     this.stopTimer();
-    if (this.inFlight !== null || this.queued.length === 0 || this.failed) return;
+    if (this.inFlightCommits >= MAX_COMMITS_IN_FLIGHT || this.queued.length === 0 || this.failed)
+      return;
     // Whole batches up to MAX_APPLY_BATCH_ENTRIES per commit (at least one batch, itself
     // bounded by the WAL's batch size): the puts run on this thread before the commit, so
     // a backlog is worked off in bounded steps rather than one long stall.
@@ -110,25 +120,37 @@ export class ApplyPipeline {
     const lastBatch = batches[batches.length - 1] as ApplyEntry[];
     const lastLsn = (lastBatch[lastBatch.length - 1] as ApplyEntry).lsn;
     const issuedAt = performance.now();
-    this.inFlight = committed.then(
-      () => {
-        this.inFlight = null;
-        this.doneLsn = lastLsn;
-        this.hooks.onApplied(records, (performance.now() - issuedAt) / 1000, true);
-        for (const batch of batches)
-          this.pending.committed(batch, (batch[batch.length - 1] as ApplyEntry).lsn);
-        if (this.queued.length > 0) this.schedule();
-      },
-      (err: unknown) => {
-        this.inFlight = null;
-        this.doneLsn = lastLsn;
-        this.hooks.onApplied(records, (performance.now() - issuedAt) / 1000, false);
-        this.fail(err as Error);
-      },
-    );
+    this.inFlightCommits++;
+    const previous = this.lastCommit ?? Promise.resolve();
+    const handled: Promise<void> = previous
+      .then(() => committed)
+      .then(
+        () => {
+          this.finishCommit(handled, lastLsn);
+          this.hooks.onApplied(records, (performance.now() - issuedAt) / 1000, true);
+          for (const batch of batches)
+            this.pending.committed(batch, (batch[batch.length - 1] as ApplyEntry).lsn);
+          if (this.queued.length > 0) this.schedule();
+        },
+        (err: unknown) => {
+          this.finishCommit(handled, lastLsn);
+          this.hooks.onApplied(records, (performance.now() - issuedAt) / 1000, false);
+          this.fail(err as Error);
+        },
+      );
+    this.lastCommit = handled;
+  }
+
+  private finishCommit(handled: Promise<void>, lastLsn: number): void {
+    this.inFlightCommits--;
+    if (this.inFlightCommits < 0)
+      throw new Error("apply pipeline: more commits finished than issued");
+    if (lastLsn > this.doneLsn) this.doneLsn = lastLsn;
+    if (this.lastCommit === handled) this.lastCommit = null;
   }
 
   private fail(err: Error): void {
+    if (this.failed) return; // a commit issued behind the failed one reports the same failure
     this.failed = true;
     this.stopTimer();
     this.queued = [];

@@ -18,16 +18,18 @@ export interface StatusShadow {
 }
 
 export class PendingState {
-  /** Appended, not yet durable: id -> lsn (duplicates inside the durability window). */
-  private readonly unapplied = new Map<string, number>();
-  /** Appended, not yet durable, in LSN order; `ids` runs parallel ("" for non-assertions). */
-  private entries: ApplyEntry[] = [];
-  private ids: string[] = [];
   /**
-   * Durable and acknowledged but not yet committed in LMDB (async apply): served from here so
-   * every read sees every acknowledged write. id -> payload, concept -> newest payload.
+   * Every assertion appended and not yet committed in LMDB, by id: one map for both stages
+   * (one lookup per write, no move between maps when a flush becomes durable). An entry
+   * whose LSN is above `takenLsn` is in flight (not durable: a duplicate of it waits for
+   * it); at or below, it is acknowledged and reads are served from here until LMDB commits.
    */
-  private readonly overlayById = new Map<string, Uint8Array>();
+  private readonly assertions = new Map<string, ApplyEntry>();
+  /** Highest LSN takeDurable handed out: the in-flight / acknowledged boundary. */
+  private takenLsn: number;
+  /** Appended, not yet durable, in LSN order. */
+  private entries: ApplyEntry[] = [];
+  /** Acknowledged active inserts LMDB has not committed: concept -> newest payload. */
   private readonly overlayLatest = new Map<string, Uint8Array>();
   /**
    * Status changes appended but not yet committed in LMDB (target id -> status after it), so
@@ -52,11 +54,12 @@ export class PendingState {
 
   constructor(committedLsn: number) {
     this.committedLsn = committedLsn;
+    this.takenLsn = committedLsn;
   }
 
-  /** Acknowledged records LMDB has not committed (the overlay's size, bounded by the caller). */
+  /** Assertions appended and not committed in LMDB (bounded by the caller). */
   get overlaySize(): number {
-    return this.overlayById.size;
+    return this.assertions.size;
   }
 
   /** Records appended to the WAL and not yet durable. */
@@ -69,24 +72,31 @@ export class PendingState {
     return this.committedLsn < this.stateAppliedLsn;
   }
 
-  /** LSN of an assertion appended and not yet durable, if any. */
-  inFlightLsn(id: string): number | undefined {
-    return this.unapplied.get(id);
+  /** The assertion appended and not yet committed in LMDB under this id, in flight or not. */
+  uncommitted(id: string): ApplyEntry | undefined {
+    return this.assertions.get(id);
+  }
+
+  /** Whether an entry from uncommitted() is still waiting for its flush. */
+  isUndurable(entry: ApplyEntry): boolean {
+    return entry.lsn > this.takenLsn;
   }
 
   /** Payload of an assertion appended and not yet durable (undefined if not in flight). */
   inFlightPayload(id: string): Uint8Array | undefined {
-    if (!this.unapplied.has(id)) return undefined;
-    return this.entries.find((e) => e.decoded?.id === id)?.payload;
+    const e = this.assertions.get(id);
+    return e !== undefined && e.lsn > this.takenLsn ? e.payload : undefined;
   }
 
   isInFlight(id: string): boolean {
-    return this.unapplied.has(id);
+    const e = this.assertions.get(id);
+    return e !== undefined && e.lsn > this.takenLsn;
   }
 
   /** Payload of an acknowledged assertion LMDB has not committed yet. */
   overlayPayload(id: string): Uint8Array | undefined {
-    return this.overlayById.get(id);
+    const e = this.assertions.get(id);
+    return e !== undefined && e.lsn <= this.takenLsn ? e.payload : undefined;
   }
 
   /** Newest acknowledged active insert of `concept` LMDB has not committed yet. */
@@ -115,7 +125,7 @@ export class PendingState {
 
   /** Tracks an assertion just appended (entry.decoded set; its supersession shadows the target). */
   addInsert(id: string, entry: ApplyEntry): void {
-    this.unapplied.set(id, entry.lsn);
+    this.assertions.set(id, entry);
     const supersedes = entry.decoded?.supersedes ?? null;
     if (supersedes !== null) {
       const shadow: StatusShadow = { status: "superseded", supersededBy: id, lsn: entry.lsn };
@@ -123,7 +133,6 @@ export class PendingState {
       this.shadowAtLsn.set(entry.lsn, { target: supersedes, shadow });
     }
     this.entries.push(entry);
-    this.ids.push(id);
   }
 
   /** Tracks a state event or source just appended; `shadow` is the target's status after it. */
@@ -141,7 +150,6 @@ export class PendingState {
       this.uncommittedVotes.set(`${entry.event.target}\n${entry.event.actor}`, lsn);
     }
     this.entries.push(entry);
-    this.ids.push("");
   }
 
   /**
@@ -154,13 +162,8 @@ export class PendingState {
     while (n < entries.length && (entries[n] as ApplyEntry).lsn <= durable) n++;
     if (n === 0) return null;
     const batch = n === entries.length ? entries : entries.slice(0, n);
-    if (n === entries.length) {
-      this.entries = [];
-      this.ids = [];
-    } else {
-      this.entries = entries.slice(n);
-      this.ids = this.ids.slice(n);
-    }
+    this.entries = n === entries.length ? [] : entries.slice(n);
+    this.takenLsn = (batch[n - 1] as ApplyEntry).lsn;
     for (let i = 0; i < n; i++) {
       const entry = batch[i] as ApplyEntry;
       const d = entry.decoded;
@@ -173,10 +176,7 @@ export class PendingState {
         }
         if (entry.source !== undefined) this.uncommittedSources.set(entry.source.id, entry.lsn);
       }
-      if (d === undefined) continue;
-      this.unapplied.delete(d.id);
-      this.overlayById.set(d.id, entry.payload);
-      if (d.active) this.overlayLatest.set(d.concept, entry.payload);
+      if (d?.active) this.overlayLatest.set(d.concept, entry.payload);
     }
     return batch;
   }
@@ -199,7 +199,7 @@ export class PendingState {
       }
       const d = entry.decoded;
       if (d === undefined) continue;
-      if (this.overlayById.get(d.id) === entry.payload) this.overlayById.delete(d.id);
+      if (this.assertions.get(d.id) === entry) this.assertions.delete(d.id);
       if (this.overlayLatest.get(d.concept) === entry.payload) this.overlayLatest.delete(d.concept);
     }
   }
@@ -210,9 +210,11 @@ export class PendingState {
    */
   dropAbove(durable: number): void {
     const keep = this.entries.filter((e) => e.lsn <= durable);
-    for (let i = keep.length; i < this.ids.length; i++)
-      this.unapplied.delete(this.ids[i] as string);
-    this.ids = this.ids.slice(0, keep.length);
+    for (let i = keep.length; i < this.entries.length; i++) {
+      const e = this.entries[i] as ApplyEntry;
+      if (e.decoded !== undefined && this.assertions.get(e.decoded.id) === e)
+        this.assertions.delete(e.decoded.id);
+    }
     this.entries = keep;
     // A check shadow from a dropped write falls back to the durable one it replaced.
     for (const [target, shadow] of this.statusShadow) {

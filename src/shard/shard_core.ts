@@ -158,17 +158,18 @@ export class ShardCore {
       const bytes = records[i] as Uint8Array;
       const view = assertionView(bytes);
       const id = view.id() ?? "";
-      const inFlight = pendingState.inFlightLsn(id);
-      const pending = pendingState.overlayPayload(id);
-      const existing =
-        inFlight ??
-        (pending !== undefined ? Number(assertionView(pending).lsn()) : undefined) ??
-        this.store.withAssertion(id, (v) => Number(v.lsn()));
+      const uncommitted = pendingState.uncommitted(id);
+      const existing = uncommitted !== undefined ? uncommitted.lsn : this.store.assertionLsn(id);
       if (existing !== undefined) {
         outcome.lsns[i] = existing;
         outcome.flags[i] = WRITE_DUPLICATE;
         // A duplicate of a record not yet durable is acknowledged only with that record.
-        if (inFlight !== undefined && inFlight > waitLsn) waitLsn = inFlight;
+        if (
+          uncommitted !== undefined &&
+          pendingState.isUndurable(uncommitted) &&
+          existing > waitLsn
+        )
+          waitLsn = existing;
         continue;
       }
       const lsn = this.wal.nextLsn;

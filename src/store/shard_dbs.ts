@@ -16,6 +16,9 @@
 //   sources     id -> SourceRecord
 //   held        lsn -> id of assertions waiting in quarantine (removed by any decision)
 //   meta        "applied_lsn" | "format_version" | "shard_id" -> number
+//   apply_chain "chain" -> 0, versioned: its version is the applied LSN. Every async apply is
+//               conditional on it (lmdb-js ifVersion), so with two commits in flight a
+//               failed one makes the next a no-op instead of leaving a gap behind appliedLsn.
 //
 // The status of an assertion as of LSN L is its insert status folded with its status_log
 // entries up to L; that one rule serves live reads (L = infinity) and as_of_epoch reads.
@@ -28,6 +31,7 @@ export const STORE_FORMAT_VERSION = 1;
 export const MAX_DBS = 32;
 
 export const META_APPLIED_LSN = "applied_lsn";
+export const APPLY_CHAIN_KEY = "chain";
 const META_FORMAT_VERSION = "format_version";
 const META_SHARD_ID = "shard_id";
 
@@ -66,6 +70,8 @@ export interface StateDbs {
 export interface ShardDbs extends StateDbs {
   byAgent: Database<string, IndexKey>;
   meta: Database<number, string>;
+  /** One entry whose version is the applied LSN (see the layout above). */
+  applyChain: Database<number, string>;
 }
 
 /** Opens (creating when absent) every named database of a shard's env. */
@@ -90,6 +96,12 @@ export function openShardDbs(root: RootDatabase): ShardDbs {
     votes: root.openDB<VoteValue, IndexKey>({ name: "votes", encoding: "msgpack", ...opt }),
     sources: root.openDB<SourceRecord, string>({ name: "sources", encoding: "msgpack", ...opt }),
     held: root.openDB<string, number>({ name: "held", encoding: "string", ...opt }),
+    applyChain: root.openDB<number, string>({
+      name: "apply_chain",
+      encoding: "ordered-binary",
+      useVersions: true,
+      ...opt,
+    }),
   };
 }
 
@@ -137,4 +149,19 @@ export function initMeta(
   const lsn = meta.get(META_APPLIED_LSN);
   assert.ok(typeof lsn === "number" && Number.isSafeInteger(lsn) && lsn >= 0, "bad applied_lsn");
   return lsn;
+}
+
+/**
+ * Points the apply chain at `appliedLsn` (meta is the authority: an env written before the
+ * chain existed has none, and every later write moves both in one transaction).
+ */
+export function initApplyChain(
+  root: RootDatabase,
+  chain: Database<number, string>,
+  appliedLsn: number,
+): void {
+  if (chain.getEntry(APPLY_CHAIN_KEY)?.version === appliedLsn) return;
+  root.transactionSync(() => {
+    chain.put(APPLY_CHAIN_KEY, 0, appliedLsn);
+  });
 }

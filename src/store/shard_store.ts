@@ -27,7 +27,9 @@ import {
   InvalidCursorError,
 } from "./cursor.js";
 import {
+  APPLY_CHAIN_KEY,
   type IndexKey,
+  initApplyChain,
   initMeta,
   MAX_DBS,
   META_APPLIED_LSN,
@@ -91,6 +93,8 @@ export class ShardStore {
   private applied: number;
   private closed = false;
   private lastWrite: Promise<void> = Promise.resolve();
+  /** The first failed async apply: later applies, checkpoints and backups are refused. */
+  private applyFailure: Error | null = null;
 
   private constructor(root: RootDatabase, shardId: number) {
     this.root = root;
@@ -98,6 +102,7 @@ export class ShardStore {
     this.all = openShardDbs(root);
     this.dbs = stateDbsOf(this.all);
     this.applied = initMeta(root, this.all.meta, shardId);
+    initApplyChain(root, this.all.applyChain, this.applied);
   }
 
   static open(opts: ShardStoreOpenOptions): ShardStore {
@@ -148,6 +153,7 @@ export class ShardStore {
     this.root.transactionSync(() => {
       for (const e of entries) applyEntry(dbs, shardId, e);
       dbs.meta.put(META_APPLIED_LSN, last);
+      dbs.applyChain.put(APPLY_CHAIN_KEY, 0, last);
     });
     this.applied = last;
   }
@@ -161,19 +167,50 @@ export class ShardStore {
    */
   applyBatchAsync(entries: ReadonlyArray<ApplyEntry>): Promise<void> {
     this.checkOpen();
+    if (this.applyFailure !== null) throw this.applyFailure;
     if (entries.length === 0) return this.lastWrite;
-    const last = checkBatch(entries, this.applied, this.shardId);
+    const previous = this.applied;
+    const last = checkBatch(entries, previous, this.shardId);
     const dbs = this.all;
-    for (const e of entries) applyEntry(dbs, this.shardId, e);
-    this.lastWrite = dbs.meta.put(META_APPLIED_LSN, last).then(() => undefined);
+    const shardId = this.shardId;
+    // All or nothing, and only on top of the batch before it: if that one's commit failed,
+    // this one is skipped (resolves false) rather than committed past a gap.
+    const written = dbs.applyChain.ifVersion(APPLY_CHAIN_KEY, previous, () => {
+      for (const e of entries) applyEntry(dbs, shardId, e);
+      dbs.meta.put(META_APPLIED_LSN, last);
+      dbs.applyChain.put(APPLY_CHAIN_KEY, 0, last);
+    });
     this.applied = last;
+    this.lastWrite = written.then(
+      (ok) => {
+        if (!ok)
+          this.failApply(
+            new Error(
+              `shard ${shardId}: LMDB apply after LSN ${previous} skipped: an earlier commit failed`,
+            ),
+          );
+      },
+      (err: unknown) => this.failApply(err as Error),
+    );
     return this.lastWrite;
+  }
+
+  private failApply(err: Error): never {
+    if (this.applyFailure === null) this.applyFailure = err;
+    throw err;
   }
 
   getAssertion(id: string): AssertionRecord | undefined {
     this.checkOpen();
     const buf = this.all.records.getBinaryFast(id);
     return buf === undefined ? undefined : recordFromView(assertionView(buf));
+  }
+
+  /** LSN of a stored assertion (the duplicate check of every write: no closure, no copy). */
+  assertionLsn(id: string): number | undefined {
+    this.checkOpen();
+    const buf = this.all.records.getBinaryFast(id);
+    return buf === undefined ? undefined : Number(assertionView(buf).lsn());
   }
 
   withAssertion<T>(id: string, fn: (view: fb.Assertion) => T): T | undefined {
@@ -316,6 +353,7 @@ export class ShardStore {
     // Async applies commit in order; after the last one commits, `flushed` waits for
     // overlappingSync to make it durable. Only then may WAL behind `lsn` be recycled.
     await this.lastWrite;
+    if (this.applyFailure !== null) throw this.applyFailure;
     await this.root.flushed;
     return lsn;
   }
@@ -327,6 +365,7 @@ export class ShardStore {
   async backupTo(dir: string): Promise<number> {
     this.checkOpen();
     await this.lastWrite;
+    if (this.applyFailure !== null) throw this.applyFailure;
     const lsn = this.applied;
     await this.root.backup(dir, false);
     return lsn;
@@ -339,7 +378,8 @@ export class ShardStore {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.lastWrite;
+    // A failed apply was reported to the writer already; closing must still release the env.
+    await this.lastWrite.catch(() => {});
     this.closed = true;
     await this.root.close();
   }
