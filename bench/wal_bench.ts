@@ -7,13 +7,19 @@
 //  5. recovery replay rate (WAL scan alone, and into LMDB).
 import fs from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { Worker } from "node:worker_threads";
+import { DEFAULT_SHARD_YOUNG_GEN_MB } from "../src/domain/limits.js";
 import { ShardCore } from "../src/shard/shard_core.js";
 import { setRecordLsn } from "../src/store/assertion_codec.js";
 import { nativeWal } from "../src/wal/native.js";
 import { Wal, type WalFlushMode, type WalObserver } from "../src/wal/wal.js";
 import { sampleAssertion } from "../test/helpers/records.js";
 import { benchDir, machineLine, Reservoir, summarizeNs, table } from "./stats.js";
+import type { CoreApplyJob, CoreApplyResult } from "./workers/core_apply_worker.js";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
 
 const { values: args } = parseArgs({
   options: {
@@ -174,41 +180,29 @@ async function walOnlyThroughput(): Promise<Record<string, string | number>> {
   };
 }
 
-// 4b: WAL + LMDB on one shard (ShardCore: dedup check, LSN patch, WAL, apply).
-
+// 4b: WAL + LMDB on one shard, in a worker thread with the server's shard resource limits.
 async function walPlusLmdb(): Promise<Record<string, string | number>> {
-  const dir = path.join(root, "core");
-  const core = await ShardCore.open({
-    shardId: 0,
-    walDir: path.join(dir, "wal"),
-    dbDir: path.join(dir, "db"),
-    segmentSizeBytes: SEGMENT_BYTES,
-    walFlushMode: "inline", // the server's default (STEMEDB_WAL_FLUSH)
-  });
-  // Records are encoded up front: in the server the front door encodes, the shard does not.
-  const records = Array.from({ length: CORE_RECORDS }, (_, i) => sampleAssertion(i));
-  let next = 0;
-  let acked = 0;
-  const pipeline = async () => {
-    while (next < records.length) {
-      const batch = records.slice(next, next + 1000);
-      next += batch.length;
-      await new Promise<void>((resolve, reject) =>
-        core.write(batch, (err) => (err === null ? resolve() : reject(err))),
-      );
-      acked += batch.length;
-    }
+  const job: CoreApplyJob = {
+    dir: path.join(root, "core"),
+    records: CORE_RECORDS,
+    segmentBytes: SEGMENT_BYTES,
   };
-  const started = performance.now();
-  await Promise.all(Array.from({ length: 4 }, pipeline));
-  const ackedS = (performance.now() - started) / 1000;
-  await core.settled();
-  const committedS = (performance.now() - started) / 1000;
-  await core.close();
+  const worker = new Worker(path.join(here, "workers/core_apply_worker.js"), {
+    workerData: job,
+    resourceLimits: { maxYoungGenerationSizeMb: DEFAULT_SHARD_YOUNG_GEN_MB },
+  });
+  const r = await new Promise<CoreApplyResult>((resolve, reject) => {
+    worker.once("message", resolve);
+    worker.once("error", reject);
+  });
+  await worker.terminate();
   return {
     what: `WAL + LMDB apply, one shard (4 pipelines x 1000, ${CORE_RECORDS} pre-encoded records)`,
-    "records/s": Math.round(acked / ackedS),
-    "records/s incl. LMDB commit": Math.round(acked / committedS),
+    "records/s": Math.round(r.acked / r.ackedS),
+    "records/s incl. LMDB commit": Math.round(r.acked / r.committedS),
+    "CPU µs/record (all threads)": r.cpuUsPerRecord.toFixed(1),
+    "write() bytes/record":
+      r.writeCallBytesPerRecord === null ? "n/a" : Math.round(r.writeCallBytesPerRecord),
   };
 }
 

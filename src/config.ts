@@ -10,15 +10,18 @@ import { parseApiKey } from "./domain/api_keys.js";
 import {
   DEFAULT_APPLY_DELAY_MS,
   DEFAULT_SHARD_QUEUE_MAX_ITEMS,
+  DEFAULT_SHARD_YOUNG_GEN_MB,
   DEFAULT_WAL_SEGMENT_BYTES,
   DEFAULT_WS_MAX_CONNECTIONS,
   DEFAULT_WS_MAX_INFLIGHT,
   MAX_APPLY_DELAY_MS,
   MAX_SHARD_QUEUE_MAX_ITEMS,
+  MAX_SHARD_YOUNG_GEN_MB,
   MAX_SHARDS,
   MAX_WAL_SEGMENT_BYTES,
   MAX_WS_MAX_CONNECTIONS,
   MAX_WS_MAX_INFLIGHT,
+  MIN_SHARD_YOUNG_GEN_MB,
   MIN_WAL_SEGMENT_BYTES,
   WAL_ALIGNMENT_BYTES,
 } from "./domain/limits.js";
@@ -51,6 +54,8 @@ export interface Config {
   shardQueueMaxItems: number;
   /** Longest wait before acknowledged records are committed to LMDB (apply_pipeline.ts). */
   applyDelayMs: number;
+  /** V8 young generation per shard worker, MiB. */
+  shardYoungGenMb: number;
   /** STEMEDB_WAL_FLUSH: where each shard writes and syncs its WAL batches. */
   walFlushMode: "pool" | "inline";
   metricsPublic: boolean;
@@ -160,6 +165,11 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     name: "STEMEDB_APPLY_DELAY_MS",
     default: String(DEFAULT_APPLY_DELAY_MS),
     meaning: `longest wait before acknowledged writes are committed to LMDB in one transaction (0..${MAX_APPLY_DELAY_MS}); reads see them at once either way`,
+  },
+  {
+    name: "STEMEDB_SHARD_YOUNG_GEN_MB",
+    default: String(DEFAULT_SHARD_YOUNG_GEN_MB),
+    meaning: `V8 young generation of each shard worker thread, MiB (${MIN_SHARD_YOUNG_GEN_MB}..${MAX_SHARD_YOUNG_GEN_MB}); more means fewer scavenges of writes waiting for their LMDB commit, and more memory per shard`,
   },
   {
     name: "STEMEDB_METRICS_PUBLIC",
@@ -498,6 +508,13 @@ export function loadConfig(env: Env = process.env): Config {
       DEFAULT_APPLY_DELAY_MS,
       0,
       MAX_APPLY_DELAY_MS,
+    ),
+    shardYoungGenMb: parseInteger(
+      env,
+      "STEMEDB_SHARD_YOUNG_GEN_MB",
+      DEFAULT_SHARD_YOUNG_GEN_MB,
+      MIN_SHARD_YOUNG_GEN_MB,
+      MAX_SHARD_YOUNG_GEN_MB,
     ),
     metricsPublic: parseBool(env, "STEMEDB_METRICS_PUBLIC", true),
     walSyncMode: parseSyncMode(env),

@@ -33,6 +33,7 @@ describe("loadConfig", () => {
     expect(c.meterEnabled).toBe(false);
     expect(c.aphoriaEnabled).toBe(false);
     expect([c.wsMaxInflight, c.wsMaxConnections]).toEqual([256, 1024]);
+    expect(c.shardYoungGenMb).toBe(96);
   });
 
   it("reads every variable", () => {
@@ -52,6 +53,7 @@ describe("loadConfig", () => {
       STEMEDB_APHORIA: "on",
       STEMEDB_WS_MAX_INFLIGHT: "8",
       STEMEDB_WS_MAX_CONNECTIONS: "3",
+      STEMEDB_SHARD_YOUNG_GEN_MB: "48",
     });
     expect([c.bindHost, c.bindPort]).toEqual(["::1", 0]);
     expect([c.dataDir, c.walDir, c.dbDir]).toEqual(["/tmp/x", "/fast/wal", "/tmp/x/db"]);
@@ -63,6 +65,7 @@ describe("loadConfig", () => {
     expect(c.shardQueueMaxItems).toBe(10);
     expect([c.metricsPublic, c.meterEnabled, c.aphoriaEnabled]).toEqual([false, true, true]);
     expect([c.wsMaxInflight, c.wsMaxConnections]).toEqual([8, 3]);
+    expect(c.shardYoungGenMb).toBe(48);
   });
 
   it("treats empty values as unset", () => {
@@ -89,6 +92,7 @@ describe("loadConfig", () => {
       [{ STEMEDB_SHARD_QUEUE_MAX: "0" }, "STEMEDB_SHARD_QUEUE_MAX", /\[1, 1048576\]/],
       [{ STEMEDB_METRICS_PUBLIC: "2" }, "STEMEDB_METRICS_PUBLIC", /expected/],
       [{ STEMEDB_WS_MAX_INFLIGHT: "0" }, "STEMEDB_WS_MAX_INFLIGHT", /\[1, 65536\]/],
+      [{ STEMEDB_SHARD_YOUNG_GEN_MB: "8" }, "STEMEDB_SHARD_YOUNG_GEN_MB", /\[16, 1024\]/],
       [{ STEMEDB_WS_MAX_CONNECTIONS: "lots" }, "STEMEDB_WS_MAX_CONNECTIONS", /integer/],
       [{ STEMEDB_WAL_DIR: "/same", STEMEDB_DB_DIR: "/same" }, "STEMEDB_WAL_DIR", /different/],
     ];

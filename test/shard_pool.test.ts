@@ -27,6 +27,7 @@ beforeAll(async () => {
       walArchiveRoot: null,
       queueMaxItems: 10_000,
       applyDelayMs: 20,
+      youngGenMb: 96,
       walFlushMode: "inline",
       requestTimeoutMs: 10_000,
     },

@@ -113,6 +113,15 @@ export const DEFAULT_SHARD_QUEUE_MAX_ITEMS = 65_536;
 /** Longest wait before acknowledged records go to LMDB in one commit (STEMEDB_APPLY_DELAY_MS). */
 export const DEFAULT_APPLY_DELAY_MS = 20;
 export const MAX_APPLY_DELAY_MS = 1000;
+/**
+ * V8 young generation of each shard worker (STEMEDB_SHARD_YOUNG_GEN_MB): 96 MiB is two 32 MiB
+ * semi-spaces, twice Node's default. A shard's per-write objects live until their LMDB commit
+ * (~20 ms), so with the default many survive a scavenge and get copied; measured 5-9 % less
+ * shard CPU per record with 96 (bench/RESULTS.md, 2026-12-04).
+ */
+export const DEFAULT_SHARD_YOUNG_GEN_MB = 96;
+export const MIN_SHARD_YOUNG_GEN_MB = 16;
+export const MAX_SHARD_YOUNG_GEN_MB = 1024;
 /** Largest configurable shard queue bound, in items. */
 export const MAX_SHARD_QUEUE_MAX_ITEMS = 1_048_576;
 /** Largest manifest.json we are willing to read, in bytes (it is ~100 bytes in practice). */

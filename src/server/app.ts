@@ -118,6 +118,7 @@ export async function startServer(
         walArchiveRoot: config.walArchiveDir,
         queueMaxItems: config.shardQueueMaxItems,
         applyDelayMs: config.applyDelayMs,
+        youngGenMb: config.shardYoungGenMb,
         walFlushMode: config.walFlushMode,
         requestTimeoutMs: config.requestTimeoutMs,
       },

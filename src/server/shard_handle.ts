@@ -81,8 +81,12 @@ export class ShardHandle {
     readonly shardId: number,
     data: ShardWorkerData,
     private readonly queueMaxItems: number,
+    youngGenMb: number,
   ) {
-    this.worker = new Worker(WORKER_PATH, { workerData: data });
+    this.worker = new Worker(WORKER_PATH, {
+      workerData: data,
+      resourceLimits: { maxYoungGenerationSizeMb: youngGenMb },
+    });
   }
 
   ready(): Promise<ShardInfo> {

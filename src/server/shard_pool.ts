@@ -27,6 +27,8 @@ export interface ShardPoolOptions {
   queueMaxItems: number;
   /** Passed to each shard's apply pipeline. */
   applyDelayMs: number;
+  /** V8 young generation of each shard worker, MiB (resourceLimits.maxYoungGenerationSizeMb). */
+  youngGenMb: number;
   walFlushMode: "pool" | "inline";
   /** Longest a request may wait for its shard before failing with `timeout`. */
   requestTimeoutMs: number;
@@ -75,6 +77,7 @@ export class ShardPool {
                 : path.join(opts.walArchiveRoot, path.basename(dirsFor(id).walDir)),
           },
           opts.queueMaxItems,
+          opts.youngGenMb,
         ),
       );
     }

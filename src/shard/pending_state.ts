@@ -77,6 +77,11 @@ export class PendingState {
     return this.assertions.get(id);
   }
 
+  /** Ids of every assertion appended and not yet committed in LMDB. */
+  uncommittedIds(): IterableIterator<string> {
+    return this.assertions.keys();
+  }
+
   /** Whether an entry from uncommitted() is still waiting for its flush. */
   isUndurable(entry: ApplyEntry): boolean {
     return entry.lsn > this.takenLsn;

@@ -15,6 +15,7 @@ import {
   decodeAssertion,
   setRecordLsn,
 } from "../store/assertion_codec.js";
+import { IdFilter } from "../store/id_filter.js";
 import type { ShardStore } from "../store/shard_store.js";
 import { LIVE_LSN, statusAsOf, withStatus } from "../store/state_reads.js";
 import { WalUnavailableError } from "../wal/errors.js";
@@ -44,6 +45,8 @@ export interface ShardCoreOptions {
   walFlushMode?: WalFlushMode;
   /** Longest wait before durable records are handed to LMDB (see apply_pipeline.ts). */
   applyDelayMs?: number;
+  /** Smallest capacity of the duplicate-check filter, in ids (tests make it small). */
+  idFilterMinIds?: number;
   /** Called when an async LMDB apply commits (or fails): records, seconds from issue to commit. */
   onApplied?: (records: number, seconds: number, ok: boolean) => void;
 }
@@ -72,6 +75,8 @@ export class ShardCore {
   private readonly pending: PendingState;
   private readonly checkpointer: Checkpointer;
   private readonly applier: ApplyPipeline;
+  /** Says "certainly new" for most new ids, so the duplicate check skips LMDB (id_filter.ts). */
+  readonly idFilter: IdFilter;
   private applyError: Error | null = null;
 
   static async open(opts: ShardCoreOptions): Promise<ShardCore> {
@@ -101,6 +106,12 @@ export class ShardCore {
         },
       },
       opts.applyDelayMs,
+    );
+    this.idFilter = new IdFilter(
+      (after, limit) => store.idsAfter(after, limit),
+      () => this.pending.uncommittedIds(),
+      store.stats().records,
+      opts.idFilterMinIds,
     );
     this.checkpointer = new Checkpointer(store, wal, {
       shardId: opts.shardId,
@@ -159,7 +170,12 @@ export class ShardCore {
       const view = assertionView(bytes);
       const id = view.id() ?? "";
       const uncommitted = pendingState.uncommitted(id);
-      const existing = uncommitted !== undefined ? uncommitted.lsn : this.store.assertionLsn(id);
+      const existing =
+        uncommitted !== undefined
+          ? uncommitted.lsn
+          : this.idFilter.mightContain(id)
+            ? this.store.assertionLsn(id)
+            : undefined;
       if (existing !== undefined) {
         outcome.lsns[i] = existing;
         outcome.flags[i] = WRITE_DUPLICATE;
@@ -191,6 +207,8 @@ export class ShardCore {
         payload: bytes,
         decoded: assertionFacts(view, id),
       });
+      // After addInsert: a rebuild inside add() takes the uncommitted ids, this one included.
+      this.idFilter.add(id);
       outcome.lsns[i] = lsn;
       lastLsn = lsn;
     }
@@ -374,6 +392,7 @@ export class ShardCore {
 
   async close(): Promise<void> {
     this.checkpointer.stopTimer();
+    this.idFilter.close();
     await this.wal.close();
     this.applyDurable();
     await this.applier.settled();

@@ -213,6 +213,21 @@ export class ShardStore {
     return buf === undefined ? undefined : Number(assertionView(buf).lsn());
   }
 
+  /** Up to `limit` record ids in key order after `after` (exclusive; null = from the start). */
+  idsAfter(after: string | null, limit: number): string[] {
+    this.checkOpen();
+    const ids: string[] = [];
+    const range = this.all.records.getKeys(
+      after === null ? { limit } : { start: after, limit: limit + 1 },
+    );
+    for (const key of range) {
+      if (key === after) continue;
+      if (ids.length === limit) break;
+      ids.push(key);
+    }
+    return ids;
+  }
+
   withAssertion<T>(id: string, fn: (view: fb.Assertion) => T): T | undefined {
     this.checkOpen();
     // getBinaryFast hands back lmdb-js's reusable buffer (or a view of the map for large
