@@ -24,13 +24,16 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
   options: {
     seconds: { type: "string", default: "3" },
-    iterations: { type: "string", default: "5000" },
+    iterations: { type: "string", default: "20000" },
     "replay-records": { type: "string", default: "1000000" },
+    // The VM's speed drifts by tens of percent within minutes: several runs, each reported.
+    "core-runs": { type: "string", default: "3" },
   },
 });
 const SECONDS = Number(args.seconds);
 const ITERATIONS = Number(args.iterations);
 const REPLAY_RECORDS = Number(args["replay-records"]);
+const CORE_RUNS = Number(args["core-runs"]);
 const CORE_RECORDS = 300_000;
 const SEGMENT_BYTES = 64 * 1024 * 1024;
 const RECORD = Buffer.alloc(150, 0x61);
@@ -75,34 +78,50 @@ async function openWal(
   });
 }
 
-// 1 + 2: floor vs single-record append, alternating so both see the same disk moment.
+// 1 + 2: floor vs single-record append, interleaved in rounds (raw, pool, inline, raw, ...)
+// so that all three see the same moments of the disk: its latency drifts within seconds.
+const LATENCY_ROUNDS = 20;
 const latencyRows: Array<Record<string, string | number>> = [];
 for (const syncMode of ["dsync", "fdatasync"] as const) {
-  const raw = nativeWal.rawSyncLoop(path.join(root, `raw-${syncMode}`), {
-    iterations: ITERATIONS,
-    blockBytes: 4096,
-    direct: true,
-    dsync: syncMode === "dsync",
-  });
-  const rawSummary = summarizeNs(raw);
-  latencyRows.push({ what: `raw 4 KiB O_DIRECT + ${syncMode} (C loop)`, ...rawSummary });
-  for (const flushMode of ["pool", "inline"] as const) {
-    const wal = await openWal(`single-${syncMode}-${flushMode}`, syncMode, undefined, flushMode);
-    const samples = new Float64Array(ITERATIONS);
-    for (let i = 0; i < ITERATIONS; i++) {
-      const t0 = process.hrtime.bigint();
-      await wal.durable(wal.append(1, RECORD));
-      samples[i] = Number(process.hrtime.bigint() - t0);
+  const perRound = Math.ceil(ITERATIONS / LATENCY_ROUNDS);
+  const modes = ["pool", "inline"] as const;
+  const wals = await Promise.all(
+    modes.map((flushMode) =>
+      openWal(`single-${syncMode}-${flushMode}`, syncMode, undefined, flushMode),
+    ),
+  );
+  const raw: number[] = [];
+  const walSamples: number[][] = modes.map(() => []);
+  for (let round = 0; round < LATENCY_ROUNDS; round++) {
+    const rawRound = nativeWal.rawSyncLoop(path.join(root, `raw-${syncMode}`), {
+      iterations: perRound,
+      blockBytes: 4096,
+      direct: true,
+      dsync: syncMode === "dsync",
+    });
+    for (const ns of rawRound) raw.push(ns);
+    for (let m = 0; m < modes.length; m++) {
+      const wal = wals[m] as Wal;
+      const out = walSamples[m] as number[];
+      for (let i = 0; i < perRound; i++) {
+        const t0 = process.hrtime.bigint();
+        await wal.durable(wal.append(1, RECORD));
+        out.push(Number(process.hrtime.bigint() - t0));
+      }
     }
-    await wal.close();
-    const walSummary = summarizeNs(samples);
+  }
+  for (const wal of wals) await wal.close();
+  const rawSummary = summarizeNs(Float64Array.from(raw));
+  latencyRows.push({ what: `raw 4 KiB O_DIRECT + ${syncMode} (C loop)`, ...rawSummary });
+  modes.forEach((flushMode, m) => {
+    const walSummary = summarizeNs(Float64Array.from(walSamples[m] as number[]));
     latencyRows.push({
       what: `WAL single-record durable append (${syncMode}, ${flushMode} flush)`,
       ...walSummary,
       "p50 ratio": (walSummary.p50_ms / rawSummary.p50_ms).toFixed(2),
       "p99 ratio": (walSummary.p99_ms / rawSummary.p99_ms).toFixed(2),
     });
-  }
+  });
 }
 print("## Durable append latency vs the raw disk floor\n");
 print(table(latencyRows));
@@ -181,9 +200,9 @@ async function walOnlyThroughput(): Promise<Record<string, string | number>> {
 }
 
 // 4b: WAL + LMDB on one shard, in a worker thread with the server's shard resource limits.
-async function walPlusLmdb(): Promise<Record<string, string | number>> {
+async function walPlusLmdb(run: number): Promise<Record<string, string | number>> {
   const job: CoreApplyJob = {
-    dir: path.join(root, "core"),
+    dir: path.join(root, `core-${run}`),
     records: CORE_RECORDS,
     segmentBytes: SEGMENT_BYTES,
   };
@@ -196,8 +215,9 @@ async function walPlusLmdb(): Promise<Record<string, string | number>> {
     worker.once("error", reject);
   });
   await worker.terminate();
+  fs.rmSync(job.dir, { recursive: true, force: true }); // each run starts from an empty disk
   return {
-    what: `WAL + LMDB apply, one shard (4 pipelines x 1000, ${CORE_RECORDS} pre-encoded records)`,
+    what: `WAL + LMDB apply, one shard (4 pipelines x 1000, ${CORE_RECORDS} pre-encoded records), run ${run + 1}/${CORE_RUNS}`,
     "records/s": Math.round(r.acked / r.ackedS),
     "records/s incl. LMDB commit": Math.round(r.acked / r.committedS),
     "CPU µs/record (all threads)": r.cpuUsPerRecord.toFixed(1),
@@ -206,7 +226,8 @@ async function walPlusLmdb(): Promise<Record<string, string | number>> {
   };
 }
 
-const throughputRows = [await walOnlyThroughput(), await walPlusLmdb()];
+const throughputRows = [await walOnlyThroughput()];
+for (let run = 0; run < CORE_RUNS; run++) throughputRows.push(await walPlusLmdb(run));
 print("\n## Throughput\n");
 print(table(throughputRows));
 
