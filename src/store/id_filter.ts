@@ -50,17 +50,7 @@ export class IdFilter {
 
   /** False only for ids certainly never added nor stored; true means "look it up". */
   mightContain(id: string): boolean {
-    if (!this.ready) return true;
-    let h1 = fnv1a(id);
-    const h2 = mix32(h1) | 1;
-    const bits = this.bits;
-    const mask = bits.length * 32 - 1;
-    for (let i = 0; i < PROBES; i++) {
-      const bit = h1 & mask;
-      if (((bits[bit >>> 5] as number) & (1 << (bit & 31))) === 0) return false;
-      h1 = (h1 + h2) | 0;
-    }
-    return true;
+    return !this.ready || this.probe(id, false);
   }
 
   /** Records an id about to be stored (call for every appended assertion). */
@@ -87,15 +77,31 @@ export class IdFilter {
   }
 
   private set(id: string): void {
-    let h1 = fnv1a(id);
-    const h2 = mix32(h1) | 1;
+    this.probe(id, true);
+  }
+
+  /**
+   * The id's PROBES bits (double hashing): tests them (`set` false: stops at the first clear
+   * one) or sets them. Returns whether all were set before.
+   */
+  private probe(id: string, set: boolean): boolean {
+    let h = fnv1a(id);
+    const step = mix32(h) | 1;
     const bits = this.bits;
     const mask = bits.length * 32 - 1;
+    let all = true;
     for (let i = 0; i < PROBES; i++) {
-      const bit = h1 & mask;
-      bits[bit >>> 5] = (bits[bit >>> 5] as number) | (1 << (bit & 31));
-      h1 = (h1 + h2) | 0;
+      const bit = h & mask;
+      const word = bit >>> 5;
+      const m = 1 << (bit & 31);
+      if (((bits[word] as number) & m) === 0) {
+        if (!set) return false;
+        all = false;
+        bits[word] = (bits[word] as number) | m;
+      }
+      h = (h + step) | 0;
     }
+    return all;
   }
 
   /** Starts over with room for `ids` (a power of two bits), filled by a fresh warm-up. */
