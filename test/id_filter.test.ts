@@ -107,6 +107,29 @@ function write(core: ShardCore, records: Uint8Array[]): Promise<WriteOutcome> {
 }
 
 describe("id filter on a shard", () => {
+  it("finds an in-flight or not yet committed original through a warm filter", async () => {
+    const dir = tempDir("stemedb-idfilter-");
+    dirs.push(dir);
+    const core = await ShardCore.open({
+      shardId: 0,
+      walDir: path.join(dir, "wal"),
+      dbDir: path.join(dir, "db"),
+      segmentSizeBytes: 4 * 1024 * 1024,
+      applyDelayMs: 1000, // acknowledged records stay uncommitted (overlay) for a while
+    });
+    await untilReady(core.idFilter);
+    const original = write(core, [sampleAssertion(1, 5, "warm")]);
+    // Same turn: the original is appended, not durable yet.
+    const inFlightRetry = write(core, [sampleAssertion(1, 5, "warm")]);
+    const [a, b] = await Promise.all([original, inFlightRetry]);
+    expect([b.flags[0], b.lsns[0]]).toEqual([1, a.lsns[0]]);
+    // Durable, acknowledged, not in LMDB yet.
+    expect(core.store.has((1).toString(16).padStart(32, "0"))).toBe(false);
+    const overlayRetry = await write(core, [sampleAssertion(1, 5, "warm")]);
+    expect([overlayRetry.flags[0], overlayRetry.lsns[0]]).toEqual([1, a.lsns[0]]);
+    await core.close();
+  });
+
   it("reports every retried write as a duplicate before, during and after its warm-up", async () => {
     const dir = tempDir("stemedb-idfilter-");
     dirs.push(dir);

@@ -169,11 +169,14 @@ export class ShardCore {
       const bytes = records[i] as Uint8Array;
       const view = assertionView(bytes);
       const id = view.id() ?? "";
-      const uncommitted = pendingState.uncommitted(id);
+      // Every id held uncommitted or stored is in the filter (add() below, its warm-up and
+      // rebuilds), so a "no" skips both the uncommitted map and LMDB.
+      const known = this.idFilter.mightContain(id);
+      const uncommitted = known ? pendingState.uncommitted(id) : undefined;
       const existing =
         uncommitted !== undefined
           ? uncommitted.lsn
-          : this.idFilter.mightContain(id)
+          : known
             ? this.store.assertionLsn(id)
             : undefined;
       if (existing !== undefined) {

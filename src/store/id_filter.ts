@@ -3,8 +3,9 @@
 // Every write asks "does this id exist?" before it is appended. For a new id (nearly all of
 // them) the LMDB lookup that answers it was the largest single cost of a shard's write path
 // (a B-tree descent per record: measured 10-30 % of WAL + LMDB throughput on one shard). The
-// filter answers "certainly not" for almost all new ids without touching LMDB; "maybe" still
-// goes to LMDB, so the filter only ever saves lookups and never changes an answer.
+// filter answers "certainly not" for almost all new ids, and the shard then skips both its map
+// of uncommitted assertions and LMDB; "maybe" still goes to both, so the filter only ever
+// saves lookups and never changes an answer.
 //
 // It is filled from two sides: every id appended from now on (add), and every id already in
 // LMDB, read in bounded chunks in the background after open (the warm-up). Until the warm-up
