@@ -205,7 +205,9 @@ export class PendingState {
       const d = entry.decoded;
       if (d === undefined) continue;
       if (this.assertions.get(d.id) === entry) this.assertions.delete(d.id);
-      if (this.overlayLatest.get(d.concept) === entry.payload) this.overlayLatest.delete(d.concept);
+      // Only active inserts enter overlayLatest (takeDurable).
+      if (d.active && this.overlayLatest.get(d.concept) === entry.payload)
+        this.overlayLatest.delete(d.concept);
     }
   }
 

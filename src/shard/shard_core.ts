@@ -13,7 +13,7 @@ import {
   type AssertionStatusName,
   assertionView,
   decodeAssertion,
-  setRecordLsn,
+  setViewLsn,
 } from "../store/assertion_codec.js";
 import { IdFilter } from "../store/id_filter.js";
 import type { ShardStore } from "../store/shard_store.js";
@@ -192,7 +192,7 @@ export class ShardCore {
         continue;
       }
       const lsn = this.wal.nextLsn;
-      setRecordLsn(bytes, lsn);
+      setViewLsn(view, lsn);
       let appended: number;
       try {
         appended = this.wal.append(WalRecordKind.AssertionInsert, bytes);

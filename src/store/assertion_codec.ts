@@ -176,10 +176,15 @@ export function assertionView(bytes: Uint8Array): fb.Assertion {
 }
 
 export function setRecordLsn(bytes: Uint8Array, lsn: number): void {
+  setViewLsn(assertionView(bytes), lsn);
+}
+
+/** setRecordLsn through a view the caller already has (the shard's write path: one view per record). */
+export function setViewLsn(view: fb.Assertion, lsn: number): void {
   if (!Number.isSafeInteger(lsn) || lsn < 0) {
     throw new RangeError(`lsn must be a non-negative safe integer, got ${lsn}`);
   }
-  const ok = assertionView(bytes).mutate_lsn(BigInt(lsn));
+  const ok = view.mutate_lsn(BigInt(lsn));
   assert.ok(ok, "setRecordLsn: lsn field absent (record not encoded with forceDefaults)");
 }
 
