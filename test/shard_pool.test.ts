@@ -6,7 +6,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ShardPool, ShardRequestError } from "../src/server/shard_pool.js";
 import type { RenderedPage } from "../src/shard/protocol.js";
-import { shardDirs } from "../src/shard/shard_core.js";
+import { shardDirs } from "../src/shard/shard_open.js";
 import { sampleAssertion } from "./helpers/records.js";
 import { tempDir } from "./helpers/wal_fixtures.js";
 

@@ -10,7 +10,7 @@ import { createMainMetrics } from "../metrics/main_metrics.js";
 import { Escalations } from "../safety/escalations.js";
 import { openSafety } from "../safety/safety.js";
 import type { ActiveList } from "../shard/protocol.js";
-import { shardDirs } from "../shard/shard_core.js";
+import { shardDirs } from "../shard/shard_open.js";
 import { AliasStore } from "../store/alias_store.js";
 import { EpochStore } from "../store/epoch_store.js";
 import { GoldStore } from "../store/gold_store.js";

@@ -6,7 +6,6 @@
 // Here: the write/apply pipeline and the reads that must see it. Opening and replay are in
 // shard_open.ts, state between append and commit in pending_state.ts, checkpoints and backups
 // in checkpointer.ts.
-import path from "node:path";
 import { type ApplyEntry, WalRecordKind } from "../store/apply.js";
 import {
   type AssertionRecord,
@@ -404,13 +403,4 @@ export class ShardCore {
     await this.checkpointer.checkpoint();
     await this.store.close();
   }
-}
-
-export function shardDirs(
-  walRoot: string,
-  dbRoot: string,
-  shardId: number,
-): { walDir: string; dbDir: string } {
-  const name = `shard-${String(shardId).padStart(3, "0")}`;
-  return { walDir: path.join(walRoot, name), dbDir: path.join(dbRoot, name) };
 }

@@ -2,6 +2,7 @@
 // store's applied LSN into LMDB. Recovery runs once per start and shares nothing with the
 // write path but the record decoding (assertionFacts), so it lives apart from ShardCore.
 import fs from "node:fs";
+import path from "node:path";
 import { decodeSourceRecord, decodeStateEvent } from "../domain/state_events.js";
 import { AssertionStatus } from "../schema/generated/stemedb_generated.js";
 import { type ApplyEntry, type AssertionFacts, WalRecordKind } from "../store/apply.js";
@@ -89,4 +90,14 @@ function replayEntry(kind: number, lsn: number, payload: Uint8Array): ApplyEntry
   const id = view.id();
   if (id === null) throw new CorruptRecordError("a replayed WAL record has no assertion id");
   return { lsn, kind, payload, decoded: assertionFacts(view, id) };
+}
+
+/** A shard's WAL and LMDB directories under the two roots (`shard-NNN`). */
+export function shardDirs(
+  walRoot: string,
+  dbRoot: string,
+  shardId: number,
+): { walDir: string; dbDir: string } {
+  const name = `shard-${String(shardId).padStart(3, "0")}`;
+  return { walDir: path.join(walRoot, name), dbDir: path.join(dbRoot, name) };
 }

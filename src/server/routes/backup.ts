@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { Type } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
-import { shardDirs } from "../../shard/shard_core.js";
+import { shardDirs } from "../../shard/shard_open.js";
 import {
   BACKUP_FORMAT_VERSION,
   BACKUP_MANIFEST_FILE,
