@@ -6,7 +6,7 @@
 // until their commit, so committing later changes no answer: only when memory is freed.
 // At most two commits are in flight: while lmdb-js's write thread runs one (B-tree inserts,
 // page writes, sync), this thread already encodes the puts of the next, so the two overlap
-// instead of taking turns (measured: +13-15 % sustained WAL + LMDB records/s on one shard).
+// instead of taking turns (measured: +13-25 % sustained WAL + LMDB records/s on one shard).
 // The second commit still waits for `delayMs` or a full batch, so commits stay large. A
 // commit starts at the latest `delayMs` after its first entry (at once past a full batch).
 // Commits finish in issue order (one lmdb-js write queue); their completions are handled
