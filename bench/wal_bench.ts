@@ -213,6 +213,9 @@ async function walPlusLmdb(run: number): Promise<Record<string, string | number>
   const r = await new Promise<CoreApplyResult>((resolve, reject) => {
     worker.once("message", resolve);
     worker.once("error", reject);
+    worker.once("exit", (code) =>
+      reject(new Error(`core apply worker exited (${code}) without a result`)),
+    );
   });
   await worker.terminate();
   fs.rmSync(job.dir, { recursive: true, force: true }); // each run starts from an empty disk

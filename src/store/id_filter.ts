@@ -129,7 +129,10 @@ export class IdFilter {
       this.set(id);
       this.addedIds++;
     }
-    this.step(this.generation, null);
+    // A rebuild can start inside add(), on a write's path: the first read waits for the next
+    // turn like every other step.
+    const generation = this.generation;
+    this.warmup = setImmediate(() => this.step(generation, null));
   }
 
   private step(generation: number, after: string | null): void {
