@@ -15,6 +15,7 @@ import { ShardCore } from "../src/shard/shard_core.js";
 import { setRecordLsn } from "../src/store/assertion_codec.js";
 import { nativeWal } from "../src/wal/native.js";
 import { Wal, type WalFlushMode, type WalObserver } from "../src/wal/wal.js";
+import type { SampleIds } from "../test/helpers/records.js";
 import { sampleAssertion } from "../test/helpers/records.js";
 import { benchDir, machineLine, Reservoir, summarizeNs, table } from "./stats.js";
 import type { CoreApplyJob, CoreApplyResult } from "./workers/core_apply_worker.js";
@@ -200,11 +201,12 @@ async function walOnlyThroughput(): Promise<Record<string, string | number>> {
 }
 
 // 4b: WAL + LMDB on one shard, in a worker thread with the server's shard resource limits.
-async function walPlusLmdb(run: number): Promise<Record<string, string | number>> {
+async function walPlusLmdb(run: number, ids: SampleIds): Promise<Record<string, string | number>> {
   const job: CoreApplyJob = {
-    dir: path.join(root, `core-${run}`),
+    dir: path.join(root, `core-${run}-${ids}`),
     records: CORE_RECORDS,
     segmentBytes: SEGMENT_BYTES,
+    ids,
   };
   const worker = new Worker(path.join(here, "workers/core_apply_worker.js"), {
     workerData: job,
@@ -220,7 +222,7 @@ async function walPlusLmdb(run: number): Promise<Record<string, string | number>
   await worker.terminate();
   fs.rmSync(job.dir, { recursive: true, force: true }); // each run starts from an empty disk
   return {
-    what: `WAL + LMDB apply, one shard (4 pipelines x 1000, ${CORE_RECORDS} pre-encoded records), run ${run + 1}/${CORE_RUNS}`,
+    what: `WAL + LMDB apply, one shard (4 pipelines x 1000, ${CORE_RECORDS} pre-encoded records, ${ids} ids), run ${run + 1}/${CORE_RUNS}`,
     "records/s": Math.round(r.acked / r.ackedS),
     "records/s incl. LMDB commit": Math.round(r.acked / r.committedS),
     "CPU µs/record (all threads)": r.cpuUsPerRecord.toFixed(1),
@@ -230,7 +232,12 @@ async function walPlusLmdb(run: number): Promise<Record<string, string | number>
 }
 
 const throughputRows = [await walOnlyThroughput()];
-for (let run = 0; run < CORE_RUNS; run++) throughputRows.push(await walPlusLmdb(run));
+// Routable ids are what the server writes; sequential ones (the figure before 2026-12-04
+// evening) are the best case for an id-ordered index. Alternated, so drift hits both alike.
+for (let run = 0; run < CORE_RUNS; run++) {
+  throughputRows.push(await walPlusLmdb(run, "routable"));
+  throughputRows.push(await walPlusLmdb(run, "sequential"));
+}
 print("\n## Throughput\n");
 print(table(throughputRows));
 
@@ -248,7 +255,7 @@ async function replay(): Promise<Array<Record<string, string | number>>> {
   let last = 0;
   let payloadBytes = 0;
   for (let i = 0; i < REPLAY_RECORDS; i++) {
-    const record = sampleAssertion(i);
+    const record = sampleAssertion(i, 10_000, "bench", "routable");
     setRecordLsn(record, wal.nextLsn);
     payloadBytes += record.byteLength;
     last = wal.append(1, record);

@@ -12,6 +12,7 @@ import { open } from "lmdb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { VerifyReport } from "../src/cli/verify.js";
 import type { DumpResult } from "../src/cli/wal_dump.js";
+import { decodeAssertion } from "../src/store/assertion_codec.js";
 import { listSegments, recoverWal } from "../src/wal/recovery.js";
 import {
   api,
@@ -201,13 +202,22 @@ describe("stemedb verify", () => {
   it("fails when a by_concept index entry is missing", async () => {
     const dir = copyOfPristine();
     const env = open({ path: path.join(dir, "db", "shard-000"), maxDbs: 32, compression: false });
-    const byConcept = env.openDB<string, [string, number]>({
+    const byConcept = env.openDB<Buffer, [string, number]>({
       name: "by_concept",
-      encoding: "string",
+      encoding: "binary",
+      compression: false,
+    });
+    const records = env.openDB<Buffer, number>({
+      name: "records",
+      encoding: "binary",
       compression: false,
     });
     let removed: { key: [string, number]; id: string } | null = null;
-    for (const { key, value } of byConcept.getRange({ limit: 1 })) removed = { key, id: value };
+    for (const key of byConcept.getKeys({ limit: 1 })) {
+      const stored = records.get(key[1]);
+      if (stored === undefined) throw new Error(`no record at lsn ${key[1]}`);
+      removed = { key, id: decodeAssertion(stored).id };
+    }
     if (removed === null) throw new Error("by_concept of shard 0 is empty");
     expect(byConcept.removeSync(removed.key)).toBe(true);
     await env.close();

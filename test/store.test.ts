@@ -347,6 +347,32 @@ describe("ShardStore", () => {
     expect(again.getAssertion(hexId(4))?.lsn).toBe(4);
   });
 
+  it("keys records by LSN with an id index, and refuses an env of store format 1", async () => {
+    const dir = tempDir();
+    const s = openStore(dir);
+    s.applyBatch([entry(rec(7)), entry(rec(0xab))]);
+    // Ids are looked up through `ids`; anything but 32 lowercase hex digits names nothing.
+    expect(s.assertionLsn(hexId(0xab))).toBe(0xab);
+    expect(s.getAssertion(hexId(0xab))?.id).toBe(hexId(0xab));
+    expect(s.getAssertion(hexId(0xab).toUpperCase())).toBeUndefined();
+    expect(s.has("not-an-id")).toBe(false);
+    expect(s.idsAfter(null, 10)).toEqual([hexId(7), hexId(0xab)]);
+    expect(s.idsAfter(hexId(7), 10)).toEqual([hexId(0xab)]);
+    await s.close();
+    openStores.length = 0;
+    const env = open({ path: dir, maxDbs: 32 });
+    const records = env.openDB<Buffer, number>({ name: "records", encoding: "binary" });
+    expect(decodeAssertion(records.get(0xab) as Buffer).id).toBe(hexId(0xab));
+    const meta = env.openDB<number, string>({ name: "meta", encoding: "ordered-binary" });
+    env.transactionSync(() => {
+      meta.put("format_version", 1);
+    });
+    await env.close();
+    expect(() => openStore(dir)).toThrow(
+      /store format 1 unsupported \(want 2\).*new data directory/,
+    );
+  });
+
   it("checkpoint resolves with appliedLsn", async () => {
     const s = openStore(tempDir());
     expect(await s.checkpoint()).toBe(0);

@@ -5,12 +5,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
 import { ShardCore } from "../../src/shard/shard_core.js";
-import { sampleAssertion } from "../../test/helpers/records.js";
+import { type SampleIds, sampleAssertion } from "../../test/helpers/records.js";
 
 export interface CoreApplyJob {
   dir: string;
   records: number;
   segmentBytes: number;
+  ids: SampleIds;
 }
 
 export interface CoreApplyResult {
@@ -44,7 +45,9 @@ async function run(job: CoreApplyJob): Promise<CoreApplyResult> {
     walFlushMode: "inline", // the server's default (STEMEDB_WAL_FLUSH)
   });
   // Encoded up front: in the server the front door encodes, the shard does not.
-  const records = Array.from({ length: job.records }, (_, i) => sampleAssertion(i));
+  const records = Array.from({ length: job.records }, (_, i) =>
+    sampleAssertion(i, 10_000, "bench", job.ids),
+  );
   let next = 0;
   let acked = 0;
   const pipeline = async () => {

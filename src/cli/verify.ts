@@ -5,9 +5,10 @@
 // Per shard:
 // - WAL: segment headers, record CRCs, contiguous LSNs (recovery's rules, docs/wal.md); a
 //   corrupt record is a failure, a torn tail only a warning (an unacknowledged last batch).
-// - LMDB: meta (shard_id, format, applied_lsn); every record decodes, belongs to the shard
-//   and has its by_concept and by_agent entries; every index entry points to a record whose
-//   concept/agent/lsn match; latest[concept] is the newest active record of the concept.
+// - LMDB: meta (shard_id, format, applied_lsn); every record decodes, sits at its own LSN,
+//   belongs to the shard and has its ids, by_concept and by_agent entries; every index entry
+//   points to a record whose id/concept/agent match; latest[concept] is the newest active
+//   record of the concept.
 // - WAL vs LMDB: WAL records at or below applied_lsn are in LMDB, the log reaches applied_lsn.
 // Plus the manifest: present, valid, and its shard_count matches the shard directories.
 import fs from "node:fs";
@@ -40,7 +41,7 @@ import {
 export const VERIFY_USAGE = `Usage: stemedb verify [--data-dir D] [--wal-dir W] [--db-dir B] [--json]
 
 Checks a data directory offline: WAL segment headers, record CRCs and LSN order; every LMDB
-record and index entry (by_concept, by_agent, latest); that LMDB and the WAL agree about
+record and index entry (ids, by_concept, by_agent, latest); that LMDB and the WAL agree about
 applied_lsn; and that manifest.json matches the shard directories. Never modifies a file.
 
 Stop the server first: a running server may make the WAL tail look torn (a batch being
@@ -295,7 +296,7 @@ function shardLine(s: ShardReport): string {
   if (l === null) parts.push("LMDB missing");
   else {
     parts.push(
-      `LMDB applied_lsn ${l.applied_lsn}, ${l.records} records, ${l.by_concept} by_concept, ` +
+      `LMDB applied_lsn ${l.applied_lsn}, ${l.records} records, ${l.ids} ids, ${l.by_concept} by_concept, ` +
         `${l.by_agent} by_agent, ${l.latest} latest`,
     );
   }

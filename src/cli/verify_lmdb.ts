@@ -5,6 +5,7 @@ import { type Database, open, type RootDatabase } from "lmdb";
 import { decodeSourceRecord, decodeStateEvent } from "../domain/state_events.js";
 import { AssertionStatus } from "../schema/generated/stemedb_generated.js";
 import { assertionView, decodeAssertion } from "../store/assertion_codec.js";
+import { ID_KEY_BYTES, idKeyOrNull, idOfKey } from "../store/shard_dbs.js";
 import { STORE_FORMAT_VERSION, WalRecordKind } from "../store/shard_store.js";
 
 /** Messages kept per shard; the rest are counted (a broken index could yield millions). */
@@ -34,10 +35,11 @@ type IndexKey = [string, number];
 export interface LmdbView {
   dir: string;
   appliedLsn: number;
-  records: Database<Buffer, string>;
-  byConcept: Database<string, IndexKey>;
-  byAgent: Database<string, IndexKey>;
-  latest: Database<string, string>;
+  records: Database<Buffer, number>;
+  ids: Database<number, Buffer>;
+  byConcept: Database<Buffer, IndexKey>;
+  byAgent: Database<Buffer, IndexKey>;
+  latest: Database<number, string>;
   close(): void;
 }
 
@@ -45,6 +47,7 @@ export interface LmdbSummary {
   dir: string;
   applied_lsn: number;
   records: number;
+  ids: number;
   by_concept: number;
   by_agent: number;
   latest: number;
@@ -62,20 +65,22 @@ export function openLmdbReadOnly(dir: string, shardId: number, f: Findings): Lmd
   const close = (): void => void root.close();
   try {
     const opt = { compression: false, cache: false } as const;
-    const named = <V, K extends string | IndexKey>(
+    const named = <V, K extends string | number | Buffer | IndexKey>(
       name: string,
       encoding: "binary" | "string" | "ordered-binary",
+      keyEncoding?: "binary",
     ) => {
       try {
-        return root.openDB<V, K>({ name, encoding, ...opt });
+        return root.openDB<V, K>({ name, encoding, keyEncoding, ...opt });
       } catch (err) {
         throw new Error(`named database "${name}" cannot be opened: ${(err as Error).message}`);
       }
     };
-    const records = named<Buffer, string>("records", "binary");
-    const byConcept = named<string, IndexKey>("by_concept", "string");
-    const byAgent = named<string, IndexKey>("by_agent", "string");
-    const latest = named<string, string>("latest", "string");
+    const records = named<Buffer, number>("records", "binary");
+    const ids = named<number, Buffer>("ids", "ordered-binary", "binary");
+    const byConcept = named<Buffer, IndexKey>("by_concept", "binary");
+    const byAgent = named<Buffer, IndexKey>("by_agent", "binary");
+    const latest = named<number, string>("latest", "ordered-binary");
     const meta = named<number, string>("meta", "ordered-binary");
     const storedShard = meta.get("shard_id");
     const version = meta.get("format_version");
@@ -91,7 +96,7 @@ export function openLmdbReadOnly(dir: string, shardId: number, f: Findings): Lmd
       close();
       return null;
     }
-    return { dir, appliedLsn: applied, records, byConcept, byAgent, latest, close };
+    return { dir, appliedLsn: applied, records, ids, byConcept, byAgent, latest, close };
   } catch (err) {
     f.fail(`LMDB env ${dir}: ${(err as Error).message}`);
     close();
@@ -99,15 +104,12 @@ export function openLmdbReadOnly(dir: string, shardId: number, f: Findings): Lmd
   }
 }
 
-/** lsn and id of the record `id`, or null when LMDB lacks it or it does not decode. */
+/** LSN LMDB holds the record `id` at, null when it lacks it ("corrupt": the pass reports it). */
 function storedLsn(lmdb: LmdbView, id: string): number | null | "corrupt" {
-  const buf = lmdb.records.getBinaryFast(id);
-  if (buf === undefined) return null;
-  try {
-    return Number(assertionView(buf).lsn());
-  } catch {
-    return "corrupt";
-  }
+  const key = idKeyOrNull(id);
+  const lsn = key === null ? undefined : lmdb.ids.get(key);
+  if (lsn === undefined) return null;
+  return typeof lsn === "number" && Number.isSafeInteger(lsn) ? lsn : "corrupt";
 }
 
 /**
@@ -208,7 +210,7 @@ function isIndexKey(key: unknown): key is IndexKey {
   );
 }
 
-/** Checks records, both time indexes and latest. `walAbove` is walCrossCheck's map. */
+/** Checks records, the id index, both time indexes and latest. `walAbove`: walCrossCheck's map. */
 export function checkLmdb(
   lmdb: LmdbView,
   shardId: number,
@@ -220,56 +222,86 @@ export function checkLmdb(
     dir: lmdb.dir,
     applied_lsn: applied,
     records: 0,
+    ids: 0,
     by_concept: 0,
     by_agent: 0,
     latest: 0,
   };
+  /** The record at `lsn` as a view (valid until the next read), or a reason it is unusable. */
+  const at = (lsn: number): ReturnType<typeof assertionView> | "missing" | "corrupt" => {
+    const buf = lmdb.records.getBinaryFast(lsn);
+    if (buf === undefined) return "missing";
+    try {
+      const v = assertionView(buf);
+      v.lsn(); // throws on a buffer too short to be a FlatBuffer
+      return v;
+    } catch {
+      return "corrupt"; // the record pass reports it
+    }
+  };
 
-  // 1. Every record decodes, belongs here, is applied, and has both index entries.
-  for (const { key: id, value } of lmdb.records.getRange({})) {
+  // 1. Every record decodes, sits at its own LSN, belongs here, is applied, and has its id
+  //    and both time index entries.
+  for (const { key: lsn, value } of lmdb.records.getRange({})) {
     s.records++;
     let rec: ReturnType<typeof decodeAssertion>;
     try {
       rec = decodeAssertion(value); // copies out before the next read reuses buffers
     } catch (err) {
-      f.fail(`record ${id} does not decode: ${(err as Error).message}`);
+      f.fail(`record at lsn ${lsn} does not decode: ${(err as Error).message}`);
       continue;
     }
-    if (rec.id !== id) f.fail(`record stored under key ${id} has id ${rec.id}`);
+    const id = rec.id;
+    if (rec.lsn !== lsn) f.fail(`record ${id} stored under lsn ${lsn} carries lsn ${rec.lsn}`);
     if (rec.shard !== shardId) f.fail(`record ${id} is for shard ${rec.shard}`);
     // Above applied_lsn is fine only for a partially committed apply batch the WAL holds
     // (counted by the WAL pass; replay re-applies it).
-    if (rec.lsn > applied && walAbove?.get(rec.lsn) !== id) {
+    if (lsn > applied && walAbove?.get(lsn) !== id) {
       f.fail(
-        `record ${id} has lsn ${rec.lsn} above applied_lsn ${applied} and the WAL does not hold it`,
+        `record ${id} has lsn ${lsn} above applied_lsn ${applied} and the WAL does not hold it`,
       );
     }
-    if (lmdb.byConcept.get([rec.concept, rec.lsn]) !== id) {
-      f.fail(
-        `by_concept entry missing for record ${id} (concept "${rec.concept}", lsn ${rec.lsn})`,
-      );
+    const idKey = idKeyOrNull(id);
+    const idLsn = idKey === null ? undefined : lmdb.ids.get(idKey);
+    if (idLsn !== lsn) f.fail(`ids entry of record ${id} is ${idLsn ?? "missing"}, not ${lsn}`);
+    if (!lmdb.byConcept.doesExist([rec.concept, lsn])) {
+      f.fail(`by_concept entry missing for record ${id} (concept "${rec.concept}", lsn ${lsn})`);
     }
-    if (lmdb.byAgent.get([rec.agent, rec.lsn]) !== id) {
-      f.fail(`by_agent entry missing for record ${id} (agent "${rec.agent}", lsn ${rec.lsn})`);
+    if (!lmdb.byAgent.doesExist([rec.agent, lsn])) {
+      f.fail(`by_agent entry missing for record ${id} (agent "${rec.agent}", lsn ${lsn})`);
     }
   }
 
-  // 2. by_concept entries point at matching records; per concept (keys are grouped by
-  //    concept, ascending lsn) the newest active record must be latest[concept].
+  // 2. Every id entry names a record with that id.
+  for (const { key, value: lsn } of lmdb.ids.getRange({})) {
+    s.ids++;
+    const id = idOfKey(key);
+    if (key.byteLength !== ID_KEY_BYTES) {
+      f.fail(`ids has a key of ${key.byteLength} bytes (${id}), not ${ID_KEY_BYTES}`);
+      continue;
+    }
+    const v = at(lsn);
+    if (v === "missing") f.fail(`ids["${id}"] points to lsn ${lsn}, which holds no record`);
+    else if (v !== "corrupt" && v.id() !== id)
+      f.fail(`ids["${id}"] points to lsn ${lsn}, which holds ${v.id()}`);
+  }
+
+  // 3. by_concept entries name matching records; per concept (keys are grouped by concept,
+  //    ascending lsn) the newest active record must be latest[concept].
   let concept: string | null = null;
-  let newestActive: string | null = null;
+  let newestActive: number | null = null;
   const finishConcept = (): void => {
     if (concept === null) return;
-    const latestId = lmdb.latest.get(concept);
-    if (newestActive === null && latestId !== undefined) {
-      f.fail(`latest["${concept}"] is ${latestId} but the concept has no active record`);
-    } else if (newestActive !== null && latestId !== newestActive) {
+    const latestLsn = lmdb.latest.get(concept);
+    if (newestActive === null && latestLsn !== undefined) {
+      f.fail(`latest["${concept}"] is lsn ${latestLsn} but the concept has no active record`);
+    } else if (newestActive !== null && latestLsn !== newestActive) {
       f.fail(
-        `latest["${concept}"] is ${latestId ?? "missing"}, expected the newest active record ${newestActive}`,
+        `latest["${concept}"] is lsn ${latestLsn ?? "missing"}, expected the newest active record's ${newestActive}`,
       );
     }
   };
-  for (const { key, value: id } of lmdb.byConcept.getRange({})) {
+  for (const key of lmdb.byConcept.getKeys({})) {
     s.by_concept++;
     if (!isIndexKey(key)) {
       f.fail(`by_concept has a malformed key ${JSON.stringify(key)}`);
@@ -280,69 +312,49 @@ export function checkLmdb(
       concept = key[0];
       newestActive = null;
     }
-    const buf = lmdb.records.getBinaryFast(id);
-    if (buf === undefined) {
-      f.fail(`by_concept ["${key[0]}", ${key[1]}] points to missing record ${id}`);
-      continue;
-    }
-    try {
-      const v = assertionView(buf);
-      if (v.concept() !== key[0] || Number(v.lsn()) !== key[1]) {
+    const v = at(key[1]);
+    if (v === "missing") {
+      f.fail(`by_concept ["${key[0]}", ${key[1]}] points to a missing record`);
+    } else if (v !== "corrupt") {
+      if (v.concept() !== key[0]) {
         f.fail(
-          `by_concept ["${key[0]}", ${key[1]}] points to ${id} with concept "${v.concept()}", lsn ${v.lsn()}`,
+          `by_concept ["${key[0]}", ${key[1]}] points to ${v.id()} of concept "${v.concept()}"`,
         );
-      } else if (v.status() === AssertionStatus.Active) newestActive = id;
-    } catch {
-      // The record pass reports records that do not decode.
+      } else if (v.status() === AssertionStatus.Active) newestActive = key[1];
     }
   }
   finishConcept();
 
-  // 3. by_agent entries point at matching records.
-  for (const { key, value: id } of lmdb.byAgent.getRange({})) {
+  // 4. by_agent entries name matching records.
+  for (const key of lmdb.byAgent.getKeys({})) {
     s.by_agent++;
     if (!isIndexKey(key)) {
       f.fail(`by_agent has a malformed key ${JSON.stringify(key)}`);
       continue;
     }
-    const buf = lmdb.records.getBinaryFast(id);
-    if (buf === undefined) {
-      f.fail(`by_agent ["${key[0]}", ${key[1]}] points to missing record ${id}`);
-      continue;
-    }
-    try {
-      const v = assertionView(buf);
-      if (v.agent() !== key[0] || Number(v.lsn()) !== key[1]) {
-        f.fail(
-          `by_agent ["${key[0]}", ${key[1]}] points to ${id} with agent "${v.agent()}", lsn ${v.lsn()}`,
-        );
-      }
-    } catch {}
+    const v = at(key[1]);
+    if (v === "missing") f.fail(`by_agent ["${key[0]}", ${key[1]}] points to a missing record`);
+    else if (v !== "corrupt" && v.agent() !== key[0])
+      f.fail(`by_agent ["${key[0]}", ${key[1]}] points to ${v.id()} of agent "${v.agent()}"`);
   }
 
-  // 4. latest entries point at an active record of that concept that by_concept knows
-  //    (pass 2 covers concepts with index entries; this catches latest-only concepts).
-  for (const { key: c, value: id } of lmdb.latest.getRange({})) {
+  // 5. latest entries name an active record of that concept that by_concept knows (pass 3
+  //    covers concepts with index entries; this catches latest-only concepts).
+  for (const { key: c, value: lsn } of lmdb.latest.getRange({})) {
     s.latest++;
-    const buf = lmdb.records.getBinaryFast(id);
-    if (buf === undefined) {
-      f.fail(`latest["${c}"] points to missing record ${id}`);
-      continue;
-    }
-    try {
-      const v = assertionView(buf);
-      const lsn = Number(v.lsn());
-      if (v.concept() !== c) f.fail(`latest["${c}"] points to ${id} of concept "${v.concept()}"`);
-      else if (v.status() !== AssertionStatus.Active)
-        f.fail(`latest["${c}"] points to inactive ${id}`);
-      else if (lmdb.byConcept.get([c, lsn]) !== id) {
-        f.fail(`latest["${c}"] points to ${id}, which by_concept does not index`);
-      }
-    } catch {}
+    const v = at(lsn);
+    if (v === "missing") f.fail(`latest["${c}"] points to lsn ${lsn}, which holds no record`);
+    else if (v === "corrupt") continue;
+    else if (v.concept() !== c)
+      f.fail(`latest["${c}"] points to ${v.id()} of concept "${v.concept()}"`);
+    else if (v.status() !== AssertionStatus.Active)
+      f.fail(`latest["${c}"] points to inactive ${v.id()}`);
+    else if (!lmdb.byConcept.doesExist([c, lsn]))
+      f.fail(`latest["${c}"] points to lsn ${lsn}, which by_concept does not index`);
   }
-  if (s.by_concept !== s.records || s.by_agent !== s.records) {
+  if (s.by_concept !== s.records || s.by_agent !== s.records || s.ids !== s.records) {
     f.fail(
-      `index sizes differ from the record count: ${s.records} records, ${s.by_concept} by_concept, ${s.by_agent} by_agent`,
+      `index sizes differ from the record count: ${s.records} records, ${s.ids} ids, ${s.by_concept} by_concept, ${s.by_agent} by_agent`,
     );
   }
   return s;

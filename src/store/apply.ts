@@ -4,7 +4,7 @@
 // transaction and the applied LSN. Kept apart from shard_store.ts so the rules that define
 // the materialized state read in one place.
 //
-// Replay safety: records are put before their index entries, and every put is idempotent
+// Replay safety: records are put before their id and index entries, and every put is idempotent
 // for the same LSN, so re-applying an entry after a crash between commits is harmless.
 import {
   decodeSourceRecord,
@@ -13,7 +13,7 @@ import {
   type StateEvent,
 } from "../domain/state_events.js";
 import { assertionView, CorruptRecordError, statusFromFb } from "./assertion_codec.js";
-import type { ShardDbs, StatusLogValue } from "./shard_dbs.js";
+import { EMPTY_INDEX_VALUE, idKey, type ShardDbs, type StatusLogValue } from "./shard_dbs.js";
 
 export const WalRecordKind = { AssertionInsert: 1, StateEvent: 2, SourceInsert: 3 } as const;
 
@@ -98,11 +98,12 @@ export function applyEntry(dbs: ShardDbs, shardId: number, e: ApplyEntry): void 
 
 /** Indexes one assertion; a `supersedes` link also logs the old one's change of status. */
 function indexAssertion(dbs: ShardDbs, e: ApplyEntry, d: AssertionFacts): void {
-  dbs.records.put(d.id, e.payload as Buffer);
-  dbs.byConcept.put([d.concept, e.lsn], d.id);
-  dbs.byAgent.put([d.agent, e.lsn], d.id);
+  dbs.records.put(e.lsn, e.payload as Buffer);
+  dbs.ids.put(idKey(d.id), e.lsn);
+  dbs.byConcept.put([d.concept, e.lsn], EMPTY_INDEX_VALUE);
+  dbs.byAgent.put([d.agent, e.lsn], EMPTY_INDEX_VALUE);
   // LSNs only grow, so a new active assertion is always the newest active insert.
-  if (d.active) dbs.latest.put(d.concept, d.id);
+  if (d.active) dbs.latest.put(d.concept, e.lsn);
   else {
     dbs.conceptsHeld.put(d.concept, 1);
     dbs.held.put(e.lsn, d.id);
@@ -138,10 +139,10 @@ function insertAssertion(dbs: ShardDbs, shardId: number, e: ApplyEntry): void {
     throw new CorruptRecordError(`lsn ${e.lsn}: ${id} is for shard ${v.shard()}`);
   }
   const status = statusFromFb(v.status());
-  const stored = dbs.records.getBinaryFast(id);
+  const storedLsn = dbs.ids.get(idKey(id));
   // Same id at another LSN: a true duplicate, never indexed twice. Same LSN: a replay after
   // a crash between commits, so the (idempotent) index puts are repeated.
-  if (stored !== undefined && Number(assertionView(stored).lsn()) !== e.lsn) return;
+  if (storedLsn !== undefined && storedLsn !== e.lsn) return;
   indexAssertion(dbs, e, {
     id,
     concept,

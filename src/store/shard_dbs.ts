@@ -4,10 +4,11 @@
 // shard_store.ts with the store's behaviour (apply, reads, checkpoints).
 //
 // Named databases inside the environment:
-//   records     id -> Assertion FlatBuffer bytes, exactly as received (no re-encode)
-//   by_concept  [concept, lsn] -> id          (time order per concept)
-//   by_agent    [agent, lsn] -> id            (time order per agent)
-//   latest      concept -> id of the newest assertion inserted ACTIVE (a hint: its status
+//   records     lsn -> Assertion FlatBuffer bytes, exactly as received (no re-encode)
+//   ids         id (its 16 bytes) -> lsn      (the duplicate check and reads by id)
+//   by_concept  [concept, lsn] -> (empty)     (time order per concept)
+//   by_agent    [agent, lsn] -> (empty)       (time order per agent)
+//   latest      concept -> lsn of the newest assertion inserted ACTIVE (a hint: its status
 //               may have changed since; lenses check, see state_reads.ts)
 //   concepts_held  concept -> 1 for concepts whose assertions arrived quarantined (so subtree
 //               scans find concepts that have no active insert)
@@ -20,13 +21,21 @@
 //               conditional on it (lmdb-js ifVersion), so with two commits in flight a
 //               failed one makes the next a no-op instead of leaving a gap behind appliedLsn.
 //
+// Why records are keyed by LSN (format 2): ids are content hashes, so an id-keyed record
+// table takes every insert at a random page and each commit rewrote a page per record;
+// LSNs only grow, so records append to the right edge of their B-tree and only the small
+// id -> lsn entries land at random. The time indexes carry the LSN in their key and need no
+// value. Ids are stored as their 16 bytes, not 32 hex characters: a smaller random-insert
+// tree is fewer pages rewritten per commit. Measured with lmdb-js alone, 300k records over
+// 10k concepts with hash ids: 60k -> 110-130k records/s (bench/RESULTS.md, 2026-12-04).
+//
 // The status of an assertion as of LSN L is its insert status folded with its status_log
 // entries up to L; that one rule serves live reads (L = infinity) and as_of_epoch reads.
 import assert from "node:assert/strict";
 import type { Database, RootDatabase } from "lmdb";
 import type { SourceRecord } from "../domain/state_events.js";
 
-export const STORE_FORMAT_VERSION = 1;
+export const STORE_FORMAT_VERSION = 2;
 // Six dbs today; room for votes, supersession links, sources... without reopening.
 export const MAX_DBS = 32;
 
@@ -53,11 +62,50 @@ export interface VoteValue {
 
 export type IndexKey = [string, number];
 
+/**
+ * The value of every by_concept and by_agent entry: the key says everything. One shared
+ * buffer, so a put allocates nothing for it (lmdb-js reads it when the batch commits).
+ */
+export const EMPTY_INDEX_VALUE: Buffer = Buffer.alloc(1);
+
+const ID_HEX_RE = /^[0-9a-f]{32}$/;
+export const ID_KEY_BYTES = 16;
+const idScratch = Buffer.alloc(ID_KEY_BYTES);
+
+/**
+ * The `ids` key of an assertion id, in a buffer reused by the next call: lmdb-js copies a key
+ * when get/put/doesExist is called, so pass it straight to one of those (a range start is
+ * encoded later: use idKeyCopy). Throws RangeError for anything but 32 lowercase hex digits.
+ */
+export function idKey(id: string): Buffer {
+  const key = idKeyOrNull(id);
+  if (key === null) throw new RangeError(`not an assertion id: ${JSON.stringify(id)}`);
+  return key;
+}
+
+/** idKey, or null for a string that is not an assertion id (nothing is stored under it). */
+export function idKeyOrNull(id: string): Buffer | null {
+  if (!ID_HEX_RE.test(id)) return null;
+  idScratch.write(id, "hex");
+  return idScratch;
+}
+
+/** idKey in a buffer of its own (for range bounds, which lmdb-js reads when iterating). */
+export function idKeyCopy(id: string): Buffer {
+  return Buffer.from(idKey(id));
+}
+
+/** The assertion id an `ids` key stands for. */
+export function idOfKey(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("hex");
+}
+
 /** The databases state_reads.ts reads (one env, one owning thread). */
 export interface StateDbs {
-  records: Database<Buffer, string>;
-  byConcept: Database<string, IndexKey>;
-  latest: Database<string, string>;
+  records: Database<Buffer, number>;
+  ids: Database<number, Buffer>;
+  byConcept: Database<Buffer, IndexKey>;
+  latest: Database<number, string>;
   conceptsHeld: Database<number, string>;
   statusLog: Database<StatusLogValue, IndexKey>;
   votes: Database<VoteValue, IndexKey>;
@@ -68,7 +116,7 @@ export interface StateDbs {
 
 /** Every database of the env: the lens reads' ones plus the agent index and meta. */
 export interface ShardDbs extends StateDbs {
-  byAgent: Database<string, IndexKey>;
+  byAgent: Database<Buffer, IndexKey>;
   meta: Database<number, string>;
   /** One entry whose version is the applied LSN (see the layout above). */
   applyChain: Database<number, string>;
@@ -78,10 +126,16 @@ export interface ShardDbs extends StateDbs {
 export function openShardDbs(root: RootDatabase): ShardDbs {
   const opt = { compression: false, cache: false } as const;
   return {
-    records: root.openDB<Buffer, string>({ name: "records", encoding: "binary", ...opt }),
-    byConcept: root.openDB<string, IndexKey>({ name: "by_concept", encoding: "string", ...opt }),
-    byAgent: root.openDB<string, IndexKey>({ name: "by_agent", encoding: "string", ...opt }),
-    latest: root.openDB<string, string>({ name: "latest", encoding: "string", ...opt }),
+    records: root.openDB<Buffer, number>({ name: "records", encoding: "binary", ...opt }),
+    ids: root.openDB<number, Buffer>({
+      name: "ids",
+      encoding: "ordered-binary",
+      keyEncoding: "binary",
+      ...opt,
+    }),
+    byConcept: root.openDB<Buffer, IndexKey>({ name: "by_concept", encoding: "binary", ...opt }),
+    byAgent: root.openDB<Buffer, IndexKey>({ name: "by_agent", encoding: "binary", ...opt }),
+    latest: root.openDB<number, string>({ name: "latest", encoding: "ordered-binary", ...opt }),
     meta: root.openDB<number, string>({ name: "meta", encoding: "ordered-binary", ...opt }),
     conceptsHeld: root.openDB<number, string>({
       name: "concepts_held",
@@ -109,6 +163,7 @@ export function openShardDbs(root: RootDatabase): ShardDbs {
 export function stateDbsOf(dbs: ShardDbs): StateDbs {
   return {
     records: dbs.records,
+    ids: dbs.ids,
     byConcept: dbs.byConcept,
     latest: dbs.latest,
     conceptsHeld: dbs.conceptsHeld,
@@ -143,7 +198,9 @@ export function initMeta(
   }
   if (storedVersion !== STORE_FORMAT_VERSION) {
     throw new Error(
-      `shard ${shardId}: store format ${String(storedVersion)} unsupported (want ${STORE_FORMAT_VERSION})`,
+      `shard ${shardId}: store format ${String(storedVersion)} unsupported (want ${STORE_FORMAT_VERSION}). ` +
+        "Format 1 (records keyed by id) was written by builds before 2026-12-04 and has no in-place " +
+        "upgrade: start this version on a new data directory (STEMEDB_DATA_DIR).",
     );
   }
   const lsn = meta.get(META_APPLIED_LSN);

@@ -13,12 +13,7 @@
 import { type Database, open, type RootDatabase } from "lmdb";
 import type * as fb from "../schema/generated/stemedb_generated.js";
 import { type ApplyEntry, applyEntry, checkBatch } from "./apply.js";
-import {
-  type AssertionRecord,
-  assertionView,
-  CorruptRecordError,
-  recordFromView,
-} from "./assertion_codec.js";
+import { type AssertionRecord, assertionView } from "./assertion_codec.js";
 import {
   checkLimit,
   decodeConceptCursor,
@@ -29,6 +24,9 @@ import {
 import {
   APPLY_CHAIN_KEY,
   type IndexKey,
+  idKeyCopy,
+  idKeyOrNull,
+  idOfKey,
   initApplyChain,
   initMeta,
   MAX_DBS,
@@ -38,7 +36,7 @@ import {
   type StateDbs,
   stateDbsOf,
 } from "./shard_dbs.js";
-import { LIVE_LSN, latestAsOf, latestUnderAsOf } from "./state_reads.js";
+import { LIVE_LSN, latestAsOf, latestUnderAsOf, mustReadAt, readRecord } from "./state_reads.js";
 
 export {
   type ApplyEntry,
@@ -140,7 +138,8 @@ export class ShardStore {
 
   has(id: string): boolean {
     this.checkOpen();
-    return this.all.records.doesExist(id);
+    const key = idKeyOrNull(id);
+    return key !== null && this.all.ids.doesExist(key);
   }
 
   /** One synchronous transaction, durable when it returns (used for WAL replay at open). */
@@ -202,29 +201,24 @@ export class ShardStore {
 
   getAssertion(id: string): AssertionRecord | undefined {
     this.checkOpen();
-    const buf = this.all.records.getBinaryFast(id);
-    return buf === undefined ? undefined : recordFromView(assertionView(buf));
+    return readRecord(this.dbs, id);
   }
 
   /** LSN of a stored assertion (the duplicate check of every write: no closure, no copy). */
   assertionLsn(id: string): number | undefined {
     this.checkOpen();
-    const buf = this.all.records.getBinaryFast(id);
-    return buf === undefined ? undefined : Number(assertionView(buf).lsn());
+    const key = idKeyOrNull(id);
+    return key === null ? undefined : this.all.ids.get(key);
   }
 
   /** Up to `limit` record ids in key order after `after` (exclusive; null = from the start). */
   idsAfter(after: string | null, limit: number): string[] {
     this.checkOpen();
     const ids: string[] = [];
-    const range = this.all.records.getKeys(
-      after === null ? { limit } : { start: after, limit: limit + 1 },
+    const range = this.all.ids.getKeys(
+      after === null ? { limit } : { start: idKeyCopy(after), exclusiveStart: true, limit },
     );
-    for (const key of range) {
-      if (key === after) continue;
-      if (ids.length === limit) break;
-      ids.push(key);
-    }
+    for (const key of range) ids.push(idOfKey(key));
     return ids;
   }
 
@@ -233,7 +227,9 @@ export class ShardStore {
     // getBinaryFast hands back lmdb-js's reusable buffer (or a view of the map for large
     // values): valid until the next read on this env, which is why the view must not
     // escape fn and fn must not read from this store.
-    const buf = this.all.records.getBinaryFast(id);
+    const key = idKeyOrNull(id);
+    const lsn = key === null ? undefined : this.all.ids.get(key);
+    const buf = lsn === undefined ? undefined : this.all.records.getBinaryFast(lsn);
     return buf === undefined ? undefined : fn(assertionView(buf));
   }
 
@@ -251,9 +247,9 @@ export class ShardStore {
     return this.lsnPage(this.all.byAgent, "a1", agent, opts);
   }
 
-  /** Newest first over an [scope, lsn] -> id index. */
+  /** Newest first over an [scope, lsn] index. */
   private lsnPage(
-    index: Database<string, IndexKey>,
+    index: Database<Buffer, IndexKey>,
     kind: "h1" | "a1",
     scope: string,
     opts: { limit: number; cursor?: string | null },
@@ -264,8 +260,8 @@ export class ShardStore {
     const startLsn = hasCursor
       ? decodeLsnCursor(opts.cursor as string, kind, scope)
       : Number.MAX_SAFE_INTEGER;
-    const hits: Array<{ id: string; lsn: number }> = [];
-    for (const { key, value } of index.getRange({
+    const hits: number[] = [];
+    for (const key of index.getKeys({
       start: [scope, startLsn],
       exclusiveStart: hasCursor,
       end: [scope, LSN_FLOOR],
@@ -274,15 +270,15 @@ export class ShardStore {
     })) {
       // ordered-binary keeps [scope, *] contiguous; the check guards odd scope strings.
       if (key[0] !== scope) continue;
-      hits.push({ id: value, lsn: key[1] });
+      hits.push(key[1]);
     }
     const more = hits.length > opts.limit;
     if (more) hits.length = opts.limit;
-    const items = hits.map((h) => this.mustGet(h.id, `${kind}[${scope}, ${h.lsn}]`));
-    const lastHit = hits[hits.length - 1];
+    const items = hits.map((lsn) => mustReadAt(this.dbs, lsn, `${kind}[${scope}, ${lsn}]`));
+    const lastLsn = hits[hits.length - 1];
     return {
       items,
-      nextCursor: more && lastHit !== undefined ? encodeCursor(kind, scope, lastHit.lsn) : null,
+      nextCursor: more && lastLsn !== undefined ? encodeCursor(kind, scope, lastLsn) : null,
     };
   }
 
@@ -343,19 +339,11 @@ export class ShardStore {
     return seen < maxKeys ? null : last;
   }
 
-  private mustGet(id: string, via: string): AssertionRecord {
-    const rec = this.getAssertion(id);
-    // Records are put before their index entries and lmdb-js commits in order, so a dangling
-    // id is corruption.
-    if (rec === undefined) throw new CorruptRecordError(`${via} -> ${id}: record missing`);
-    return rec;
-  }
-
   stats(): ShardStoreStats {
     this.checkOpen();
     const rootStats = this.root.getStats() as LmdbStats;
     return {
-      records: (this.all.records.getStats() as LmdbStats).entryCount,
+      records: (this.all.ids.getStats() as LmdbStats).entryCount,
       concepts: (this.all.latest.getStats() as LmdbStats).entryCount,
       appliedLsn: this.applied,
       mapSizeBytes: rootStats.mapSize,

@@ -12,7 +12,7 @@ import {
   recordFromView,
 } from "./assertion_codec.js";
 import { decodeLsnCursor, encodeCursor } from "./cursor.js";
-import type { IndexKey, StateDbs } from "./shard_dbs.js";
+import { type IndexKey, idKeyOrNull, type StateDbs } from "./shard_dbs.js";
 
 /** No boundary: every applied entry is visible. */
 export const LIVE_LSN = Number.MAX_SAFE_INTEGER;
@@ -52,8 +52,25 @@ export function withStatus(rec: AssertionRecord, s: EffectiveStatus): AssertionR
 }
 
 export function readRecord(dbs: StateDbs, id: string): AssertionRecord | undefined {
-  const buf = dbs.records.getBinaryFast(id);
+  const key = idKeyOrNull(id);
+  const lsn = key === null ? undefined : dbs.ids.get(key);
+  return lsn === undefined ? undefined : readRecordAt(dbs, lsn);
+}
+
+/** The record stored at `lsn` (records are keyed by LSN; see shard_dbs.ts). */
+export function readRecordAt(dbs: StateDbs, lsn: number): AssertionRecord | undefined {
+  const buf = dbs.records.getBinaryFast(lsn);
   return buf === undefined ? undefined : recordFromView(assertionView(buf));
+}
+
+/**
+ * The record an index entry at `lsn` names. Records are put before their index entries and
+ * lmdb-js commits in order, so a missing one is corruption.
+ */
+export function mustReadAt(dbs: StateDbs, lsn: number, via: string): AssertionRecord {
+  const rec = readRecordAt(dbs, lsn);
+  if (rec === undefined) throw new CorruptRecordError(`${via}: no record at lsn ${lsn}`);
+  return rec;
 }
 
 /** One assertion as of asOfLsn, or undefined when it did not exist yet. */
@@ -145,15 +162,14 @@ export function activeAsOf(
 ): { items: AssertionRecord[]; truncated: boolean } {
   const items: AssertionRecord[] = [];
   let scanned = 0;
-  for (const { key, value: id } of dbs.byConcept.getRange({
+  for (const key of dbs.byConcept.getKeys({
     start: through(concept, asOfLsn),
     end: [concept, LSN_FLOOR],
     reverse: true,
   })) {
     if (key[0] !== concept) continue;
     if (++scanned > maxScan) return { items, truncated: true };
-    const rec = readRecord(dbs, id);
-    if (rec === undefined) throw new CorruptRecordError(`by_concept -> ${id}: record missing`);
+    const rec = mustReadAt(dbs, key[1], "by_concept");
     const s = statusAsOf(dbs, rec, asOfLsn);
     if (s.status !== "active") continue;
     items.push(withStatus(rec, s));
@@ -175,7 +191,7 @@ function historyFrom(
 ): AssertionRecord[] {
   const bounded = beforeLsn !== null && beforeLsn <= asOfLsn;
   const items: AssertionRecord[] = [];
-  for (const { key, value: id } of dbs.byConcept.getRange({
+  for (const key of dbs.byConcept.getKeys({
     start: bounded ? [concept, beforeLsn as number] : through(concept, asOfLsn),
     exclusiveStart: bounded,
     end: [concept, LSN_FLOOR],
@@ -183,8 +199,7 @@ function historyFrom(
     limit,
   })) {
     if (key[0] !== concept) continue;
-    const rec = readRecord(dbs, id);
-    if (rec === undefined) throw new CorruptRecordError(`by_concept -> ${id}: record missing`);
+    const rec = mustReadAt(dbs, key[1], "by_concept");
     items.push(withStatus(rec, statusAsOf(dbs, rec, asOfLsn)));
   }
   return items;

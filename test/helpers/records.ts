@@ -1,11 +1,28 @@
 // A deterministic encoded assertion for tests and benchmarks that drive a shard directly.
+import { conceptHashHex } from "../../src/domain/shard_hash.js";
 import { encodeAssertion } from "../../src/store/assertion_codec.js";
 
-/** Assertion number i: id = i in hex, one of `concepts` concepts, value = i. */
-export function sampleAssertion(i: number, concepts = 10_000, prefix = "bench"): Uint8Array {
+/**
+ * How sample ids look: "sequential" = i in hex (ids in LSN order, the cheapest case for an
+ * id-ordered index); "routable" = shaped like the server's (src/domain/routable_id.ts): the
+ * concept's hash, then a hash standing for the content digest, so ids land at random.
+ */
+export type SampleIds = "sequential" | "routable";
+
+/** Assertion number i: one of `concepts` concepts, value = i, id as `ids` says. */
+export function sampleAssertion(
+  i: number,
+  concepts = 10_000,
+  prefix = "bench",
+  ids: SampleIds = "sequential",
+): Uint8Array {
+  const concept = `${prefix}/c${i % concepts}`;
   return encodeAssertion({
-    id: i.toString(16).padStart(32, "0"),
-    concept: `${prefix}/c${i % concepts}`,
+    id:
+      ids === "sequential"
+        ? i.toString(16).padStart(32, "0")
+        : conceptHashHex(concept) + conceptHashHex(`content-${i}`),
+    concept,
     agent: `${prefix}-agent`,
     valueJson: String(i),
     confidence: 0.5,
