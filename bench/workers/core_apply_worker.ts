@@ -44,16 +44,30 @@ async function run(job: CoreApplyJob): Promise<CoreApplyResult> {
     segmentSizeBytes: job.segmentBytes,
     walFlushMode: "inline", // the server's default (STEMEDB_WAL_FLUSH)
   });
-  // Encoded up front: in the server the front door encodes, the shard does not.
-  const records = Array.from({ length: job.records }, (_, i) =>
-    sampleAssertion(i, 10_000, "bench", job.ids),
-  );
+  // Encoded up front: in the server the front door encodes, the shard does not. Packed as
+  // the server's write messages are: one buffer per write, records as views into it (so
+  // lmdb-js resolves one buffer address per write, not one per record).
+  const writes: Uint8Array[][] = [];
+  for (let first = 0; first < job.records; first += RECORDS_PER_WRITE) {
+    const n = Math.min(RECORDS_PER_WRITE, job.records - first);
+    const encoded = Array.from({ length: n }, (_, i) =>
+      sampleAssertion(first + i, 10_000, "bench", job.ids),
+    );
+    const packed = Buffer.alloc(encoded.reduce((sum, r) => sum + r.byteLength, 0));
+    let offset = 0;
+    writes.push(
+      encoded.map((r) => {
+        packed.set(r, offset);
+        offset += r.byteLength;
+        return packed.subarray(offset - r.byteLength, offset);
+      }),
+    );
+  }
   let next = 0;
   let acked = 0;
   const pipeline = async () => {
-    while (next < records.length) {
-      const batch = records.slice(next, next + RECORDS_PER_WRITE);
-      next += batch.length;
+    while (next < writes.length) {
+      const batch = writes[next++] as Uint8Array[];
       await new Promise<void>((resolve, reject) =>
         core.write(batch, (err) => (err === null ? resolve() : reject(err))),
       );

@@ -13,7 +13,13 @@ import {
   type StateEvent,
 } from "../domain/state_events.js";
 import { assertionView, CorruptRecordError, statusFromFb } from "./assertion_codec.js";
-import { EMPTY_INDEX_VALUE, idKey, type ShardDbs, type StatusLogValue } from "./shard_dbs.js";
+import {
+  EMPTY_INDEX_VALUE,
+  idKey,
+  idKeyOfChecked,
+  type ShardDbs,
+  type StatusLogValue,
+} from "./shard_dbs.js";
 
 export const WalRecordKind = { AssertionInsert: 1, StateEvent: 2, SourceInsert: 3 } as const;
 
@@ -99,7 +105,7 @@ export function applyEntry(dbs: ShardDbs, shardId: number, e: ApplyEntry): void 
 /** Indexes one assertion; a `supersedes` link also logs the old one's change of status. */
 function indexAssertion(dbs: ShardDbs, e: ApplyEntry, d: AssertionFacts): void {
   dbs.records.put(e.lsn, e.payload as Buffer);
-  dbs.ids.put(idKey(d.id), e.lsn);
+  dbs.ids.put(idKeyOfChecked(d.id), e.lsn);
   dbs.byConcept.put([d.concept, e.lsn], EMPTY_INDEX_VALUE);
   dbs.byAgent.put([d.agent, e.lsn], EMPTY_INDEX_VALUE);
   // LSNs only grow, so a new active assertion is always the newest active insert.

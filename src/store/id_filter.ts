@@ -37,6 +37,9 @@ export class IdFilter {
   private closed = false;
   /** Bumped on every rebuild: a warm-up step of an older generation stops. */
   private generation = 0;
+  /** The last id hashed and its hash: add() right after mightContain() of an id hashes once. */
+  private lastId = "";
+  private lastHash = 0;
 
   constructor(
     private readonly source: IdSource,
@@ -86,7 +89,13 @@ export class IdFilter {
    * one) or sets them. Returns whether all were set before.
    */
   private probe(id: string, set: boolean): boolean {
-    let h = fnv1a(id);
+    let h: number;
+    if (id === this.lastId) h = this.lastHash;
+    else {
+      h = fnv1a(id);
+      this.lastId = id;
+      this.lastHash = h;
+    }
     const step = mix32(h) | 1;
     const bits = this.bits;
     const mask = bits.length * 32 - 1;

@@ -90,6 +90,17 @@ export function idKeyOrNull(id: string): Buffer | null {
   return idScratch;
 }
 
+/**
+ * idKey for an id the writer already checked (ShardCore's records come from the front door,
+ * which derives ids; replay checks them): skips the pattern test on the hot path but still
+ * refuses anything that is not 16 bytes of hex.
+ */
+export function idKeyOfChecked(id: string): Buffer {
+  if (id.length !== 32 || idScratch.write(id, "hex") !== ID_KEY_BYTES)
+    throw new RangeError(`not an assertion id: ${JSON.stringify(id)}`);
+  return idScratch;
+}
+
 /** idKey in a buffer of its own (for range bounds, which lmdb-js reads when iterating). */
 export function idKeyCopy(id: string): Buffer {
   return Buffer.from(idKey(id));
