@@ -10,6 +10,8 @@ import {
   createString,
   decodeAssertion,
   encodeAssertion,
+  recordFromView,
+  scratchAssertionView,
   setRecordLsn,
   setRecordStatus,
 } from "../src/store/assertion_codec.js";
@@ -131,6 +133,19 @@ describe("assertion codec", () => {
     expect(back.status).toBe("superseded");
     expect(assertionView(bytes).lsn()).toBe(987_654_321_012n);
     expect(back.valueJson).toBe('{"n":5}');
+  });
+
+  it("reads the same through the reused view, which follows the last bytes given", () => {
+    const a = encodeAssertion(rec(1, { concept: "größe/日本", agent: "agent-ü", lsn: 0 }));
+    const b = encodeAssertion(rec(2, { concept: "x/y" }));
+    setRecordLsn(a, Number.MAX_SAFE_INTEGER);
+    const expected = recordFromView(assertionView(a));
+    expect(expected.lsn).toBe(Number.MAX_SAFE_INTEGER);
+    expect(recordFromView(scratchAssertionView(a))).toEqual(expected);
+    const view = scratchAssertionView(b);
+    expect(view.concept()).toBe("x/y");
+    expect(scratchAssertionView(a)).toBe(view); // one object: valid until the next call
+    expect(view.concept()).toBe("größe/日本");
   });
 
   it("rejects unsafe integers", () => {

@@ -10,8 +10,8 @@ import { type ApplyEntry, WalRecordKind } from "../store/apply.js";
 import {
   type AssertionRecord,
   type AssertionStatusName,
-  assertionView,
   decodeAssertion,
+  scratchAssertionView,
   setViewLsn,
 } from "../store/assertion_codec.js";
 import { IdFilter } from "../store/id_filter.js";
@@ -166,7 +166,8 @@ export class ShardCore {
     let waitLsn = 0;
     for (let i = 0; i < count; i++) {
       const bytes = records[i] as Uint8Array;
-      const view = assertionView(bytes);
+      // Reused view: everything read from it is read in this iteration.
+      const view = scratchAssertionView(bytes);
       const id = view.id() ?? "";
       // Every id held uncommitted or stored is in the filter (add() below, its warm-up and
       // rebuilds), so a "no" skips both the uncommitted map and LMDB.

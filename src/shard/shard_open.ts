@@ -6,7 +6,11 @@ import path from "node:path";
 import { decodeSourceRecord, decodeStateEvent } from "../domain/state_events.js";
 import { AssertionStatus } from "../schema/generated/stemedb_generated.js";
 import { type ApplyEntry, type AssertionFacts, WalRecordKind } from "../store/apply.js";
-import { assertionView, CorruptRecordError } from "../store/assertion_codec.js";
+import {
+  type assertionView,
+  CorruptRecordError,
+  scratchAssertionView,
+} from "../store/assertion_codec.js";
 import { ShardStore } from "../store/shard_store.js";
 import { Wal } from "../wal/wal.js";
 import type { ShardCoreOptions } from "./shard_core.js";
@@ -86,7 +90,7 @@ function replayEntry(kind: number, lsn: number, payload: Uint8Array): ApplyEntry
     return { lsn, kind, payload, event: decodeStateEvent(payload) };
   if (kind === WalRecordKind.SourceInsert)
     return { lsn, kind, payload, source: decodeSourceRecord(payload) };
-  const view = assertionView(payload);
+  const view = scratchAssertionView(payload);
   const id = view.id();
   if (id === null) throw new CorruptRecordError("a replayed WAL record has no assertion id");
   return { lsn, kind, payload, decoded: assertionFacts(view, id) };

@@ -12,7 +12,12 @@ import {
   type SourceRecord,
   type StateEvent,
 } from "../domain/state_events.js";
-import { assertionView, CorruptRecordError, statusFromFb } from "./assertion_codec.js";
+import {
+  assertionView,
+  CorruptRecordError,
+  scratchAssertionView,
+  statusFromFb,
+} from "./assertion_codec.js";
 import {
   EMPTY_INDEX_VALUE,
   idKey,
@@ -126,7 +131,7 @@ function insertAssertion(dbs: ShardDbs, shardId: number, e: ApplyEntry): void {
     indexAssertion(dbs, e, e.decoded);
     return;
   }
-  const v = assertionView(e.payload);
+  const v = scratchAssertionView(e.payload);
   const id = v.id();
   const concept = v.concept();
   const agent = v.agent();

@@ -75,6 +75,8 @@ export function statusFromFb(value: fb.AssertionStatus): AssertionStatusName {
 // Bounds: an assertion is a few KiB at most (value JSON is bounded upstream); the builder
 // grows on demand, and this initial size only avoids regrowth for typical records.
 const BUILDER_INITIAL_BYTES = 1024;
+/** The vtable slot of Assertion.lsn (the generated mutate_lsn's `__offset(bb_pos, 28)`). */
+const LSN_VTABLE_SLOT = 28;
 // Reused across calls: encoding is synchronous, so one builder per thread is enough.
 const builder = new flatbuffers.Builder(BUILDER_INITIAL_BYTES);
 
@@ -175,6 +177,37 @@ export function assertionView(bytes: Uint8Array): fb.Assertion {
   return fb.Assertion.getRootAsAssertion(new flatbuffers.ByteBuffer(bytes));
 }
 
+// One reusable view for the hot paths (a shard's write loop, replay, record reads). A new
+// ByteBuffer constructs a TextDecoder, and its string reads slice a subarray per string:
+// 0.45-0.75 µs per record to read id, concept and agent, 0.22-0.34 µs with this one.
+const scratchBuffer = new flatbuffers.ByteBuffer(new Uint8Array(0));
+const scratchView = new fb.Assertion();
+const utf8Slice = (
+  Buffer.prototype as unknown as {
+    utf8Slice?: (this: Uint8Array, start: number, end: number) => string;
+  }
+).utf8Slice;
+if (typeof utf8Slice === "function") {
+  const generic = scratchBuffer.__string.bind(scratchBuffer);
+  // Same result as TextDecoder's (invalid sequences become U+FFFD), straight from the bytes.
+  scratchBuffer.__string = (offset: number, encoding?: flatbuffers.Encoding) => {
+    if (encoding !== undefined) return generic(offset, encoding);
+    const start = offset + scratchBuffer.readInt32(offset);
+    const length = scratchBuffer.readInt32(start);
+    return utf8Slice.call(scratchBuffer.bytes(), start + 4, start + 4 + length);
+  };
+}
+
+/**
+ * assertionView without allocating: the same view object every call, so it is valid only
+ * until the next call. Read what you need from it at once; never keep it.
+ */
+export function scratchAssertionView(bytes: Uint8Array): fb.Assertion {
+  (scratchBuffer as unknown as { bytes_: Uint8Array }).bytes_ = bytes;
+  scratchBuffer.setPosition(0);
+  return fb.Assertion.getRootAsAssertion(scratchBuffer, scratchView);
+}
+
 export function setRecordLsn(bytes: Uint8Array, lsn: number): void {
   setViewLsn(assertionView(bytes), lsn);
 }
@@ -184,8 +217,12 @@ export function setViewLsn(view: fb.Assertion, lsn: number): void {
   if (!Number.isSafeInteger(lsn) || lsn < 0) {
     throw new RangeError(`lsn must be a non-negative safe integer, got ${lsn}`);
   }
-  const ok = view.mutate_lsn(BigInt(lsn));
-  assert.ok(ok, "setRecordLsn: lsn field absent (record not encoded with forceDefaults)");
+  // What mutate_lsn does, without the three BigInts it allocates per call.
+  const bb = view.bb as flatbuffers.ByteBuffer;
+  const field = bb.__offset(view.bb_pos, LSN_VTABLE_SLOT);
+  assert.ok(field !== 0, "setRecordLsn: lsn field absent (record not encoded with forceDefaults)");
+  bb.writeUint32(view.bb_pos + field, lsn >>> 0);
+  bb.writeUint32(view.bb_pos + field + 4, Math.floor(lsn / 2 ** 32));
 }
 
 export function setRecordStatus(bytes: Uint8Array, status: AssertionStatusName): void {

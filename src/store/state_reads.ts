@@ -7,9 +7,9 @@ import { MAX_LENS_SCAN_ASSERTIONS, MAX_SUBTREE_CONCEPTS_SCANNED } from "../domai
 import {
   type AssertionRecord,
   type AssertionStatusName,
-  assertionView,
   CorruptRecordError,
   recordFromView,
+  scratchAssertionView,
 } from "./assertion_codec.js";
 import { decodeLsnCursor, encodeCursor } from "./cursor.js";
 import { type IndexKey, idKeyOrNull, type StateDbs } from "./shard_dbs.js";
@@ -60,7 +60,8 @@ export function readRecord(dbs: StateDbs, id: string): AssertionRecord | undefin
 /** The record stored at `lsn` (records are keyed by LSN; see shard_dbs.ts). */
 export function readRecordAt(dbs: StateDbs, lsn: number): AssertionRecord | undefined {
   const buf = dbs.records.getBinaryFast(lsn);
-  return buf === undefined ? undefined : recordFromView(assertionView(buf));
+  // recordFromView copies every field out, so the reused view is enough.
+  return buf === undefined ? undefined : recordFromView(scratchAssertionView(buf));
 }
 
 /**
