@@ -131,7 +131,8 @@ function info(): ShardInfo {
     syncMode: data.syncMode,
     nextLsn: core.wal.nextLsn,
     durableLsn: core.wal.durableLsn,
-    appliedLsn: core.store.appliedLsn,
+    // Committed, not merely issued: what the env's record count and reads reflect.
+    appliedLsn: core.store.committedLsn,
     checkpointLsn: core.checkpointLsn,
     walSegments: core.wal.segmentCount,
     records: stats.records,

@@ -88,7 +88,10 @@ export class ShardStore {
   private readonly all: ShardDbs;
   /** For the lens reads in state_reads.ts. */
   readonly dbs: StateDbs;
+  /** Highest LSN handed to LMDB (its commit may still be running). */
   private applied: number;
+  /** Highest LSN whose LMDB commit finished: what reads of the env see. */
+  private committed: number;
   private closed = false;
   private lastWrite: Promise<void> = Promise.resolve();
   /** The first failed async apply: later applies, checkpoints and backups are refused. */
@@ -100,6 +103,7 @@ export class ShardStore {
     this.all = openShardDbs(root);
     this.dbs = stateDbsOf(this.all);
     this.applied = initMeta(root, this.all.meta, shardId);
+    this.committed = this.applied;
     initApplyChain(root, this.all.applyChain, this.applied);
   }
 
@@ -128,8 +132,14 @@ export class ShardStore {
     }
   }
 
+  /** Highest LSN handed to LMDB; the next apply must start above it. */
   get appliedLsn(): number {
     return this.applied;
+  }
+
+  /** Highest LSN LMDB has committed (appliedLsn once every issued apply finished). */
+  get committedLsn(): number {
+    return this.committed;
   }
 
   private checkOpen(): void {
@@ -155,6 +165,7 @@ export class ShardStore {
       dbs.applyChain.put(APPLY_CHAIN_KEY, 0, last);
     });
     this.applied = last;
+    this.committed = last;
   }
 
   /**
@@ -182,7 +193,8 @@ export class ShardStore {
     this.applied = last;
     this.lastWrite = written.then(
       (ok) => {
-        if (!ok)
+        if (ok) this.committed = last;
+        else
           this.failApply(
             new Error(
               `shard ${shardId}: LMDB apply after LSN ${previous} skipped: an earlier commit failed`,

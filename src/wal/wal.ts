@@ -24,17 +24,8 @@ import {
   type WalWriteResult,
 } from "./native.js";
 import { type RecoveryResult, recoverWal, type SegmentInfo } from "./recovery.js";
-import {
-  activateSpare,
-  archiveSegment,
-  createZeroSpare,
-  type LiveSegment,
-  listSpares,
-  recycleSegment,
-  removeLeftoverTemps,
-  type Spare,
-  type SyncMode,
-} from "./segment_files.js";
+import { type LiveSegment, removeLeftoverTemps, type SyncMode } from "./segment_files.js";
+import { SegmentSet } from "./segment_set.js";
 import { type DurableCallback, DurableWaiters } from "./waiters.js";
 
 export interface WalObserver {
@@ -109,16 +100,11 @@ export class Wal {
   readonly recovery: RecoveryResult;
 
   private readonly observer: WalObserver;
-  private readonly maxSpares: number;
-  private readonly archiveDir: string | null;
   private readonly baseRetryDelayMs: number;
   private retryDelayMs: number;
-  private segments: SegmentInfo[];
+  /** Written segments and spares (segment_set.ts); `tail` is the live one, if any. */
+  private readonly segmentSet: SegmentSet;
   private tail: LiveSegment | null;
-  private spares: Spare[];
-  private spareCreating = false;
-  private spareError: Error | null = null;
-  private readonly headerBuf: Buffer;
 
   private fillBuf: Buffer;
   private flushBuf: Buffer;
@@ -196,25 +182,36 @@ export class Wal {
       this.maxBatchBytes - RECORD_HEADER_BYTES,
     );
     this.maxBatchRecords = opts.maxBatchRecords ?? DEFAULT_MAX_BATCH_RECORDS;
-    this.observer = opts.observer ?? noopObserver;
-    this.maxSpares = opts.maxSpares ?? 2;
-    this.archiveDir = opts.archiveDir ?? null;
+    const observer = opts.observer ?? noopObserver;
+    this.observer = observer;
     this.flushMode = opts.flushMode ?? "pool";
     this.baseRetryDelayMs = opts.retryDelayMs ?? 250;
     this.retryDelayMs = this.baseRetryDelayMs;
     this.recovery = recovery;
-    this.headerBuf = nativeWal.allocAligned(BLOCK_SIZE_BYTES);
     this.fillBuf = nativeWal.allocAligned(this.maxBatchBytes);
     this.flushBuf = nativeWal.allocAligned(this.maxBatchBytes);
 
     const wantDirect = opts.direct ?? true;
     const dsync = (opts.syncMode ?? "dsync") === "dsync";
-    this.segments = recovery.segments.slice();
-    this.spares = listSpares(opts.dir, opts.segmentSizeBytes);
+    this.segmentSet = new SegmentSet(
+      {
+        dir: opts.dir,
+        shardId: opts.shardId,
+        segmentSizeBytes: opts.segmentSizeBytes,
+        maxSpares: opts.maxSpares ?? 2,
+        archiveDir: opts.archiveDir ?? null,
+      },
+      recovery.segments,
+      {
+        onSegments: (count, bytes) => observer.onSegments(count, bytes),
+        onError: (code) => observer.onError(code),
+        onSpareSettled: () => this.onSpareSettled(),
+      },
+    );
 
     if (recovery.nextLsn <= opts.checkpointLsn) {
       if (!(opts.repair ?? false)) {
-        const last = this.segments[this.segments.length - 1];
+        const last = this.segmentSet.last;
         throw new WalCorruptionError(
           opts.shardId,
           last?.path ?? opts.dir,
@@ -229,7 +226,7 @@ export class Wal {
     this._durableLsn = recovery.nextLsn - 1;
     this.fillFirstLsn = this._nextLsn;
 
-    const lastInfo = this.segments[this.segments.length - 1];
+    const lastInfo = this.segmentSet.last;
     if (lastInfo !== undefined && recovery.tailWriteOffsetBytes !== null) {
       const handle = nativeWal.openFile(lastInfo.path, {
         create: false,
@@ -250,7 +247,7 @@ export class Wal {
       this.mode = { direct: wantDirect, dsync };
       this.tail = null;
     }
-    this.reportSegments();
+    this.segmentSet.report();
   }
 
   get nextLsn(): number {
@@ -263,7 +260,7 @@ export class Wal {
     return this.mode.direct ? "direct" : "buffered";
   }
   get segmentCount(): number {
-    return this.segments.length;
+    return this.segmentSet.count;
   }
   get unavailable(): WalUnavailableError | null {
     return this.failure;
@@ -343,33 +340,12 @@ export class Wal {
    * Recycles (or deletes, past maxSpares) every closed segment whose records are all
    * <= checkpointLsn; with an archive directory each one is first copied there durably.
    */
-  async releaseUpTo(checkpointLsn: number): Promise<number> {
-    let released = 0;
-    while (this.segments.length > 0) {
-      const first = this.segments[0] as SegmentInfo;
-      if (this.tail !== null && first.seq === this.tail.seq) break;
-      if (first.lastLsn > checkpointLsn) break;
-      if (this.archiveDir !== null) await archiveSegment(this.archiveDir, first.path);
-      if (this.segments[0] !== first) break; // changed while archiving: look again next time
-      if (this.spares.length < this.maxSpares) {
-        this.spares.push(recycleSegment(this.dir, first.path));
-      } else {
-        fs.unlinkSync(first.path);
-        nativeWal.fsyncDir(this.dir);
-      }
-      this.segments.shift();
-      released++;
-    }
-    if (released > 0) this.reportSegments();
-    return released;
+  releaseUpTo(checkpointLsn: number): Promise<number> {
+    return this.segmentSet.releaseUpTo(checkpointLsn, this.tail?.seq ?? null);
   }
 
   segmentsInfo(): SegmentInfo[] {
-    return this.segments.map((s) =>
-      this.tail !== null && s.seq === this.tail.seq
-        ? { ...s, lastLsn: this.tail.lastLsn }
-        : { ...s },
-    );
+    return this.segmentSet.info(this.tail);
   }
 
   async close(): Promise<void> {
@@ -379,7 +355,7 @@ export class Wal {
       if (this.failure !== null) break;
       await new Promise<void>((resolve) => this.closeWaiters.push(resolve));
     }
-    while (this.spareCreating) {
+    while (this.segmentSet.spareCreating) {
       await new Promise<void>((resolve) => this.closeWaiters.push(resolve));
     }
     this.closed = true;
@@ -477,7 +453,7 @@ export class Wal {
     this.waiters.failAll(this.failure);
     if (this.tail !== null) {
       // Abandon the segment: the next one starts at the first LSN that was not acknowledged.
-      this.rememberTail();
+      this.segmentSet.remember(this.tail);
       closeRetiredSegment(this.tail.handle);
       this.tail = null;
     }
@@ -489,9 +465,9 @@ export class Wal {
     if (this.closed || this.retryTimer !== null) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      this.spareError = null;
+      this.segmentSet.clearSpareError();
       this.ensureSpare();
-      if (this.spares.length > 0) {
+      if (this.segmentSet.spareCount > 0) {
         this.failure = null;
         return;
       }
@@ -501,118 +477,74 @@ export class Wal {
     this.retryTimer.unref();
   }
 
-  private rememberTail(): void {
-    const tail = this.tail;
-    if (tail === null) return;
-    const existing = this.segments.find((s) => s.seq === tail.seq);
-    if (existing !== undefined) existing.lastLsn = tail.lastLsn;
-    else {
-      this.segments.push({
-        seq: tail.seq,
-        path: tail.path,
-        firstLsn: tail.firstLsn,
-        lastLsn: tail.lastLsn,
-        sizeBytes: tail.sizeBytes,
-      });
-    }
-  }
-
   private rotate(onActive?: () => void): void {
-    const spare = this.spares.shift();
-    if (spare === undefined) {
+    if (this.segmentSet.spareCount === 0) {
       if (onActive !== undefined) {
         onActive(); // at open: writes will rotate once a spare exists
         return;
       }
-      if (this.spareError !== null) {
-        this.fail(this.spareError);
+      const spareError = this.segmentSet.spareError;
+      if (spareError !== null) {
+        this.fail(spareError);
         return;
       }
       this.waitingForSpare = true;
       this.ensureSpare();
       return;
     }
+    // Before activating: a failure may call back synchronously, and it clears this.
     this.inflight = true;
     const previous = this.tail;
-    const seq = previous !== null ? previous.seq + 1 : this.lastKnownSeq() + 1;
-    activateSpare(
-      this.dir,
-      spare,
-      {
-        shardId: this.shardId,
-        seq,
-        firstLsn: this.fillFirstLsn,
-        segmentSizeBytes: this.segmentSizeBytes,
-      },
-      this.headerBuf,
-      this.mode,
-      (err, segment) => {
-        this.inflight = false;
-        if (err !== null || segment === null) {
-          this.fail(err ?? new Error("segment activation failed"));
-          onActive?.();
-          return;
-        }
-        if (previous !== null) {
-          this.rememberTail();
-          closeRetiredSegment(previous.handle);
-        }
-        this.tail = segment;
-        this.segments.push({
-          seq: segment.seq,
-          path: segment.path,
-          firstLsn: segment.firstLsn,
-          lastLsn: segment.lastLsn,
-          sizeBytes: segment.sizeBytes,
-        });
-        this.observer.onRotate();
-        this.reportSegments();
-        this.ensureSpare();
+    const seq = previous !== null ? previous.seq + 1 : this.segmentSet.lastSeq() + 1;
+    this.segmentSet.activateNext(seq, this.fillFirstLsn, this.mode, (err, segment) => {
+      this.inflight = false;
+      if (err !== null || segment === null) {
+        this.fail(err ?? new Error("segment activation failed"));
         onActive?.();
-        this.flush();
-      },
-    );
-  }
-
-  private lastKnownSeq(): number {
-    const last = this.segments[this.segments.length - 1];
-    return last === undefined ? 0 : last.seq;
+        return;
+      }
+      if (previous !== null) {
+        this.segmentSet.remember(previous);
+        closeRetiredSegment(previous.handle);
+      }
+      this.tail = segment;
+      this.segmentSet.add(segment);
+      this.observer.onRotate();
+      this.segmentSet.report();
+      this.ensureSpare();
+      onActive?.();
+      this.flush();
+    });
   }
 
   private ensureSpare(): void {
-    if (this.spareCreating || this.spares.length > 0 || this.closed) return;
-    this.spareCreating = true;
-    createZeroSpare(this.dir, this.segmentSizeBytes, this.mode, (err, spare) => {
-      this.spareCreating = false;
-      if (err !== null || spare === null) {
-        this.spareError = err ?? new Error("spare creation failed");
-        this.observer.onError((err as Partial<WalNativeError> | null)?.code ?? "EIO");
-      } else {
-        this.spareError = null;
-        this.spares.push(spare);
-      }
-      this.wakeClosers();
-      if (this.waitingForSpare) {
-        this.waitingForSpare = false;
-        if (this.fillBytes > 0) this.flush();
-      }
-    });
+    if (!this.closed) this.segmentSet.ensureSpare(this.mode);
+  }
+
+  /** A background spare creation finished (segment_set.ts). */
+  private onSpareSettled(): void {
+    this.wakeClosers();
+    if (this.waitingForSpare) {
+      this.waitingForSpare = false;
+      if (this.fillBytes > 0) this.flush();
+    }
   }
 
   private ensureSpareReady(): Promise<void> {
     return new Promise((resolve, reject) => {
       const check = () => {
-        if (this.spares.length > 0) return resolve();
-        if (this.spareError !== null) {
+        const spareError = this.segmentSet.spareError;
+        if (this.segmentSet.spareCount > 0) return resolve();
+        if (spareError !== null) {
           // A store that cannot make a spare still opens: writes fail until space returns.
           this.failure = new WalUnavailableError(
             "disk_full",
-            `cannot preallocate a WAL segment: ${this.spareError.message}`,
+            `cannot preallocate a WAL segment: ${spareError.message}`,
           );
           this.scheduleResume();
           return resolve();
         }
-        if (!this.spareCreating) this.ensureSpare();
+        if (!this.segmentSet.spareCreating) this.ensureSpare();
         this.closeWaiters.push(check);
       };
       try {
@@ -627,10 +559,5 @@ export class Wal {
     const waiters = this.closeWaiters;
     this.closeWaiters = [];
     for (const w of waiters) w();
-  }
-
-  private reportSegments(): void {
-    const count = this.segments.length;
-    this.observer.onSegments(count, (count + this.spares.length) * this.segmentSizeBytes);
   }
 }
