@@ -6,6 +6,7 @@
 //
 // Replay safety: records are put before their id and index entries, and every put is idempotent
 // for the same LSN, so re-applying an entry after a crash between commits is harmless.
+import { ROUTABLE_ID_PATTERN } from "../domain/routable_id.js";
 import {
   decodeSourceRecord,
   decodeStateEvent,
@@ -20,7 +21,6 @@ import {
 } from "./assertion_codec.js";
 import {
   EMPTY_INDEX_VALUE,
-  idKey,
   idKeyOfChecked,
   type ShardDbs,
   type StatusLogValue,
@@ -30,7 +30,6 @@ export const WalRecordKind = { AssertionInsert: 1, StateEvent: 2, SourceInsert: 
 
 // Bounds one LMDB write transaction (and how long it holds the shard thread).
 export const MAX_APPLY_BATCH_ENTRIES = 10_000;
-const ID_RE = /^[0-9a-f]{32}$/;
 
 /** What the store needs of an assertion to index it (decoded once by the writer). */
 export interface AssertionFacts {
@@ -135,7 +134,7 @@ function insertAssertion(dbs: ShardDbs, shardId: number, e: ApplyEntry): void {
   const id = v.id();
   const concept = v.concept();
   const agent = v.agent();
-  if (id === null || !ID_RE.test(id)) {
+  if (id === null || !ROUTABLE_ID_PATTERN.test(id)) {
     throw new CorruptRecordError(`lsn ${e.lsn}: assertion id missing or not 32 hex chars`);
   }
   if (concept === null || concept.length === 0 || agent === null || agent.length === 0) {
@@ -150,7 +149,7 @@ function insertAssertion(dbs: ShardDbs, shardId: number, e: ApplyEntry): void {
     throw new CorruptRecordError(`lsn ${e.lsn}: ${id} is for shard ${v.shard()}`);
   }
   const status = statusFromFb(v.status());
-  const storedLsn = dbs.ids.get(idKey(id));
+  const storedLsn = dbs.ids.get(idKeyOfChecked(id));
   // Same id at another LSN: a true duplicate, never indexed twice. Same LSN: a replay after
   // a crash between commits, so the (idempotent) index puts are repeated.
   if (storedLsn !== undefined && storedLsn !== e.lsn) return;

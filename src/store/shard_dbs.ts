@@ -33,6 +33,7 @@
 // entries up to L; that one rule serves live reads (L = infinity) and as_of_epoch reads.
 import assert from "node:assert/strict";
 import type { Database, RootDatabase } from "lmdb";
+import { ROUTABLE_ID_PATTERN } from "../domain/routable_id.js";
 import type { SourceRecord } from "../domain/state_events.js";
 
 export const STORE_FORMAT_VERSION = 2;
@@ -68,7 +69,6 @@ export type IndexKey = [string, number];
  */
 export const EMPTY_INDEX_VALUE: Buffer = Buffer.alloc(1);
 
-const ID_HEX_RE = /^[0-9a-f]{32}$/;
 export const ID_KEY_BYTES = 16;
 const idScratch = Buffer.alloc(ID_KEY_BYTES);
 
@@ -85,7 +85,7 @@ export function idKey(id: string): Buffer {
 
 /** idKey, or null for a string that is not an assertion id (nothing is stored under it). */
 export function idKeyOrNull(id: string): Buffer | null {
-  if (!ID_HEX_RE.test(id)) return null;
+  if (!ROUTABLE_ID_PATTERN.test(id)) return null;
   idScratch.write(id, "hex");
   return idScratch;
 }
