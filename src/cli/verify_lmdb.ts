@@ -5,7 +5,7 @@ import { type Database, open, type RootDatabase } from "lmdb";
 import { decodeSourceRecord, decodeStateEvent } from "../domain/state_events.js";
 import { AssertionStatus } from "../schema/generated/stemedb_generated.js";
 import { assertionView, decodeAssertion } from "../store/assertion_codec.js";
-import { ID_KEY_BYTES, idKeyOrNull, idOfKey } from "../store/shard_dbs.js";
+import { ID_KEY_BYTES, idOfKey, lsnOfId } from "../store/shard_dbs.js";
 import { STORE_FORMAT_VERSION, WalRecordKind } from "../store/shard_store.js";
 
 /** Messages kept per shard; the rest are counted (a broken index could yield millions). */
@@ -106,8 +106,7 @@ export function openLmdbReadOnly(dir: string, shardId: number, f: Findings): Lmd
 
 /** LSN LMDB holds the record `id` at, null when it lacks it ("corrupt": the pass reports it). */
 function storedLsn(lmdb: LmdbView, id: string): number | null | "corrupt" {
-  const key = idKeyOrNull(id);
-  const lsn = key === null ? undefined : lmdb.ids.get(key);
+  const lsn = lsnOfId(lmdb.ids, id);
   if (lsn === undefined) return null;
   return typeof lsn === "number" && Number.isSafeInteger(lsn) ? lsn : "corrupt";
 }
@@ -261,8 +260,7 @@ export function checkLmdb(
         `record ${id} has lsn ${lsn} above applied_lsn ${applied} and the WAL does not hold it`,
       );
     }
-    const idKey = idKeyOrNull(id);
-    const idLsn = idKey === null ? undefined : lmdb.ids.get(idKey);
+    const idLsn = lsnOfId(lmdb.ids, id);
     if (idLsn !== lsn) f.fail(`ids entry of record ${id} is ${idLsn ?? "missing"}, not ${lsn}`);
     if (!lmdb.byConcept.doesExist([rec.concept, lsn])) {
       f.fail(`by_concept entry missing for record ${id} (concept "${rec.concept}", lsn ${lsn})`);

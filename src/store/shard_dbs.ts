@@ -90,6 +90,12 @@ export function idKeyOrNull(id: string): Buffer | null {
   return idScratch;
 }
 
+/** The LSN the `ids` index holds for `id`, undefined when none (or `id` is no assertion id). */
+export function lsnOfId(ids: Database<number, Buffer>, id: string): number | undefined {
+  const key = idKeyOrNull(id);
+  return key === null ? undefined : ids.get(key);
+}
+
 /**
  * idKey for an id the writer already checked (ShardCore's records come from the front door,
  * which derives ids; replay checks them): skips the pattern test on the hot path but still

@@ -25,10 +25,10 @@ import {
   APPLY_CHAIN_KEY,
   type IndexKey,
   idKeyCopy,
-  idKeyOrNull,
   idOfKey,
   initApplyChain,
   initMeta,
+  lsnOfId,
   MAX_DBS,
   META_APPLIED_LSN,
   openShardDbs,
@@ -148,8 +148,7 @@ export class ShardStore {
 
   has(id: string): boolean {
     this.checkOpen();
-    const key = idKeyOrNull(id);
-    return key !== null && this.all.ids.doesExist(key);
+    return lsnOfId(this.all.ids, id) !== undefined;
   }
 
   /** One synchronous transaction, durable when it returns (used for WAL replay at open). */
@@ -219,8 +218,7 @@ export class ShardStore {
   /** LSN of a stored assertion (the duplicate check of every write: no closure, no copy). */
   assertionLsn(id: string): number | undefined {
     this.checkOpen();
-    const key = idKeyOrNull(id);
-    return key === null ? undefined : this.all.ids.get(key);
+    return lsnOfId(this.all.ids, id);
   }
 
   /** Up to `limit` record ids in key order after `after` (exclusive; null = from the start). */
@@ -239,8 +237,7 @@ export class ShardStore {
     // getBinaryFast hands back lmdb-js's reusable buffer (or a view of the map for large
     // values): valid until the next read on this env, which is why the view must not
     // escape fn and fn must not read from this store.
-    const key = idKeyOrNull(id);
-    const lsn = key === null ? undefined : this.all.ids.get(key);
+    const lsn = lsnOfId(this.all.ids, id);
     const buf = lsn === undefined ? undefined : this.all.records.getBinaryFast(lsn);
     return buf === undefined ? undefined : fn(assertionView(buf));
   }

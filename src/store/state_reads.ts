@@ -12,7 +12,7 @@ import {
   scratchAssertionView,
 } from "./assertion_codec.js";
 import { decodeLsnCursor, encodeCursor } from "./cursor.js";
-import { type IndexKey, idKeyOrNull, type StateDbs } from "./shard_dbs.js";
+import { type IndexKey, lsnOfId, type StateDbs } from "./shard_dbs.js";
 
 /** No boundary: every applied entry is visible. */
 export const LIVE_LSN = Number.MAX_SAFE_INTEGER;
@@ -52,8 +52,7 @@ export function withStatus(rec: AssertionRecord, s: EffectiveStatus): AssertionR
 }
 
 export function readRecord(dbs: StateDbs, id: string): AssertionRecord | undefined {
-  const key = idKeyOrNull(id);
-  const lsn = key === null ? undefined : dbs.ids.get(key);
+  const lsn = lsnOfId(dbs.ids, id);
   return lsn === undefined ? undefined : readRecordAt(dbs, lsn);
 }
 
