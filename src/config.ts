@@ -58,6 +58,8 @@ export interface Config {
   shardYoungGenMb: number;
   /** STEMEDB_WAL_FLUSH: where each shard writes and syncs its WAL batches. */
   walFlushMode: "pool" | "inline";
+  /** STEMEDB_SNAPSHOT_READS: point reads from the main thread's LMDB snapshot when current. */
+  snapshotReads: boolean;
   metricsPublic: boolean;
   walSyncMode: "dsync" | "fdatasync";
   walDirect: boolean;
@@ -160,6 +162,12 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     default: "inline",
     meaning:
       "inline = each shard writes + syncs its WAL batches on its own thread (two thread wake-ups fewer per flush; the shard's reads wait for the sync); pool = on a libuv thread (reads go on meanwhile)",
+  },
+  {
+    name: "STEMEDB_SNAPSHOT_READS",
+    default: "true",
+    meaning:
+      "true = `latest` and reads by id are answered on the main thread from LMDB whenever LMDB holds every write the shard has acknowledged (no thread hop; same answers); false = always by the shard",
   },
   {
     name: "STEMEDB_APPLY_DELAY_MS",
@@ -519,6 +527,7 @@ export function loadConfig(env: Env = process.env): Config {
     metricsPublic: parseBool(env, "STEMEDB_METRICS_PUBLIC", true),
     walSyncMode: parseSyncMode(env),
     walFlushMode: parseChoice(env, "STEMEDB_WAL_FLUSH", ["inline", "pool"] as const, "inline"),
+    snapshotReads: parseBool(env, "STEMEDB_SNAPSHOT_READS", true),
     walDirect: parseBool(env, "STEMEDB_WAL_DIRECT", true),
     walRepair: parseBool(env, "STEMEDB_WAL_REPAIR", false),
     walArchiveDir: ((v) => (v === undefined ? null : path.resolve(v)))(

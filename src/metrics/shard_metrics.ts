@@ -161,6 +161,36 @@ function mapOf<K extends string, V>(keys: readonly K[], make: (k: K) => V): Reco
   return Object.freeze(out);
 }
 
+const QUERY_LATENCY_HELP = "Seconds per query, by lens.";
+
+/**
+ * stemedb_query_latency_seconds for the reads the main thread answers from its own LMDB
+ * snapshot (server/shard_reads.ts): the shards' family (same help, labels and buckets) in the
+ * main registry, so the merge adds both into one series per shard and lens.
+ */
+export function createSnapshotQueryLatency(
+  registry: Registry,
+  shardCount: number,
+  lenses: readonly string[],
+): (shardId: number, lens: string) => HistogramChild {
+  const h = new Histogram({
+    name: SHARD_METRIC.queryLatency,
+    help: QUERY_LATENCY_HELP,
+    labelNames: ["shard", "lens"],
+    buckets: bucketsFor(LATENCY_BUCKETS_SECONDS),
+    registers: [registry],
+  });
+  // Children made up front (bounded: shards x lenses), so the hot path only indexes.
+  const children: HistogramChild[][] = [];
+  for (let shard = 0; shard < shardCount; shard++)
+    children.push(lenses.map((lens) => h.labels({ shard: String(shard), lens })));
+  return (shardId, lens) => {
+    const child = children[shardId]?.[lenses.indexOf(lens)];
+    if (child === undefined) throw new RangeError(`no query latency series ${shardId}/${lens}`);
+    return child;
+  };
+}
+
 export function createShardMetrics(registry: Registry, shardId: number): ShardMetrics {
   if (!Number.isInteger(shardId) || shardId < 0 || shardId > 1023) {
     throw new Error(`shardId must be an integer in [0, 1023], got ${shardId}`);
@@ -210,7 +240,7 @@ export function createShardMetrics(registry: Registry, shardId: number): ShardMe
   ]);
   const indexLookupH = hist(M.indexLookupDuration, "Seconds per index lookup.", latency, ["index"]);
   const assertionsC = counter(M.assertions, "Assertions processed by outcome.", ["status"]);
-  const queryLatencyH = hist(M.queryLatency, "Seconds per query, by lens.", latency, ["lens"]);
+  const queryLatencyH = hist(M.queryLatency, QUERY_LATENCY_HELP, latency, ["lens"]);
 
   const storageOpDuration = mapOf(STORAGE_OPERATIONS, (operation) =>
     h0(storageOpDurationH, { operation }),

@@ -7,6 +7,7 @@ import { type Logger, pino } from "pino";
 import { Registry } from "prom-client";
 import type { Config } from "../config.js";
 import { createMainMetrics } from "../metrics/main_metrics.js";
+import { createSnapshotQueryLatency } from "../metrics/shard_metrics.js";
 import { Escalations } from "../safety/escalations.js";
 import { openSafety } from "../safety/safety.js";
 import type { ActiveList } from "../shard/protocol.js";
@@ -32,6 +33,7 @@ import { sourceRoutes } from "./routes/sources.js";
 import { stateRoutes } from "./routes/state.js";
 import { systemRoutes } from "./routes/system.js";
 import { ShardPool, ShardRequestError } from "./shard_pool.js";
+import { ShardReads, SNAPSHOT_READ_LENSES } from "./shard_reads.js";
 import { registerStream } from "./stream.js";
 import { loadUws } from "./uws_engine.js";
 
@@ -137,9 +139,16 @@ export async function startServer(
   const metrics = createMainMetrics(registry, { version });
   metrics.setHttpEngine(engine.engine);
   const safety = openSafety({ meta, config: config.safety, metrics, logger });
+  const reads = ShardReads.open(
+    pool,
+    (id) => shardDirs(config.walDir, config.dbDir, id).dbDir,
+    createSnapshotQueryLatency(registry, pool.shardCount, SNAPSHOT_READ_LENSES),
+    config.snapshotReads,
+  );
   const context: ServerContext = {
     config,
     pool,
+    reads,
     meta,
     epochs: new EpochStore(meta.root),
     gold: new GoldStore(meta.root),
@@ -221,6 +230,7 @@ export async function startServer(
     app.listen(config.bindHost, config.bindPort, (socket) => resolve(socket)),
   );
   if (listenSocket === false) {
+    await reads.close();
     await pool.close();
     await safety.close();
     await meta.close();
@@ -245,6 +255,7 @@ export async function startServer(
       }
       // WS connections outlive the listen socket: end them once their last acks are queued.
       stream.closeAll();
+      await reads.close();
       await pool.close();
       await safety.close();
       await meta.close();

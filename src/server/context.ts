@@ -13,12 +13,15 @@ import type { GoldStore } from "../store/gold_store.js";
 import type { MetaStore } from "../store/meta_store.js";
 import type { TrustBook } from "../trust/trust_book.js";
 import type { ShardPool } from "./shard_pool.js";
+import type { ShardReads } from "./shard_reads.js";
 import type { HttpEngineInfo } from "./uws_engine.js";
 
 /** What route handlers share. Built once in app.ts. */
 export interface ServerContext {
   config: Config;
   pool: ShardPool;
+  /** Point reads answered from the main thread's LMDB snapshot when current, else by the shard. */
+  reads: ShardReads;
   meta: MetaStore;
   epochs: EpochStore;
   gold: GoldStore;

@@ -13,6 +13,7 @@ import type {
   ShardWorkerData,
   WriteResult,
 } from "../shard/protocol.js";
+import { ReadVisibility } from "../shard/read_visibility.js";
 
 const WORKER_PATH = path.join(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -62,6 +63,8 @@ const MAX_PENDING_REQUESTS = 65_536;
 
 export class ShardHandle {
   readonly worker: Worker;
+  /** What the shard has shown vs what its LMDB has committed (snapshot reads, shard_reads.ts). */
+  readonly visibility = ReadVisibility.create();
   private readonly pending = new Map<number, Pending>();
   private nextReq = 1;
   private queued: QueuedWrite[] = [];
@@ -79,12 +82,13 @@ export class ShardHandle {
 
   constructor(
     readonly shardId: number,
-    data: ShardWorkerData,
+    data: Omit<ShardWorkerData, "readVisibility">,
     private readonly queueMaxItems: number,
     youngGenMb: number,
   ) {
+    const workerData: ShardWorkerData = { ...data, readVisibility: this.visibility.buffer };
     this.worker = new Worker(WORKER_PATH, {
-      workerData: data,
+      workerData,
       resourceLimits: { maxYoungGenerationSizeMb: youngGenMb },
     });
   }

@@ -11,6 +11,7 @@ import type {
   ShardInfo,
   WriteResult,
 } from "../shard/protocol.js";
+import type { ReadVisibility } from "../shard/read_visibility.js";
 import { type QueryWithoutReq, ShardHandle } from "./shard_handle.js";
 
 export { ShardRequestError } from "./shard_handle.js";
@@ -136,6 +137,11 @@ export class ShardPool {
 
   metricsCollectors(): Array<() => Promise<MetricObjectWithValues[]>> {
     return this.shards.map((s) => () => s.query<MetricObjectWithValues[]>({ t: "metrics" }));
+  }
+
+  /** The shard's shown / committed LSNs (snapshot reads on the main thread, shard_reads.ts). */
+  visibility(shardId: number): ReadVisibility {
+    return this.shard(shardId).visibility;
   }
 
   queueDepth(shardId: number): number {

@@ -15,6 +15,8 @@ export interface ShardWorkerData {
   walArchiveDir: string | null;
   applyDelayMs: number;
   walFlushMode: "pool" | "inline";
+  /** READ_VISIBILITY_BYTES shared with the main thread (read_visibility.ts). */
+  readVisibility: SharedArrayBuffer;
 }
 
 export interface ShardInfo {

@@ -21,6 +21,7 @@ import type {
   ShardResponse,
   WriteRequest,
 } from "./protocol.js";
+import { ReadVisibility } from "./read_visibility.js";
 import { ShardCore } from "./shard_core.js";
 import { runStateWrite, ShardDomainError } from "./state_ops.js";
 
@@ -53,7 +54,14 @@ const walObserver: WalObserver = {
   },
 };
 
+const visibility = new ReadVisibility(data.readVisibility);
+/** The WAL's durable LSN once the shard is open (read before every message, see post). */
+let durableLsnOf: (() => number) | null = null;
+
 function post(msg: ShardResponse | ShardEvent | ResponseBatch, transfer?: ArrayBuffer[]): void {
+  // Before the message: whatever it acknowledges or shows must not look committed to the
+  // main thread's snapshot reads until LMDB has it (read_visibility.ts).
+  if (durableLsnOf !== null) visibility.publishShown(durableLsnOf());
   (port as import("node:worker_threads").MessagePort).postMessage(msg, transfer);
 }
 
@@ -109,8 +117,10 @@ try {
     applyDelayMs: data.applyDelayMs,
     walFlushMode: data.walFlushMode,
     walObserver,
-    onApplied: (_records, seconds, ok) =>
-      metrics.recordStorageOp("txn", ok ? "ok" : "error", seconds),
+    onApplied: (_records, seconds, ok) => {
+      metrics.recordStorageOp("txn", ok ? "ok" : "error", seconds);
+      if (ok) visibility.publishCommitted(core.store.committedLsn);
+    },
   });
 } catch (err) {
   const code =
@@ -264,4 +274,6 @@ port.on("message", (msg: ShardRequest) => {
   else dispatchQuery(msg);
 });
 
+visibility.publishCommitted(core.store.committedLsn);
+durableLsnOf = () => core.wal.durableLsn;
 post({ t: "ready", info: info() });

@@ -73,6 +73,22 @@ export interface ShardStoreOpenOptions {
 }
 
 export const DEFAULT_MAP_SIZE_BYTES = 1024 * 1024 * 1024; // 1 GiB
+
+/**
+ * A shard's LMDB env with the options every opener uses: the shard thread, and the main
+ * thread's snapshot reads (lmdb-js shares one env per path within the process).
+ */
+export function openShardRoot(dir: string, mapSizeBytes: number): RootDatabase {
+  return open({
+    path: dir,
+    noSubdir: false, // a directory even if its name contains a dot
+    maxDbs: MAX_DBS,
+    mapSize: mapSizeBytes,
+    compression: false,
+    encoding: "binary",
+    // overlappingSync and every other sync flag: lmdb-js defaults (see file header).
+  });
+}
 // Index key lower bound: every applied lsn is >= 1 (it must exceed appliedLsn >= 0).
 const LSN_FLOOR = -1;
 
@@ -115,15 +131,7 @@ export class ShardStore {
     if (!Number.isSafeInteger(mapSize) || mapSize < 1024 * 1024) {
       throw new RangeError(`mapSizeBytes must be an integer >= 1 MiB, got ${mapSize}`);
     }
-    const root = open({
-      path: opts.dir,
-      noSubdir: false, // a directory even if its name contains a dot
-      maxDbs: MAX_DBS,
-      mapSize,
-      compression: false,
-      encoding: "binary",
-      // overlappingSync and every other sync flag: lmdb-js defaults (see file header).
-    });
+    const root = openShardRoot(opts.dir, mapSize);
     try {
       return new ShardStore(root, opts.shardId);
     } catch (err) {

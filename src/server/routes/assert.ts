@@ -199,10 +199,7 @@ async function getAssertion(server: ServerContext, ctx: RouteContext): Promise<R
   const id = ctx.params[0] ?? "";
   if (!ROUTABLE_ID_PATTERN.test(id))
     throw badRequest("An assertion id is 32 lowercase hex digits.", "invalid_id");
-  const json = await server.pool.request<string | null>(
-    shardForAssertionId(id, server.pool.shardCount),
-    { t: "get", id },
-  );
+  const json = await server.reads.get(shardForAssertionId(id, server.pool.shardCount), id);
   if (json === null) throw notFound(`No assertion has id ${id}.`);
   return { status: 200, body: json };
 }

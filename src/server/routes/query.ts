@@ -318,11 +318,7 @@ async function queryHandler(server: ServerContext, ctx: RouteContext): Promise<R
   const asOfLsn = b.lsnOf(shard);
   switch (lens) {
     case "latest": {
-      const json = await server.pool.request<string | null>(shard, {
-        t: "lens_latest",
-        concept,
-        asOfLsn,
-      });
+      const json = await server.reads.latest(shard, concept, asOfLsn);
       return { status: 200, body: pageBody(lens, concept, b, json === null ? [] : [json], null) };
     }
     case "history": {

@@ -1,0 +1,130 @@
+// Point reads (the `latest` lens, an assertion by id) answered on the main thread from its
+// own read transaction on the shard's LMDB env when that env holds everything the shard has
+// shown (read_visibility.ts); otherwise, and for every other read, the shard answers.
+//
+// Why: a read through the shard costs two thread hops (postMessage, a wake-up on each side)
+// and keeps both threads busy on a 2-vCPU machine; the lookup itself is a few µs. The answer
+// is the same either way: the shard's reads are LMDB plus its in-memory overlay of durable,
+// uncommitted records, and the fast path runs only when that overlay adds nothing.
+import type { RootDatabase } from "lmdb";
+import type { HistogramChild } from "../metrics/shard_metrics.js";
+import type { ReadVisibility } from "../shard/read_visibility.js";
+import { renderAssertion } from "../shard/render.js";
+import { openShardDbs, type StateDbs, stateDbsOf } from "../store/shard_dbs.js";
+import { DEFAULT_MAP_SIZE_BYTES, openShardRoot } from "../store/shard_store.js";
+import { LIVE_LSN, latestAsOf, recordAsOf } from "../store/state_reads.js";
+import type { ShardPool } from "./shard_pool.js";
+
+/** The query-latency lens labels of the reads served here (the shards use the same). */
+export const SNAPSHOT_READ_LENSES = ["latest", "get"] as const;
+type SnapshotLens = (typeof SNAPSHOT_READ_LENSES)[number];
+
+interface ShardSnapshot {
+  readonly root: RootDatabase;
+  readonly dbs: StateDbs;
+  readonly visibility: ReadVisibility;
+  /** Committed LSN seen when this thread's read transaction was last reset. */
+  seenCommittedLsn: number;
+  /** Reads answered here (reported by /v1/health). */
+  served: number;
+}
+
+export class ShardReads {
+  private closed = false;
+
+  private constructor(
+    private readonly pool: ShardPool,
+    private readonly snapshots: ShardSnapshot[],
+    private readonly latency: (shardId: number, lens: SnapshotLens) => HistogramChild,
+    /** false (STEMEDB_SNAPSHOT_READS=false): every read goes to the shard. */
+    private readonly enabled: boolean,
+  ) {}
+
+  /** Opens each shard's env (after the shards opened it: they created and checked it). */
+  static open(
+    pool: ShardPool,
+    dbDirOf: (shardId: number) => string,
+    latency: (shardId: number, lens: SnapshotLens) => HistogramChild,
+    enabled: boolean,
+  ): ShardReads {
+    const snapshots: ShardSnapshot[] = [];
+    try {
+      for (let id = 0; id < pool.shardCount; id++) {
+        const root = openShardRoot(dbDirOf(id), DEFAULT_MAP_SIZE_BYTES);
+        snapshots.push({
+          root,
+          dbs: stateDbsOf(openShardDbs(root)),
+          visibility: pool.visibility(id),
+          seenCommittedLsn: -1,
+          served: 0,
+        });
+      }
+    } catch (err) {
+      for (const s of snapshots) void s.root.close();
+      throw err;
+    }
+    return new ShardReads(pool, snapshots, latency, enabled);
+  }
+
+  /**
+   * The shard's databases when this thread may read them directly, else null. A read
+   * transaction begun before the last commit this thread saw is dropped first (lmdb-js keeps
+   * one per thread until the end of the turn), so the read sees at least that commit.
+   */
+  private current(shardId: number): ShardSnapshot | null {
+    if (this.closed || !this.enabled) return null;
+    const s = this.snapshots[shardId];
+    if (s === undefined) throw new RangeError(`no shard ${shardId}`);
+    const committed = s.visibility.committedIfCurrent();
+    if (committed < 0) return null;
+    if (committed !== s.seenCommittedLsn) {
+      s.root.resetReadTxn();
+      s.seenCommittedLsn = committed;
+    }
+    return s;
+  }
+
+  /** The rendered newest active assertion of `concept` (as of an epoch's LSN), or null. */
+  latest(
+    shardId: number,
+    concept: string,
+    asOfLsn: number | null,
+  ): Promise<string | null> | string | null {
+    const s = this.current(shardId);
+    if (s === null)
+      return this.pool.request<string | null>(shardId, { t: "lens_latest", concept, asOfLsn });
+    const startedMs = performance.now();
+    const rec = latestAsOf(s.dbs, concept, asOfLsn ?? LIVE_LSN);
+    const json = rec === undefined ? null : renderAssertion(rec);
+    this.served(s, shardId, "latest", startedMs);
+    return json;
+  }
+
+  /** The rendered assertion `id` with its live status, or null. */
+  get(shardId: number, id: string): Promise<string | null> | string | null {
+    const s = this.current(shardId);
+    if (s === null) return this.pool.get(shardId, id);
+    const startedMs = performance.now();
+    const rec = recordAsOf(s.dbs, id, LIVE_LSN);
+    const json = rec === undefined ? null : renderAssertion(rec);
+    this.served(s, shardId, "get", startedMs);
+    return json;
+  }
+
+  private served(s: ShardSnapshot, shardId: number, lens: SnapshotLens, startedMs: number): void {
+    s.served++;
+    this.latency(shardId, lens).observe((performance.now() - startedMs) / 1000);
+  }
+
+  /** Reads of this shard answered on the main thread so far. */
+  servedCount(shardId: number): number {
+    return this.snapshots[shardId]?.served ?? 0;
+  }
+
+  /** Closes this thread's handles (the shards keep the envs open until they stop). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled(this.snapshots.map((s) => s.root.close()));
+  }
+}

@@ -1,0 +1,141 @@
+// Point reads the main thread answers from its own LMDB snapshot (src/server/shard_reads.ts)
+// must give the shard's answer: never miss an acknowledged write or status change, never go
+// back in time, and survive a restart. Real server process, real HTTP.
+import fs from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  api,
+  type ServerProcess,
+  startServerProcess,
+  startServerWithKeys,
+} from "./helpers/server_process.js";
+
+interface ShardHealth {
+  shard: number;
+  last_lsn: number;
+  applied_lsn: number;
+  snapshot_reads: number;
+}
+interface Page {
+  items: Array<Record<string, unknown>>;
+}
+
+let dataDir: string;
+let server: ServerProcess;
+let agentKey: string;
+let readerKey: string;
+
+beforeAll(async () => {
+  // The longest apply delay: a read right after a write finds LMDB behind the shard.
+  ({ dataDir, server, agentKey, readerKey } = await startServerWithKeys("agent-snap", {
+    STEMEDB_APPLY_DELAY_MS: "1000",
+  }));
+});
+
+afterAll(async () => {
+  await server?.kill9();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+async function shards(): Promise<ShardHealth[]> {
+  const res = await api(server.baseUrl, null).request("GET", "/v1/health");
+  return (res.json as { shards: ShardHealth[] }).shards;
+}
+
+/** Waits until every shard's LMDB has committed everything durable. */
+async function settled(): Promise<ShardHealth[]> {
+  for (let i = 0; i < 200; i++) {
+    const list = await shards();
+    if (list.every((s) => s.applied_lsn === s.last_lsn)) return list;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error("shards did not settle within 5 s");
+}
+
+async function write(concept: string, value: unknown): Promise<{ id: string; shard: number }> {
+  const res = await api(server.baseUrl, agentKey).request("POST", "/v1/assert", {
+    concept,
+    value,
+    confidence: 0.9,
+  });
+  expect(res.status, res.text).toBe(201);
+  return res.json as { id: string; shard: number };
+}
+
+async function latest(concept: string): Promise<string> {
+  const res = await api(server.baseUrl, readerKey).request(
+    "GET",
+    `/v1/query?concept=${concept}&lens=latest`,
+  );
+  expect(res.status, res.text).toBe(200);
+  return res.text;
+}
+
+function latestValue(pageText: string): unknown {
+  return (JSON.parse(pageText) as Page).items[0]?.value;
+}
+
+describe("snapshot reads on the main thread", () => {
+  it("answers as the shard did once LMDB has committed, and only then", async () => {
+    const w = await write("snap/a", "one");
+    const viaShard = await latest("snap/a");
+    const getViaShard = await api(server.baseUrl, readerKey).request(
+      "GET",
+      `/v1/assertions/${w.id}`,
+    );
+    expect(latestValue(viaShard)).toBe("one");
+
+    const before = (await settled())[w.shard] as ShardHealth;
+    const viaSnapshot = await latest("snap/a");
+    const getViaSnapshot = await api(server.baseUrl, readerKey).request(
+      "GET",
+      `/v1/assertions/${w.id}`,
+    );
+    const after = (await shards())[w.shard] as ShardHealth;
+    expect(after.snapshot_reads - before.snapshot_reads).toBe(2);
+    expect(JSON.parse(viaSnapshot)).toEqual(JSON.parse(viaShard));
+    expect(getViaSnapshot.json).toEqual(getViaShard.json);
+  });
+
+  it("never shows a read older than an acknowledged write or retraction", async () => {
+    const first = await write("snap/b", "first");
+    const second = await write("snap/b", "second");
+    await settled();
+    expect(latestValue(await latest("snap/b"))).toBe("second");
+
+    // The retraction is durable but not in LMDB for up to a second: the read must see it.
+    const retract = await api(server.baseUrl, agentKey).request("POST", "/v1/retract", {
+      assertion_id: second.id,
+    });
+    expect(retract.status, retract.text).toBe(200);
+    expect(latestValue(await latest("snap/b"))).toBe("first");
+    const got = await api(server.baseUrl, readerKey).request("GET", `/v1/assertions/${second.id}`);
+    expect(got.json).toMatchObject({ status: "retracted" });
+
+    await settled();
+    expect(latestValue(await latest("snap/b"))).toBe("first");
+    expect((await latest("snap/b")).includes(first.id)).toBe(true);
+  });
+
+  it("reads its own writes while commits land between the reads", async () => {
+    const served = (await shards()).reduce((n, s) => n + s.snapshot_reads, 0);
+    for (let i = 0; i < 24; i++) {
+      await write("snap/c", i);
+      // Every third read waits for the commit, so both paths and the switch between them run.
+      if (i % 3 === 2) await settled();
+      expect(latestValue(await latest("snap/c"))).toBe(i);
+    }
+    const servedAfter = (await shards()).reduce((n, s) => n + s.snapshot_reads, 0);
+    expect(servedAfter - served).toBeGreaterThanOrEqual(8);
+  });
+
+  it("serves from the snapshot right after a restart", async () => {
+    const before = await latest("snap/c");
+    expect(await server.stop()).toBe(0);
+    server = await startServerProcess({ dataDir });
+    const list = await shards();
+    expect(list.every((s) => s.snapshot_reads === 0)).toBe(true);
+    expect(await latest("snap/c")).toBe(before);
+    expect((await shards()).reduce((n, s) => n + s.snapshot_reads, 0)).toBe(1);
+  });
+});
