@@ -58,7 +58,7 @@ export interface Config {
   shardYoungGenMb: number;
   /** STEMEDB_WAL_FLUSH: where each shard writes and syncs its WAL batches. */
   walFlushMode: "pool" | "inline";
-  /** STEMEDB_SNAPSHOT_READS: point reads from the main thread's LMDB snapshot when current. */
+  /** STEMEDB_SNAPSHOT_READS: reads from the main thread's LMDB snapshot when it is current. */
   snapshotReads: boolean;
   metricsPublic: boolean;
   walSyncMode: "dsync" | "fdatasync";
@@ -167,7 +167,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     name: "STEMEDB_SNAPSHOT_READS",
     default: "true",
     meaning:
-      "true = `latest` and reads by id are answered on the main thread from LMDB whenever LMDB holds every write the shard has acknowledged (no thread hop; same answers); false = always by the shard",
+      "true = lens queries and reads by id are answered on the main thread from LMDB whenever LMDB holds every write the shard has acknowledged (no thread hop; same answers); false = always by the shard",
   },
   {
     name: "STEMEDB_APPLY_DELAY_MS",

@@ -162,32 +162,81 @@ function mapOf<K extends string, V>(keys: readonly K[], make: (k: K) => V): Reco
 }
 
 const QUERY_LATENCY_HELP = "Seconds per query, by lens.";
+const STORAGE_OP_DURATION_HELP = "Seconds per storage (LMDB) operation.";
+const STORAGE_OPS_HELP = "Storage operations by outcome.";
+const INDEX_LOOKUP_HELP = "Seconds per index lookup.";
+
+/** The reads the main thread answers from its own LMDB snapshot, and their labels. */
+export const SNAPSHOT_READS = {
+  get: { lens: "get", index: "records", operation: "get" },
+  latest: { lens: "latest", index: "by_concept", operation: "range" },
+  history: { lens: "history", index: "by_concept", operation: "range" },
+  active: { lens: "active", index: "by_concept", operation: "range" },
+  under: { lens: "under", index: "latest", operation: "range" },
+} as const satisfies Record<string, { lens: string; index: string; operation: StorageOperation }>;
+export type SnapshotRead = keyof typeof SNAPSHOT_READS;
 
 /**
- * stemedb_query_latency_seconds for the reads the main thread answers from its own LMDB
- * snapshot (server/shard_reads.ts): the shards' family (same help, labels and buckets) in the
- * main registry, so the merge adds both into one series per shard and lens.
+ * The query, index-lookup and storage-op families for reads the main thread answers from its
+ * own LMDB snapshot (server/shard_reads.ts): the shards' families (same help, labels and
+ * buckets) in the main registry, so the merge adds both paths into one series per shard.
  */
-export function createSnapshotQueryLatency(
+export function createSnapshotReadMetrics(
   registry: Registry,
   shardCount: number,
-  lenses: readonly string[],
-): (shardId: number, lens: string) => HistogramChild {
-  const h = new Histogram({
+): (shardId: number, read: SnapshotRead, seconds: number) => void {
+  const registers = [registry];
+  const buckets = bucketsFor(LATENCY_BUCKETS_SECONDS);
+  const query = new Histogram({
     name: SHARD_METRIC.queryLatency,
     help: QUERY_LATENCY_HELP,
     labelNames: ["shard", "lens"],
-    buckets: bucketsFor(LATENCY_BUCKETS_SECONDS),
-    registers: [registry],
+    buckets,
+    registers,
   });
-  // Children made up front (bounded: shards x lenses), so the hot path only indexes.
-  const children: HistogramChild[][] = [];
-  for (let shard = 0; shard < shardCount; shard++)
-    children.push(lenses.map((lens) => h.labels({ shard: String(shard), lens })));
-  return (shardId, lens) => {
-    const child = children[shardId]?.[lenses.indexOf(lens)];
-    if (child === undefined) throw new RangeError(`no query latency series ${shardId}/${lens}`);
-    return child;
+  const index = new Histogram({
+    name: SHARD_METRIC.indexLookupDuration,
+    help: INDEX_LOOKUP_HELP,
+    labelNames: ["shard", "index"],
+    buckets,
+    registers,
+  });
+  const opDuration = new Histogram({
+    name: SHARD_METRIC.storageOpDuration,
+    help: STORAGE_OP_DURATION_HELP,
+    labelNames: ["shard", "operation"],
+    buckets,
+    registers,
+  });
+  const ops = new Counter({
+    name: SHARD_METRIC.storageOps,
+    help: STORAGE_OPS_HELP,
+    labelNames: ["shard", "operation", "status"],
+    registers,
+  });
+  // Children made up front (shards x 5 reads), so the hot path only indexes.
+  const reads = Object.keys(SNAPSHOT_READS) as SnapshotRead[];
+  const children = Array.from({ length: shardCount }, (_, id) => {
+    const shard = String(id);
+    const out = {} as Record<SnapshotRead, { timings: HistogramChild[]; ok: CounterChild }>;
+    for (const read of reads) {
+      const l = SNAPSHOT_READS[read];
+      out[read] = {
+        timings: [
+          query.labels({ shard, lens: l.lens }),
+          index.labels({ shard, index: l.index }),
+          opDuration.labels({ shard, operation: l.operation }),
+        ],
+        ok: ops.labels({ shard, operation: l.operation, status: "ok" }),
+      };
+    }
+    return out;
+  });
+  return (shardId, read, seconds) => {
+    const c = children[shardId]?.[read];
+    if (c === undefined) throw new RangeError(`no shard ${shardId}`);
+    for (const h of c.timings) h.observe(seconds);
+    c.ok.inc();
   };
 }
 
@@ -228,17 +277,11 @@ export function createShardMetrics(registry: Registry, shardId: number): ShardMe
   const walWriteErrors = counter(M.walWriteErrors, "WAL write failures by kind.", ["error"]);
   const walIoMode = gauge(M.walIoMode, "1 for the WAL I/O mode in use, else 0.", ["mode"]);
   const ioModeChildren = mapOf(WAL_IO_MODES, (mode) => g0(walIoMode, { mode }));
-  const storageOpDurationH = hist(
-    M.storageOpDuration,
-    "Seconds per storage (LMDB) operation.",
-    latency,
-    ["operation"],
-  );
-  const storageOpsC = counter(M.storageOps, "Storage operations by outcome.", [
+  const storageOpDurationH = hist(M.storageOpDuration, STORAGE_OP_DURATION_HELP, latency, [
     "operation",
-    "status",
   ]);
-  const indexLookupH = hist(M.indexLookupDuration, "Seconds per index lookup.", latency, ["index"]);
+  const storageOpsC = counter(M.storageOps, STORAGE_OPS_HELP, ["operation", "status"]);
+  const indexLookupH = hist(M.indexLookupDuration, INDEX_LOOKUP_HELP, latency, ["index"]);
   const assertionsC = counter(M.assertions, "Assertions processed by outcome.", ["status"]);
   const queryLatencyH = hist(M.queryLatency, QUERY_LATENCY_HELP, latency, ["lens"]);
 

@@ -7,7 +7,7 @@ import { type Logger, pino } from "pino";
 import { Registry } from "prom-client";
 import type { Config } from "../config.js";
 import { createMainMetrics } from "../metrics/main_metrics.js";
-import { createSnapshotQueryLatency } from "../metrics/shard_metrics.js";
+import { createSnapshotReadMetrics } from "../metrics/shard_metrics.js";
 import { Escalations } from "../safety/escalations.js";
 import { openSafety } from "../safety/safety.js";
 import type { ActiveList } from "../shard/protocol.js";
@@ -33,7 +33,7 @@ import { sourceRoutes } from "./routes/sources.js";
 import { stateRoutes } from "./routes/state.js";
 import { systemRoutes } from "./routes/system.js";
 import { ShardPool, ShardRequestError } from "./shard_pool.js";
-import { ShardReads, SNAPSHOT_READ_LENSES } from "./shard_reads.js";
+import { ShardReads } from "./shard_reads.js";
 import { registerStream } from "./stream.js";
 import { loadUws } from "./uws_engine.js";
 
@@ -142,7 +142,7 @@ export async function startServer(
   const reads = ShardReads.open(
     pool,
     (id) => shardDirs(config.walDir, config.dbDir, id).dbDir,
-    createSnapshotQueryLatency(registry, pool.shardCount, SNAPSHOT_READ_LENSES),
+    createSnapshotReadMetrics(registry, pool.shardCount),
     config.snapshotReads,
   );
   const context: ServerContext = {
@@ -158,7 +158,7 @@ export async function startServer(
       nowMs: () => safety.clock.nowMs(),
       trustOf: (agent) => safety.trust.trust(agent),
       activeList: (shard, concept, limit) =>
-        pool.request<ActiveList>(shard, {
+        reads.lens<ActiveList>(shard, {
           t: "lens_active",
           concept,
           asOfLsn: null,

@@ -1,23 +1,25 @@
-// Point reads (the `latest` lens, an assertion by id) answered on the main thread from its
-// own read transaction on the shard's LMDB env when that env holds everything the shard has
-// shown (read_visibility.ts); otherwise, and for every other read, the shard answers.
+// Lens reads and reads by id answered on the main thread from its own read transaction on the
+// shard's LMDB env when that env holds everything the shard has shown (read_visibility.ts);
+// otherwise the shard answers. Both paths compute the answer with the same functions
+// (shard/lens_answers.ts, state_reads.ts).
 //
 // Why: a read through the shard costs two thread hops (postMessage, a wake-up on each side)
-// and keeps both threads busy on a 2-vCPU machine; the lookup itself is a few µs. The answer
-// is the same either way: the shard's reads are LMDB plus its in-memory overlay of durable,
-// uncommitted records, and the fast path runs only when that overlay adds nothing.
+// and keeps both threads busy on a 2-vCPU machine; a point lookup itself is a few µs. The
+// answer is the same either way: the shard's reads are LMDB plus its in-memory overlay of
+// durable, uncommitted records, and the fast path runs only when that overlay adds nothing.
 import type { RootDatabase } from "lmdb";
-import type { HistogramChild } from "../metrics/shard_metrics.js";
+import type { SnapshotRead } from "../metrics/shard_metrics.js";
+import { answerLens, LENS_LABEL, type LensQuery } from "../shard/lens_answers.js";
 import type { ReadVisibility } from "../shard/read_visibility.js";
 import { renderAssertion } from "../shard/render.js";
+import { InvalidCursorError } from "../store/cursor.js";
 import { openShardDbs, type StateDbs, stateDbsOf } from "../store/shard_dbs.js";
 import { DEFAULT_MAP_SIZE_BYTES, openShardRoot } from "../store/shard_store.js";
-import { LIVE_LSN, latestAsOf, recordAsOf } from "../store/state_reads.js";
-import type { ShardPool } from "./shard_pool.js";
+import { LIVE_LSN, recordAsOf } from "../store/state_reads.js";
+import { type ShardPool, ShardRequestError } from "./shard_pool.js";
 
-/** The query-latency lens labels of the reads served here (the shards use the same). */
-export const SNAPSHOT_READ_LENSES = ["latest", "get"] as const;
-type SnapshotLens = (typeof SNAPSHOT_READ_LENSES)[number];
+/** Records one read answered here: shard, kind, seconds (metrics/shard_metrics.ts). */
+type ReadObserver = (shardId: number, read: SnapshotRead, seconds: number) => void;
 
 interface ShardSnapshot {
   readonly root: RootDatabase;
@@ -35,7 +37,7 @@ export class ShardReads {
   private constructor(
     private readonly pool: ShardPool,
     private readonly snapshots: ShardSnapshot[],
-    private readonly latency: (shardId: number, lens: SnapshotLens) => HistogramChild,
+    private readonly observe: ReadObserver,
     /** false (STEMEDB_SNAPSHOT_READS=false): every read goes to the shard. */
     private readonly enabled: boolean,
   ) {}
@@ -44,7 +46,7 @@ export class ShardReads {
   static open(
     pool: ShardPool,
     dbDirOf: (shardId: number) => string,
-    latency: (shardId: number, lens: SnapshotLens) => HistogramChild,
+    observe: ReadObserver,
     enabled: boolean,
   ): ShardReads {
     const snapshots: ShardSnapshot[] = [];
@@ -63,7 +65,7 @@ export class ShardReads {
       for (const s of snapshots) void s.root.close();
       throw err;
     }
-    return new ShardReads(pool, snapshots, latency, enabled);
+    return new ShardReads(pool, snapshots, observe, enabled);
   }
 
   /**
@@ -84,24 +86,28 @@ export class ShardReads {
     return s;
   }
 
-  /** The rendered newest active assertion of `concept` (as of an epoch's LSN), or null. */
-  latest(
-    shardId: number,
-    concept: string,
-    asOfLsn: number | null,
-  ): Promise<string | null> | string | null {
+  /**
+   * A lens request's answer (the shape the shard gives for `msg`, see protocol.ts). Errors
+   * are the shard path's: a bad cursor is a ShardRequestError "invalid_cursor".
+   */
+  async lens<T>(shardId: number, msg: LensQuery): Promise<T> {
     const s = this.current(shardId);
-    if (s === null)
-      return this.pool.request<string | null>(shardId, { t: "lens_latest", concept, asOfLsn });
+    if (s === null) return this.pool.request<T>(shardId, msg);
     const startedMs = performance.now();
-    const rec = latestAsOf(s.dbs, concept, asOfLsn ?? LIVE_LSN);
-    const json = rec === undefined ? null : renderAssertion(rec);
-    this.served(s, shardId, "latest", startedMs);
-    return json;
+    let answer: unknown;
+    try {
+      answer = answerLens(s.dbs, msg, msg.asOfLsn ?? LIVE_LSN);
+    } catch (err) {
+      if (err instanceof InvalidCursorError)
+        throw new ShardRequestError(shardId, "invalid_cursor", err.message);
+      throw err;
+    }
+    this.served(s, shardId, LENS_LABEL[msg.t], startedMs);
+    return answer as T;
   }
 
   /** The rendered assertion `id` with its live status, or null. */
-  get(shardId: number, id: string): Promise<string | null> | string | null {
+  async get(shardId: number, id: string): Promise<string | null> {
     const s = this.current(shardId);
     if (s === null) return this.pool.get(shardId, id);
     const startedMs = performance.now();
@@ -111,9 +117,9 @@ export class ShardReads {
     return json;
   }
 
-  private served(s: ShardSnapshot, shardId: number, lens: SnapshotLens, startedMs: number): void {
+  private served(s: ShardSnapshot, shardId: number, read: SnapshotRead, startedMs: number): void {
     s.served++;
-    this.latency(shardId, lens).observe((performance.now() - startedMs) / 1000);
+    this.observe(shardId, read, (performance.now() - startedMs) / 1000);
   }
 
   /** Reads of this shard answered on the main thread so far. */

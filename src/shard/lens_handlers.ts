@@ -1,72 +1,13 @@
 // Reads the shard answers for lenses, provenance and sources. Live reads first wait for
 // LMDB to commit acknowledged status changes (stateBarrier); reads at an epoch boundary wait
 // for every applied write (settled), since they read LMDB only.
-import { MAX_LENS_SCAN_ASSERTIONS, MAX_VOTES_PER_ASSERTION } from "../domain/limits.js";
-import type { AssertionRecord } from "../store/assertion_codec.js";
-import {
-  activeAsOf,
-  conceptsUnder,
-  historyAsOf,
-  historyUnderAsOf,
-  LIVE_LSN,
-  latestAsOf,
-  latestUnderAsOf,
-  recordAsOf,
-  statusAsOf,
-  tallyVotes,
-  votesAsOf,
-} from "../store/state_reads.js";
-import type {
-  ActiveItem,
-  ActiveList,
-  AgentAssertion,
-  HeldItem,
-  LensRequest,
-  RenderedPage,
-} from "./protocol.js";
+import { MAX_VOTES_PER_ASSERTION } from "../domain/limits.js";
+import { LIVE_LSN, recordAsOf, statusAsOf, votesAsOf } from "../store/state_reads.js";
+import { answerLens } from "./lens_answers.js";
+import type { AgentAssertion, HeldItem, LensRequest } from "./protocol.js";
 import { renderAssertion } from "./render.js";
 import type { ShardCore } from "./shard_core.js";
 import { facts } from "./state_ops.js";
-
-/** Most active assertions per concept a subtree consensus looks at. */
-const MAX_ACTIVE_PER_CONCEPT_IN_SUBTREE = 100;
-
-function activeItem(
-  core: ShardCore,
-  rec: AssertionRecord,
-  asOfLsn: number,
-  render: boolean,
-): ActiveItem {
-  const tally = tallyVotes(core.store.dbs, rec.id, asOfLsn, MAX_VOTES_PER_ASSERTION);
-  return {
-    json: render ? renderAssertion(rec) : null,
-    id: rec.id,
-    agent: rec.agent,
-    valueJson: rec.valueJson,
-    confidence: rec.confidence,
-    lsn: rec.lsn,
-    voteScore: tally.weighted,
-    votesUp: tally.up,
-    votesDown: tally.down,
-  };
-}
-
-function activeList(
-  core: ShardCore,
-  concept: string,
-  asOfLsn: number,
-  limit: number,
-  render: boolean,
-): ActiveList {
-  const { items, truncated } = activeAsOf(
-    core.store.dbs,
-    concept,
-    asOfLsn,
-    limit,
-    MAX_LENS_SCAN_ASSERTIONS,
-  );
-  return { concept, items: items.map((r) => activeItem(core, r, asOfLsn, render)), truncated };
-}
 
 async function barrier(core: ShardCore, asOfLsn: number | null): Promise<number> {
   if (asOfLsn === null) {
@@ -79,78 +20,13 @@ async function barrier(core: ShardCore, asOfLsn: number | null): Promise<number>
 }
 
 export async function handleLens(core: ShardCore, msg: LensRequest): Promise<unknown> {
-  switch (msg.t) {
-    case "lens_latest": {
-      if (msg.asOfLsn === null) {
-        await core.stateBarrier();
-        const rec = core.latest(msg.concept);
-        return rec === undefined ? null : renderAssertion(rec);
-      }
-      await core.settled();
-      const rec = latestAsOf(core.store.dbs, msg.concept, msg.asOfLsn);
-      return rec === undefined ? null : renderAssertion(rec);
-    }
-    case "lens_history": {
-      const asOf = await barrier(core, msg.asOfLsn);
-      const page = historyAsOf(core.store.dbs, msg.concept, asOf, msg.limit, msg.cursor);
-      const out: RenderedPage = {
-        items: page.items.map(renderAssertion),
-        keys: [],
-        nextCursor: page.nextCursor,
-      };
-      return out;
-    }
-    case "lens_active": {
-      const asOf = await barrier(core, msg.asOfLsn);
-      return activeList(core, msg.concept, asOf, msg.limit, msg.render);
-    }
-    case "lens_under": {
-      const asOf = await barrier(core, msg.asOfLsn);
-      if (msg.mode === "history") {
-        const after = msg.after === null ? null : { concept: msg.after, lsn: msg.afterLsn ?? 0 };
-        const { items, lastScanned } = historyUnderAsOf(
-          core.store.dbs,
-          msg.prefix,
-          after,
-          msg.limit,
-          asOf,
-        );
-        return {
-          items: items.map(renderAssertion),
-          keys: items.map((r) => r.concept),
-          lsns: items.map((r) => r.lsn),
-          lastScanned,
-        };
-      }
-      if (msg.mode === "latest") {
-        const { items, lastScanned } = latestUnderAsOf(
-          core.store.dbs,
-          msg.prefix,
-          msg.after,
-          msg.limit,
-          asOf,
-        );
-        return {
-          items: items.map(renderAssertion),
-          keys: items.map((r) => r.concept),
-          lastScanned: items.length < msg.limit ? lastScanned : null,
-        };
-      }
-      const concepts = conceptsUnder(core.store.dbs, msg.prefix, msg.after, msg.limit);
-      const lists: ActiveList[] = [];
-      for (const concept of concepts) {
-        const list = activeList(core, concept, asOf, MAX_ACTIVE_PER_CONCEPT_IN_SUBTREE, true);
-        if (list.items.length > 0) lists.push(list);
-      }
-      // Concepts without an active assertion still count toward the page, so a page ends at
-      // the last concept looked at; `lastScanned` lets the main thread merge shards safely.
-      const last = concepts[concepts.length - 1];
-      return {
-        lists,
-        lastScanned: concepts.length === msg.limit && last !== undefined ? last : null,
-      };
-    }
+  if (msg.t === "lens_latest" && msg.asOfLsn === null) {
+    // The one live lens served from the overlay too: no wait for LMDB's commit.
+    await core.stateBarrier();
+    const rec = core.latest(msg.concept);
+    return rec === undefined ? null : renderAssertion(rec);
   }
+  return answerLens(core.store.dbs, msg, await barrier(core, msg.asOfLsn));
 }
 
 /** get / record / votes / source_get. */

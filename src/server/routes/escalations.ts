@@ -89,7 +89,7 @@ async function resolveOpen(
 ): Promise<Reply> {
   const who = auditWho(ctx);
   const shard = shardForConcept(esc.concept, server.pool.shardCount);
-  const active = await server.pool.request<ActiveList>(shard, {
+  const active = await server.reads.lens<ActiveList>(shard, {
     t: "lens_active",
     concept: esc.concept,
     asOfLsn: null,

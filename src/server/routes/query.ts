@@ -140,7 +140,7 @@ async function subtree(
   if (lens === "latest") {
     const pages = await Promise.all(
       shards.map((shard) =>
-        server.pool.request<RenderedPage & { lastScanned: string | null }>(shard, {
+        server.reads.lens<RenderedPage & { lastScanned: string | null }>(shard, {
           t: "lens_under",
           mode: "latest",
           prefix,
@@ -158,7 +158,7 @@ async function subtree(
   } else {
     const answers = await Promise.all(
       shards.map((shard) =>
-        server.pool.request<{ lists: ActiveList[]; lastScanned: string | null }>(shard, {
+        server.reads.lens<{ lists: ActiveList[]; lastScanned: string | null }>(shard, {
           t: "lens_under",
           mode: "active",
           prefix,
@@ -218,7 +218,7 @@ async function subtreeHistory(
   const after = cursor === null ? null : decodeHistoryCursor(cursor, prefix);
   const pages = await Promise.all(
     Array.from({ length: server.pool.shardCount }, (_, shard) =>
-      server.pool.request<{
+      server.reads.lens<{
         items: string[];
         keys: string[];
         lsns: number[];
@@ -318,11 +318,15 @@ async function queryHandler(server: ServerContext, ctx: RouteContext): Promise<R
   const asOfLsn = b.lsnOf(shard);
   switch (lens) {
     case "latest": {
-      const json = await server.reads.latest(shard, concept, asOfLsn);
+      const json = await server.reads.lens<string | null>(shard, {
+        t: "lens_latest",
+        concept,
+        asOfLsn,
+      });
       return { status: 200, body: pageBody(lens, concept, b, json === null ? [] : [json], null) };
     }
     case "history": {
-      const page = await server.pool.request<RenderedPage>(shard, {
+      const page = await server.reads.lens<RenderedPage>(shard, {
         t: "lens_history",
         concept,
         asOfLsn,
@@ -332,7 +336,7 @@ async function queryHandler(server: ServerContext, ctx: RouteContext): Promise<R
       return { status: 200, body: pageBody(lens, concept, b, page.items, page.nextCursor) };
     }
     case "trusted": {
-      const list = await server.pool.request<ActiveList>(shard, {
+      const list = await server.reads.lens<ActiveList>(shard, {
         t: "lens_active",
         concept,
         asOfLsn,
@@ -349,7 +353,7 @@ async function queryHandler(server: ServerContext, ctx: RouteContext): Promise<R
       if (gold !== undefined) {
         return { status: 200, body: `{${head(lens, concept, b)},${goldJson(gold)}}` };
       }
-      const list = await server.pool.request<ActiveList>(shard, {
+      const list = await server.reads.lens<ActiveList>(shard, {
         t: "lens_active",
         concept,
         asOfLsn,
