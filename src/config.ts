@@ -167,7 +167,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     name: "STEMEDB_SNAPSHOT_READS",
     default: "true",
     meaning:
-      "true = lens queries and reads by id are answered on the main thread from LMDB whenever LMDB holds every write the shard has acknowledged (no thread hop; same answers); false = always by the shard",
+      "true = `latest`, short `history` pages and reads by id are answered on the main thread from LMDB whenever LMDB holds every write the shard has acknowledged (no thread hop; same answers); false = always by the shard",
   },
   {
     name: "STEMEDB_APPLY_DELAY_MS",

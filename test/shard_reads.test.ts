@@ -130,7 +130,7 @@ describe("snapshot reads on the main thread", () => {
     expect(servedAfter - served).toBeGreaterThanOrEqual(8);
   });
 
-  it("gives byte-identical answers to every lens with and without snapshot reads", async () => {
+  it("gives byte-identical answers to every lens with snapshot reads on and off", async () => {
     const admin = api(server.baseUrl, readAdminKeyFile(dataDir));
     const ids: string[] = [];
     for (let i = 0; i < 12; i++) ids.push((await write(`lens/k${i % 4}`, { n: i, s: `v${i}` })).id);
@@ -177,9 +177,13 @@ describe("snapshot reads on the main thread", () => {
     expect(await server.stop()).toBe(0);
     server = await startServerProcess({ dataDir });
     const viaSnapshot = await answers();
-    // Every query here reads LMDB only: each shard-level read was served on the main thread.
+    // Exact-concept latest and history pages, and reads by id, were served on the main
+    // thread (consensus and subtrees stay on the shards: shard_reads.ts).
+    const small = queries.filter(
+      (q) => q.startsWith("/v1/assertions/") || /concept=lens\/k\d&lens=(latest|history)/.test(q),
+    );
     expect((await shards()).reduce((sum, s) => sum + s.snapshot_reads, 0)).toBeGreaterThanOrEqual(
-      queries.length,
+      small.length,
     );
     expect(viaSnapshot).toEqual(viaShards);
     expect(viaShards.filter((a) => a.startsWith("200 ")).length).toBeGreaterThan(queries.length);

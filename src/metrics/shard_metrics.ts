@@ -171,8 +171,6 @@ export const SNAPSHOT_READS = {
   get: { lens: "get", index: "records", operation: "get" },
   latest: { lens: "latest", index: "by_concept", operation: "range" },
   history: { lens: "history", index: "by_concept", operation: "range" },
-  active: { lens: "active", index: "by_concept", operation: "range" },
-  under: { lens: "under", index: "latest", operation: "range" },
 } as const satisfies Record<string, { lens: string; index: string; operation: StorageOperation }>;
 export type SnapshotRead = keyof typeof SNAPSHOT_READS;
 
@@ -214,7 +212,7 @@ export function createSnapshotReadMetrics(
     labelNames: ["shard", "operation", "status"],
     registers,
   });
-  // Children made up front (shards x 5 reads), so the hot path only indexes.
+  // Children made up front (shards x reads), so the hot path only indexes.
   const reads = Object.keys(SNAPSHOT_READS) as SnapshotRead[];
   const children = Array.from({ length: shardCount }, (_, id) => {
     const shard = String(id);

@@ -1,6 +1,7 @@
-// Lens reads and reads by id answered on the main thread from its own read transaction on the
-// shard's LMDB env when that env holds everything the shard has shown (read_visibility.ts);
-// otherwise the shard answers. Both paths compute the answer with the same functions
+// Small reads (the `latest` lens, short history pages, an assertion by id) answered on the
+// main thread from its own read transaction on the shard's LMDB env when that env holds
+// everything the shard has shown (read_visibility.ts); otherwise, and for every heavier
+// read, the shard answers. Both paths compute the answer with the same functions
 // (shard/lens_answers.ts, state_reads.ts).
 //
 // Why: a read through the shard costs two thread hops (postMessage, a wake-up on each side)
@@ -9,7 +10,7 @@
 // durable, uncommitted records, and the fast path runs only when that overlay adds nothing.
 import type { RootDatabase } from "lmdb";
 import type { SnapshotRead } from "../metrics/shard_metrics.js";
-import { answerLens, LENS_LABEL, type LensQuery } from "../shard/lens_answers.js";
+import { answerLens, type LensQuery } from "../shard/lens_answers.js";
 import type { ReadVisibility } from "../shard/read_visibility.js";
 import { renderAssertion } from "../shard/render.js";
 import { InvalidCursorError } from "../store/cursor.js";
@@ -17,6 +18,20 @@ import { openShardDbs, type StateDbs, stateDbsOf } from "../store/shard_dbs.js";
 import { DEFAULT_MAP_SIZE_BYTES, openShardRoot } from "../store/shard_store.js";
 import { LIVE_LSN, recordAsOf } from "../store/state_reads.js";
 import { type ShardPool, ShardRequestError } from "./shard_pool.js";
+
+/** Most items a history page may ask for and still be read on the main thread. */
+export const MAX_SNAPSHOT_HISTORY_ITEMS = 100;
+
+/**
+ * Whether a lens read is small enough for the main thread, whose event loop serves every
+ * client: one concept's newest assertion or a short history page (a few B-tree lookups per
+ * item). Consensus (up to 100 assertions with their votes) and subtree reads can take
+ * milliseconds: they stay on the shard threads, which also run a subtree's parts in parallel.
+ */
+function isSmallRead(msg: LensQuery): boolean {
+  if (msg.t === "lens_latest") return true;
+  return msg.t === "lens_history" && msg.limit <= MAX_SNAPSHOT_HISTORY_ITEMS;
+}
 
 /** Records one read answered here: shard, kind, seconds (metrics/shard_metrics.ts). */
 type ReadObserver = (shardId: number, read: SnapshotRead, seconds: number) => void;
@@ -91,7 +106,7 @@ export class ShardReads {
    * are the shard path's: a bad cursor is a ShardRequestError "invalid_cursor".
    */
   async lens<T>(shardId: number, msg: LensQuery): Promise<T> {
-    const s = this.current(shardId);
+    const s = isSmallRead(msg) ? this.current(shardId) : null;
     if (s === null) return this.pool.request<T>(shardId, msg);
     const startedMs = performance.now();
     let answer: unknown;
@@ -102,7 +117,7 @@ export class ShardReads {
         throw new ShardRequestError(shardId, "invalid_cursor", err.message);
       throw err;
     }
-    this.served(s, shardId, LENS_LABEL[msg.t], startedMs);
+    this.served(s, shardId, msg.t === "lens_latest" ? "latest" : "history", startedMs);
     return answer as T;
   }
 

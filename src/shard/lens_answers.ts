@@ -17,14 +17,6 @@ import {
 import type { ActiveItem, ActiveList, LensRequest, RenderedPage } from "./protocol.js";
 import { renderAssertion } from "./render.js";
 
-/** The query-latency histogram's `lens` label of each lens request (both threads use it). */
-export const LENS_LABEL = {
-  lens_latest: "latest",
-  lens_history: "history",
-  lens_active: "active",
-  lens_under: "under",
-} as const satisfies Record<LensRequest["t"], string>;
-
 /** Most active assertions per concept a subtree consensus looks at. */
 const MAX_ACTIVE_PER_CONCEPT_IN_SUBTREE = 100;
 

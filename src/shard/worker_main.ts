@@ -10,7 +10,6 @@ import { InvalidCursorError } from "../store/shard_store.js";
 import { WalCorruptionError, WalUnavailableError } from "../wal/errors.js";
 import type { WalObserver } from "../wal/wal.js";
 import { suggestOnShard } from "./concept_scan.js";
-import { LENS_LABEL } from "./lens_answers.js";
 import { handleLens, handleRead } from "./lens_handlers.js";
 import type {
   QueryRequest,
@@ -88,7 +87,10 @@ function respond(res: ShardResponse): void {
 /** Query-latency label per read message (bounded set). */
 const LENS_METRIC_NAMES: Partial<Record<ShardRequest["t"], string>> = {
   get: "get",
-  ...LENS_LABEL,
+  lens_latest: "latest",
+  lens_history: "history",
+  lens_active: "active",
+  lens_under: "under",
 };
 
 function errorBody(err: unknown): ShardErrorBody {
