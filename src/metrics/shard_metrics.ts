@@ -161,82 +161,11 @@ function mapOf<K extends string, V>(keys: readonly K[], make: (k: K) => V): Reco
   return Object.freeze(out);
 }
 
-const QUERY_LATENCY_HELP = "Seconds per query, by lens.";
-const STORAGE_OP_DURATION_HELP = "Seconds per storage (LMDB) operation.";
-const STORAGE_OPS_HELP = "Storage operations by outcome.";
-const INDEX_LOOKUP_HELP = "Seconds per index lookup.";
-
-/** The reads the main thread answers from its own LMDB snapshot, and their labels. */
-export const SNAPSHOT_READS = {
-  get: { lens: "get", index: "records", operation: "get" },
-  latest: { lens: "latest", index: "by_concept", operation: "range" },
-  history: { lens: "history", index: "by_concept", operation: "range" },
-} as const satisfies Record<string, { lens: string; index: string; operation: StorageOperation }>;
-export type SnapshotRead = keyof typeof SNAPSHOT_READS;
-
-/**
- * The query, index-lookup and storage-op families for reads the main thread answers from its
- * own LMDB snapshot (server/shard_reads.ts): the shards' families (same help, labels and
- * buckets) in the main registry, so the merge adds both paths into one series per shard.
- */
-export function createSnapshotReadMetrics(
-  registry: Registry,
-  shardCount: number,
-): (shardId: number, read: SnapshotRead, seconds: number) => void {
-  const registers = [registry];
-  const buckets = bucketsFor(LATENCY_BUCKETS_SECONDS);
-  const query = new Histogram({
-    name: SHARD_METRIC.queryLatency,
-    help: QUERY_LATENCY_HELP,
-    labelNames: ["shard", "lens"],
-    buckets,
-    registers,
-  });
-  const index = new Histogram({
-    name: SHARD_METRIC.indexLookupDuration,
-    help: INDEX_LOOKUP_HELP,
-    labelNames: ["shard", "index"],
-    buckets,
-    registers,
-  });
-  const opDuration = new Histogram({
-    name: SHARD_METRIC.storageOpDuration,
-    help: STORAGE_OP_DURATION_HELP,
-    labelNames: ["shard", "operation"],
-    buckets,
-    registers,
-  });
-  const ops = new Counter({
-    name: SHARD_METRIC.storageOps,
-    help: STORAGE_OPS_HELP,
-    labelNames: ["shard", "operation", "status"],
-    registers,
-  });
-  // Children made up front (shards x reads), so the hot path only indexes.
-  const reads = Object.keys(SNAPSHOT_READS) as SnapshotRead[];
-  const children = Array.from({ length: shardCount }, (_, id) => {
-    const shard = String(id);
-    const out = {} as Record<SnapshotRead, { timings: HistogramChild[]; ok: CounterChild }>;
-    for (const read of reads) {
-      const l = SNAPSHOT_READS[read];
-      out[read] = {
-        timings: [
-          query.labels({ shard, lens: l.lens }),
-          index.labels({ shard, index: l.index }),
-          opDuration.labels({ shard, operation: l.operation }),
-        ],
-        ok: ops.labels({ shard, operation: l.operation, status: "ok" }),
-      };
-    }
-    return out;
-  });
-  return (shardId, read, seconds) => {
-    const c = children[shardId]?.[read];
-    if (c === undefined) throw new RangeError(`no shard ${shardId}`);
-    for (const h of c.timings) h.observe(seconds);
-    c.ok.inc();
-  };
-}
+// Shared with snapshot_read_metrics.ts, which registers the same families on the main thread.
+export const QUERY_LATENCY_HELP = "Seconds per query, by lens.";
+export const STORAGE_OP_DURATION_HELP = "Seconds per storage (LMDB) operation.";
+export const STORAGE_OPS_HELP = "Storage operations by outcome.";
+export const INDEX_LOOKUP_HELP = "Seconds per index lookup.";
 
 export function createShardMetrics(registry: Registry, shardId: number): ShardMetrics {
   if (!Number.isInteger(shardId) || shardId < 0 || shardId > 1023) {

@@ -7,7 +7,7 @@ import { type Logger, pino } from "pino";
 import { Registry } from "prom-client";
 import type { Config } from "../config.js";
 import { createMainMetrics } from "../metrics/main_metrics.js";
-import { createSnapshotReadMetrics } from "../metrics/shard_metrics.js";
+import { createSnapshotReadMetrics } from "../metrics/snapshot_read_metrics.js";
 import { Escalations } from "../safety/escalations.js";
 import { openSafety } from "../safety/safety.js";
 import type { ActiveList } from "../shard/protocol.js";

@@ -9,7 +9,7 @@
 // answer is the same either way: the shard's reads are LMDB plus its in-memory overlay of
 // durable, uncommitted records, and the fast path runs only when that overlay adds nothing.
 import type { RootDatabase } from "lmdb";
-import type { SnapshotRead } from "../metrics/shard_metrics.js";
+import type { SnapshotRead } from "../metrics/snapshot_read_metrics.js";
 import { answerLens, type LensQuery } from "../shard/lens_answers.js";
 import type { ReadVisibility } from "../shard/read_visibility.js";
 import { renderAssertion } from "../shard/render.js";

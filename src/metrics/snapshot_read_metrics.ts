@@ -1,0 +1,68 @@
+// The shards' read families (query latency, index lookups, storage operations) registered in
+// the main thread's registry for the reads it answers from its own LMDB snapshot
+// (server/shard_reads.ts): same names, help, labels and buckets, so the /metrics merge adds
+// both paths into one series per shard.
+import { Counter, Histogram, type Registry } from "prom-client";
+import { bucketsFor, LATENCY_BUCKETS_SECONDS } from "./buckets.js";
+import {
+  type CounterChild,
+  type HistogramChild,
+  INDEX_LOOKUP_HELP,
+  QUERY_LATENCY_HELP,
+  SHARD_METRIC,
+  STORAGE_OP_DURATION_HELP,
+  STORAGE_OPS_HELP,
+  type StorageOperation,
+} from "./shard_metrics.js";
+
+/** The reads the main thread answers from its own LMDB snapshot, and their labels. */
+export const SNAPSHOT_READS = {
+  get: { lens: "get", index: "records", operation: "get" },
+  latest: { lens: "latest", index: "by_concept", operation: "range" },
+  history: { lens: "history", index: "by_concept", operation: "range" },
+} as const satisfies Record<string, { lens: string; index: string; operation: StorageOperation }>;
+export type SnapshotRead = keyof typeof SNAPSHOT_READS;
+
+/** Registers the families; returns what records one read (shard, kind, seconds). */
+export function createSnapshotReadMetrics(
+  registry: Registry,
+  shardCount: number,
+): (shardId: number, read: SnapshotRead, seconds: number) => void {
+  const registers = [registry];
+  const buckets = bucketsFor(LATENCY_BUCKETS_SECONDS);
+  const hist = (name: string, help: string, label: string) =>
+    new Histogram({ name, help, labelNames: ["shard", label], buckets, registers });
+  const query = hist(SHARD_METRIC.queryLatency, QUERY_LATENCY_HELP, "lens");
+  const index = hist(SHARD_METRIC.indexLookupDuration, INDEX_LOOKUP_HELP, "index");
+  const opDuration = hist(SHARD_METRIC.storageOpDuration, STORAGE_OP_DURATION_HELP, "operation");
+  const ops = new Counter({
+    name: SHARD_METRIC.storageOps,
+    help: STORAGE_OPS_HELP,
+    labelNames: ["shard", "operation", "status"],
+    registers,
+  });
+  // Children made up front (shards x reads), so the hot path only indexes.
+  const reads = Object.keys(SNAPSHOT_READS) as SnapshotRead[];
+  const children = Array.from({ length: shardCount }, (_, id) => {
+    const shard = String(id);
+    const out = {} as Record<SnapshotRead, { timings: HistogramChild[]; ok: CounterChild }>;
+    for (const read of reads) {
+      const l = SNAPSHOT_READS[read];
+      out[read] = {
+        timings: [
+          query.labels({ shard, lens: l.lens }),
+          index.labels({ shard, index: l.index }),
+          opDuration.labels({ shard, operation: l.operation }),
+        ],
+        ok: ops.labels({ shard, operation: l.operation, status: "ok" }),
+      };
+    }
+    return out;
+  });
+  return (shardId, read, seconds) => {
+    const c = children[shardId]?.[read];
+    if (c === undefined) throw new RangeError(`no shard ${shardId}`);
+    for (const h of c.timings) h.observe(seconds);
+    c.ok.inc();
+  };
+}
