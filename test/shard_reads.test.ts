@@ -118,6 +118,29 @@ describe("snapshot reads on the main thread", () => {
     expect((await latest("snap/b")).includes(first.id)).toBe(true);
   });
 
+  it("hands a latest read to the shard past its scan bound instead of guessing", async () => {
+    const kept = await write("snap/deep", "the one still active");
+    const agent = api(server.baseUrl, agentKey);
+    // More retracted assertions on top than the main thread looks at (MAX_SNAPSHOT_LATEST_SCAN).
+    for (let i = 0; i < 70; i++) {
+      const w = await write("snap/deep", `retracted ${i}`);
+      const r = await agent.request("POST", "/v1/retract", { assertion_id: w.id });
+      expect(r.status, r.text).toBe(200);
+    }
+    const before = (await settled())[kept.shard] as ShardHealth;
+    const page = JSON.parse(await latest("snap/deep")) as Page;
+    expect(page.items.map((i) => i.id)).toEqual([kept.id]);
+    const after = (await shards())[kept.shard] as ShardHealth;
+    expect(after.snapshot_reads).toBe(before.snapshot_reads);
+    // A concept whose newest entry is active is still read on the main thread.
+    await write("snap/deep", "newest");
+    await settled();
+    expect(latestValue(await latest("snap/deep"))).toBe("newest");
+    expect(((await shards())[kept.shard] as ShardHealth).snapshot_reads).toBe(
+      after.snapshot_reads + 1,
+    );
+  });
+
   it("reads its own writes while commits land between the reads", async () => {
     const served = (await shards()).reduce((n, s) => n + s.snapshot_reads, 0);
     for (let i = 0; i < 24; i++) {

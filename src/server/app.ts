@@ -138,13 +138,20 @@ export async function startServer(
   const version = packageVersion();
   const metrics = createMainMetrics(registry, { version });
   metrics.setHttpEngine(engine.engine);
+  let reads: ShardReads;
+  try {
+    reads = ShardReads.open(
+      pool,
+      (id) => shardDirs(config.walDir, config.dbDir, id).dbDir,
+      createSnapshotReadMetrics(registry, pool.shardCount),
+      config.snapshotReads,
+    );
+  } catch (err) {
+    await pool.close();
+    await meta.close();
+    throw err;
+  }
   const safety = openSafety({ meta, config: config.safety, metrics, logger });
-  const reads = ShardReads.open(
-    pool,
-    (id) => shardDirs(config.walDir, config.dbDir, id).dbDir,
-    createSnapshotReadMetrics(registry, pool.shardCount),
-    config.snapshotReads,
-  );
   const context: ServerContext = {
     config,
     pool,

@@ -139,6 +139,11 @@ export class ShardPool {
     return this.shards.map((s) => () => s.query<MetricObjectWithValues[]>({ t: "metrics" }));
   }
 
+  /** Whether the shard's thread has exited (its requests fail with `exited`). */
+  exited(shardId: number): boolean {
+    return this.shard(shardId).exited;
+  }
+
   /** The shard's shown / committed LSNs (snapshot reads on the main thread, shard_reads.ts). */
   visibility(shardId: number): ReadVisibility {
     return this.shard(shardId).visibility;

@@ -10,7 +10,7 @@
 // durable, uncommitted records, and the fast path runs only when that overlay adds nothing.
 import type { RootDatabase } from "lmdb";
 import type { SnapshotRead } from "../metrics/snapshot_read_metrics.js";
-import { answerLens, type LensQuery } from "../shard/lens_answers.js";
+import { answerLens, type LensQuery, SCAN_BOUND_REACHED } from "../shard/lens_answers.js";
 import type { ReadVisibility } from "../shard/read_visibility.js";
 import { renderAssertion } from "../shard/render.js";
 import { InvalidCursorError } from "../store/cursor.js";
@@ -32,6 +32,14 @@ function isSmallRead(msg: LensQuery): boolean {
   if (msg.t === "lens_latest") return true;
   return msg.t === "lens_history" && msg.limit <= MAX_SNAPSHOT_HISTORY_ITEMS;
 }
+
+/**
+ * Most index entries a `latest` read looks at on the main thread. The newest active
+ * assertion is nearly always the newest entry; a concept whose newest entries were
+ * superseded, retracted or held can need the shard's longer scan (MAX_LENS_SCAN_ASSERTIONS),
+ * which then runs on the shard thread instead.
+ */
+export const MAX_SNAPSHOT_LATEST_SCAN = 64;
 
 /** Records one read answered here: shard, kind, seconds (metrics/shard_metrics.ts). */
 type ReadObserver = (shardId: number, read: SnapshotRead, seconds: number) => void;
@@ -66,7 +74,8 @@ export class ShardReads {
   ): ShardReads {
     const snapshots: ShardSnapshot[] = [];
     try {
-      for (let id = 0; id < pool.shardCount; id++) {
+      // Disabled: no env opened here; every read goes to the shards.
+      for (let id = 0; enabled && id < pool.shardCount; id++) {
         const root = openShardRoot(dbDirOf(id), DEFAULT_MAP_SIZE_BYTES);
         snapshots.push({
           root,
@@ -89,7 +98,7 @@ export class ShardReads {
    * one per thread until the end of the turn), so the read sees at least that commit.
    */
   private current(shardId: number): ShardSnapshot | null {
-    if (this.closed || !this.enabled) return null;
+    if (this.closed || !this.enabled || this.pool.exited(shardId)) return null;
     const s = this.snapshots[shardId];
     if (s === undefined) throw new RangeError(`no shard ${shardId}`);
     const committed = s.visibility.committedIfCurrent();
@@ -111,12 +120,13 @@ export class ShardReads {
     const startedMs = performance.now();
     let answer: unknown;
     try {
-      answer = answerLens(s.dbs, msg, msg.asOfLsn ?? LIVE_LSN);
+      answer = answerLens(s.dbs, msg, msg.asOfLsn ?? LIVE_LSN, MAX_SNAPSHOT_LATEST_SCAN);
     } catch (err) {
       if (err instanceof InvalidCursorError)
         throw new ShardRequestError(shardId, "invalid_cursor", err.message);
       throw err;
     }
+    if (answer === SCAN_BOUND_REACHED) return this.pool.request<T>(shardId, msg);
     this.served(s, shardId, msg.t === "lens_latest" ? "latest" : "history", startedMs);
     return answer as T;
   }

@@ -10,7 +10,6 @@ import {
   conceptsUnder,
   historyAsOf,
   historyUnderAsOf,
-  latestAsOf,
   latestUnderAsOf,
   tallyVotes,
 } from "../store/state_reads.js";
@@ -58,11 +57,26 @@ function activeList(
   return { concept, items: items.map((r) => activeItem(dbs, r, asOfLsn, render)), truncated };
 }
 
-/** The answer to `msg` from LMDB as of `asOfLsn` (LIVE_LSN: everything LMDB holds). */
-export function answerLens(dbs: StateDbs, msg: LensQuery, asOfLsn: number): unknown {
+/** answerLens's answer when `latest` looked at `maxLatestScan` entries without finding one. */
+export const SCAN_BOUND_REACHED: unique symbol = Symbol("scan bound reached");
+
+/**
+ * The answer to `msg` from LMDB as of `asOfLsn` (LIVE_LSN: everything LMDB holds). A
+ * `latest` read looks at up to `maxLatestScan` index entries (the lenses' bound by default);
+ * past a smaller bound it answers SCAN_BOUND_REACHED instead of guessing.
+ */
+export function answerLens(
+  dbs: StateDbs,
+  msg: LensQuery,
+  asOfLsn: number,
+  maxLatestScan: number = MAX_LENS_SCAN_ASSERTIONS,
+): unknown {
   switch (msg.t) {
     case "lens_latest": {
-      const rec = latestAsOf(dbs, msg.concept, asOfLsn);
+      const { items, truncated } = activeAsOf(dbs, msg.concept, asOfLsn, 1, maxLatestScan);
+      const rec = items[0];
+      if (rec === undefined && truncated && maxLatestScan < MAX_LENS_SCAN_ASSERTIONS)
+        return SCAN_BOUND_REACHED;
       return rec === undefined ? null : renderAssertion(rec);
     }
     case "lens_history": {

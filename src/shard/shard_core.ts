@@ -329,6 +329,21 @@ export class ShardCore {
     this.wal.whenDurable(target, (err) => done(err === null ? target : this.wal.durableLsn));
   }
 
+  /**
+   * Calls back once every record appended so far is durable, or with the flush's error. An
+   * answer that relies on state not yet durable (a retried state write taken as a duplicate
+   * of one still in flight) waits for it: if that flush fails, the retry must not have been
+   * told it succeeded.
+   */
+  whenAppendedDurable(done: (err: Error | null) => void): void {
+    const target = this.wal.nextLsn - 1;
+    if (target <= this.wal.durableLsn) {
+      done(null);
+      return;
+    }
+    this.wal.whenDurable(target, done);
+  }
+
   /** Records appended to the WAL and not yet durable. */
   get pendingRecords(): number {
     return this.pending.entryCount;

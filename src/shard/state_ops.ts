@@ -133,8 +133,9 @@ function statusEvent(
   }
   const after = STATUS_AFTER[msg.kind];
   if (rec.status === after) {
-    // A retried request: the state already is what was asked.
-    done(null, { lsn: rec.lsn, duplicate: true, previousStatus: rec.status });
+    // A retried request: the state already is what was asked (maybe by a write in flight).
+    const value = { lsn: rec.lsn, duplicate: true, previousStatus: rec.status };
+    core.whenAppendedDurable((err) => done(err, err === null ? value : null));
     return;
   }
   if (!ALLOWED_FROM[msg.kind].includes(rec.status)) {
@@ -177,7 +178,8 @@ function supersede(core: ShardCore, bytes: Uint8Array, done: Done): void {
   const existing = core.currentRecord(id);
   if (existing !== undefined) {
     if (existing.supersedes === oldId) {
-      done(null, { lsn: existing.lsn, duplicate: true });
+      const value = { lsn: existing.lsn, duplicate: true };
+      core.whenAppendedDurable((err) => done(err, err === null ? value : null));
       return;
     }
     throw new ShardDomainError(
@@ -210,7 +212,7 @@ function sourcePut(
   done: Done,
 ): void {
   if (core.hasSource(source.id)) {
-    done(null, { lsn: 0, duplicate: true });
+    core.whenAppendedDurable((err) => done(err, err === null ? { lsn: 0, duplicate: true } : null));
     return;
   }
   core.appendRecord(
