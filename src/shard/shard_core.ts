@@ -322,11 +322,7 @@ export class ShardCore {
    */
   epochMark(done: (lsn: number) => void): void {
     const target = this.wal.nextLsn - 1;
-    if (target <= this.wal.durableLsn) {
-      done(target);
-      return;
-    }
-    this.wal.whenDurable(target, (err) => done(err === null ? target : this.wal.durableLsn));
+    this.whenAppendedDurable((err) => done(err === null ? target : this.wal.durableLsn));
   }
 
   /**

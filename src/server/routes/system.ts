@@ -48,7 +48,7 @@ async function health(server: ServerContext): Promise<Reply> {
           wal_segments: info.walSegments,
           records: info.records,
           queue_depth: server.pool.queueDepth(shard),
-          // Point reads the main thread answered from LMDB without a hop (shard_reads.ts).
+          // Small reads the main thread answered from LMDB without a hop (shard_reads.ts).
           snapshot_reads: server.reads.servedCount(shard),
           recovery: {
             replayed_records: info.recovery.replayedRecords,
