@@ -75,6 +75,12 @@ export function conceptHash64(path: string): bigint {
   return (BigInt(outHi) << 32n) | BigInt(outLo);
 }
 
+/** The low 32 bits of conceptHash64(path) (an assertion id's hex digits 8..15). */
+export function conceptHashLow32(path: string): number {
+  fnv1a64String(path);
+  return outLo;
+}
+
 /** 64-bit FNV-1a of `path` as 16 lowercase hex digits (no BigInt: used per written item). */
 export function conceptHashHex(path: string): string {
   fnv1a64String(path);

@@ -11,7 +11,7 @@
 import type { RootDatabase } from "lmdb";
 import type { SnapshotRead } from "../metrics/snapshot_read_metrics.js";
 import { answerLens, type LensQuery, SCAN_BOUND_REACHED } from "../shard/lens_answers.js";
-import type { ReadVisibility } from "../shard/read_visibility.js";
+import { bucketOfConcept, bucketOfId, type ReadVisibility } from "../shard/read_visibility.js";
 import { renderAssertion } from "../shard/render.js";
 import { InvalidCursorError } from "../store/cursor.js";
 import { openShardDbs, type StateDbs, stateDbsOf } from "../store/shard_dbs.js";
@@ -28,7 +28,9 @@ export const MAX_SNAPSHOT_HISTORY_ITEMS = 100;
  * item). Consensus (up to 100 assertions with their votes) and subtree reads can take
  * milliseconds: they stay on the shard threads, which also run a subtree's parts in parallel.
  */
-function isSmallRead(msg: LensQuery): boolean {
+function isSmallRead(
+  msg: LensQuery,
+): msg is Extract<LensQuery, { t: "lens_latest" | "lens_history" }> {
   if (msg.t === "lens_latest") return true;
   return msg.t === "lens_history" && msg.limit <= MAX_SNAPSHOT_HISTORY_ITEMS;
 }
@@ -93,15 +95,16 @@ export class ShardReads {
   }
 
   /**
-   * The shard's databases when this thread may read them directly, else null. A read
+   * The shard's databases when this thread may read a concept of `bucket` directly, else
+   * null. A read
    * transaction begun before the last commit this thread saw is dropped first (lmdb-js keeps
    * one per thread until the end of the turn), so the read sees at least that commit.
    */
-  private current(shardId: number): ShardSnapshot | null {
+  private current(shardId: number, bucket: number): ShardSnapshot | null {
     if (this.closed || !this.enabled || this.pool.exited(shardId)) return null;
     const s = this.snapshots[shardId];
     if (s === undefined) throw new RangeError(`no shard ${shardId}`);
-    const committed = s.visibility.committedIfCurrent();
+    const committed = s.visibility.committedIfCurrent(bucket);
     if (committed < 0) return null;
     if (committed !== s.seenCommittedLsn) {
       s.root.resetReadTxn();
@@ -115,7 +118,7 @@ export class ShardReads {
    * are the shard path's: a bad cursor is a ShardRequestError "invalid_cursor".
    */
   async lens<T>(shardId: number, msg: LensQuery): Promise<T> {
-    const s = isSmallRead(msg) ? this.current(shardId) : null;
+    const s = isSmallRead(msg) ? this.current(shardId, bucketOfConcept(msg.concept)) : null;
     if (s === null) return this.pool.request<T>(shardId, msg);
     const startedMs = performance.now();
     let answer: unknown;
@@ -133,7 +136,7 @@ export class ShardReads {
 
   /** The rendered assertion `id` with its live status, or null. */
   async get(shardId: number, id: string): Promise<string | null> {
-    const s = this.current(shardId);
+    const s = this.current(shardId, bucketOfId(id));
     if (s === null) return this.pool.get(shardId, id);
     const startedMs = performance.now();
     const rec = recordAsOf(s.dbs, id, LIVE_LSN);

@@ -1,30 +1,59 @@
-// What a shard has let readers see, versus what its LMDB environment has committed: two LSNs
-// in a SharedArrayBuffer the shard thread writes and the main thread reads.
+// What a shard has let readers see, versus what its LMDB environment has committed, per
+// concept bucket: LSNs in a SharedArrayBuffer the shard thread writes and the main thread
+// reads.
 //
-// The main thread may answer a read from its own LMDB read transaction, with no hop to the
-// shard, only while LMDB holds everything the shard could have shown: every acknowledged
-// write, and every record its in-memory overlay served (those are durable: the overlay
-// takes entries at the WAL's durable point). So the shard publishes
-//   shown     = the WAL's durable LSN, stored before it posts any message (an ack or an
-//               answer cannot reach the main thread ahead of it), and
-//   committed = the highest LSN LMDB has committed, stored after the commit is visible
-//               to new read transactions,
-// and a snapshot read is allowed when committed >= shown. Both only grow (a failed flush
-// leaves the durable LSN where it was). Under a steady write load the check fails
-// often and reads go to the shard as before: the fast path never changes an answer.
+// The main thread may answer a read about concept C from its own LMDB read transaction, with
+// no hop to the shard, only while LMDB holds every write that touches C and that the shard
+// could have shown (acknowledged, or served from its in-memory overlay). So the shard
+// publishes
+//   touched[b] = the highest LSN appended that touches a concept of bucket b (an insert, a
+//                status change or vote on an assertion of that concept), stored at append,
+//                so before the write can be durable, acknowledged or shown, and
+//   committed  = the highest LSN LMDB has committed, stored after the commit is visible to
+//                new read transactions,
+// and a snapshot read of C is allowed when committed >= touched[bucket(C)]. Both only grow
+// (LSNs a failed flush gave back are reused by later appends, which carry them past any
+// stale mark). Concepts share buckets, so a write to one sends reads of its bucket-mates to
+// the shard until the next commit: that costs a hop, never an answer.
+//
+// A concept's bucket is the low 12 bits of its 64-bit FNV-1a hash, which an assertion id
+// carries in its hex digits 13..15 (routable_id.ts): the shard marks by id, without decoding.
+import { conceptHashLow32 } from "../domain/shard_hash.js";
 
-/** Slots of the shared array. */
-const SHOWN = 0;
-const COMMITTED = 1;
-const SLOTS = 2;
+export const VISIBILITY_BUCKET_BITS = 12;
+export const VISIBILITY_BUCKETS = 1 << VISIBILITY_BUCKET_BITS;
+const BUCKET_MASK = VISIBILITY_BUCKETS - 1;
+/** Slot 0 is `committed`; slot 1 + b is `touched[b]`. */
+const COMMITTED = 0;
+const SLOTS = 1 + VISIBILITY_BUCKETS;
 
 export const READ_VISIBILITY_BYTES = SLOTS * BigInt64Array.BYTES_PER_ELEMENT;
 
+function hexDigit(code: number): number {
+  // '0'..'9' = 48..57, 'a'..'f' = 97..102 (ids are lowercase hex, checked before they get here).
+  return code <= 57 ? code - 48 : code - 87;
+}
+
+/** The bucket of the concept an assertion id belongs to (its hex digits 13..15). */
+export function bucketOfId(id: string): number {
+  return (
+    ((hexDigit(id.charCodeAt(13)) << 8) |
+      (hexDigit(id.charCodeAt(14)) << 4) |
+      hexDigit(id.charCodeAt(15))) &
+    BUCKET_MASK
+  );
+}
+
+/** The bucket of a canonical concept path. */
+export function bucketOfConcept(concept: string): number {
+  return conceptHashLow32(concept) & BUCKET_MASK;
+}
+
 export class ReadVisibility {
   private readonly slots: BigInt64Array;
-  /** Last values stored by this side (the shard), to skip stores that change nothing. */
-  private lastShown = -1;
-  private lastCommitted = -1;
+  /** This side's (the shard's) last stores, so a store that changes nothing is skipped. */
+  private readonly touchedHere = new Float64Array(VISIBILITY_BUCKETS);
+  private committedHere = 0;
 
   constructor(readonly buffer: SharedArrayBuffer) {
     if (buffer.byteLength !== READ_VISIBILITY_BYTES)
@@ -38,27 +67,29 @@ export class ReadVisibility {
     return new ReadVisibility(new SharedArrayBuffer(READ_VISIBILITY_BYTES));
   }
 
-  /** Shard side: the durable LSN, before posting a message. */
-  publishShown(lsn: number): void {
-    if (lsn <= this.lastShown) return;
-    this.lastShown = lsn;
-    Atomics.store(this.slots, SHOWN, BigInt(lsn));
+  /** Shard side: record `lsn`, just appended, touches the concept of assertion `id`. */
+  touch(id: string, lsn: number): void {
+    const b = bucketOfId(id);
+    if (lsn <= (this.touchedHere[b] as number)) return;
+    this.touchedHere[b] = lsn;
+    Atomics.store(this.slots, 1 + b, BigInt(lsn));
   }
 
   /** Shard side: LMDB committed through `lsn` (new read transactions see it). */
   publishCommitted(lsn: number): void {
-    if (lsn <= this.lastCommitted) return;
-    this.lastCommitted = lsn;
+    if (lsn <= this.committedHere) return;
+    this.committedHere = lsn;
     Atomics.store(this.slots, COMMITTED, BigInt(lsn));
   }
 
   /**
-   * Main side: the committed LSN when LMDB holds everything the shard has shown, else -1.
-   * Shown is loaded first: a commit landing between the two loads only helps.
+   * Main side: the committed LSN when LMDB holds every write to `bucket` the shard has
+   * appended, else -1. The bucket is loaded first: a commit landing between the loads only
+   * helps.
    */
-  committedIfCurrent(): number {
-    const shown = Atomics.load(this.slots, SHOWN);
+  committedIfCurrent(bucket: number): number {
+    const touched = Atomics.load(this.slots, 1 + bucket);
     const committed = Atomics.load(this.slots, COMMITTED);
-    return committed >= shown ? Number(committed) : -1;
+    return committed >= touched ? Number(committed) : -1;
   }
 }

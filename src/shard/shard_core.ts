@@ -48,6 +48,11 @@ export interface ShardCoreOptions {
   idFilterMinIds?: number;
   /** Called when an async LMDB apply commits (or fails): records, seconds from issue to commit. */
   onApplied?: (records: number, seconds: number, ok: boolean) => void;
+  /**
+   * Called as each record touching an assertion is appended (an insert: its id; a status
+   * change or vote: the target's id), before it can be durable (read_visibility.ts).
+   */
+  onAppend?: (id: string, lsn: number) => void;
 }
 
 export const WRITE_NEW = 0;
@@ -77,6 +82,7 @@ export class ShardCore {
   /** Says "certainly new" for most new ids, so the duplicate check skips LMDB (id_filter.ts). */
   readonly idFilter: IdFilter;
   private applyError: Error | null = null;
+  private readonly onAppend: (id: string, lsn: number) => void;
 
   static async open(opts: ShardCoreOptions): Promise<ShardCore> {
     const { store, wal, recovery } = await openShard(opts);
@@ -106,6 +112,7 @@ export class ShardCore {
       },
       opts.applyDelayMs,
     );
+    this.onAppend = opts.onAppend ?? (() => {});
     this.idFilter = new IdFilter(
       (after, limit) => store.idsAfter(after, limit),
       () => this.pending.uncommittedIds(),
@@ -204,6 +211,7 @@ export class ShardCore {
         return;
       }
       if (appended !== lsn) throw new Error(`WAL assigned LSN ${appended}, expected ${lsn}`);
+      this.onAppend(id, lsn);
       pendingState.addInsert(id, {
         lsn,
         kind: WalRecordKind.AssertionInsert,
@@ -266,6 +274,8 @@ export class ShardCore {
       done(err as Error, 0);
       return;
     }
+    const target = entry.event?.target;
+    if (target !== undefined) this.onAppend(target, lsn);
     this.pending.addRecord({ ...entry, lsn }, shadow);
     this.wal.whenDurable(lsn, (err) => {
       if (err !== null) {

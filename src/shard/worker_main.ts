@@ -55,13 +55,8 @@ const walObserver: WalObserver = {
 };
 
 const visibility = new ReadVisibility(data.readVisibility);
-/** The WAL's durable LSN once the shard is open (read before every message, see post). */
-let durableLsnOf: (() => number) | null = null;
 
 function post(msg: ShardResponse | ShardEvent | ResponseBatch, transfer?: ArrayBuffer[]): void {
-  // Before the message: whatever it acknowledges or shows must not look committed to the
-  // main thread's snapshot reads until LMDB has it (read_visibility.ts).
-  if (durableLsnOf !== null) visibility.publishShown(durableLsnOf());
   (port as import("node:worker_threads").MessagePort).postMessage(msg, transfer);
 }
 
@@ -121,6 +116,7 @@ try {
       metrics.recordStorageOp("txn", ok ? "ok" : "error", seconds);
       if (ok) visibility.publishCommitted(core.store.committedLsn);
     },
+    onAppend: (id, lsn) => visibility.touch(id, lsn),
   });
 } catch (err) {
   const code =
@@ -275,5 +271,4 @@ port.on("message", (msg: ShardRequest) => {
 });
 
 visibility.publishCommitted(core.store.committedLsn);
-durableLsnOf = () => core.wal.durableLsn;
 post({ t: "ready", info: info() });
