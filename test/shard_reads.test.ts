@@ -3,7 +3,7 @@
 // back in time, and survive a restart. Real server process, real HTTP.
 import fs from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bucketOfConcept } from "../src/shard/read_visibility.js";
+import { bucketOfConcept, bucketOfId } from "../src/shard/read_visibility.js";
 import {
   api,
   readAdminKeyFile,
@@ -80,6 +80,8 @@ function latestValue(pageText: string): unknown {
 describe("snapshot reads on the main thread", () => {
   it("answers as the shard did once LMDB has committed, and only then", async () => {
     const w = await write("snap/a", "one");
+    // The shard marks a write by its id, a read looks up its concept: the same bucket.
+    expect(bucketOfId(w.id)).toBe(bucketOfConcept("snap/a"));
     const viaShard = await latest("snap/a");
     const getViaShard = await api(server.baseUrl, readerKey).request(
       "GET",
