@@ -1,6 +1,6 @@
 // Small reads (the `latest` lens, short history pages, an assertion by id) answered on the
 // main thread from its own read transaction on the shard's LMDB env when that env holds
-// everything the shard has shown (read_visibility.ts); otherwise, and for every heavier
+// every write touching the concept (read_visibility.ts); otherwise, and for every heavier
 // read, the shard answers. Both paths compute the answer with the same functions
 // (shard/lens_answers.ts, state_reads.ts).
 //
@@ -43,7 +43,7 @@ function isSmallRead(
  */
 export const MAX_SNAPSHOT_LATEST_SCAN = 64;
 
-/** Records one read answered here: shard, kind, seconds (metrics/shard_metrics.ts). */
+/** Records one read answered here: shard, kind, seconds (metrics/snapshot_read_metrics.ts). */
 type ReadObserver = (shardId: number, read: SnapshotRead, seconds: number) => void;
 
 interface ShardSnapshot {
