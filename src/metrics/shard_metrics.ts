@@ -161,6 +161,29 @@ function mapOf<K extends string, V>(keys: readonly K[], make: (k: K) => V): Reco
   return Object.freeze(out);
 }
 
+export interface ReadLabels {
+  readonly lens: string | null;
+  readonly index: string;
+  readonly operation: StorageOperation;
+}
+
+/**
+ * The labels a read is recorded under, by shard request type: its query-latency `lens` (null:
+ * none), the index it mostly uses and its storage operation. The shard threads and the main
+ * thread's snapshot reads (snapshot_read_metrics.ts) both use this table, so a read lands in
+ * the same series whichever thread answered it.
+ */
+export const READ_METRIC_LABELS = {
+  get: { lens: "get", index: "records", operation: "get" },
+  record: { lens: null, index: "records", operation: "get" },
+  votes: { lens: null, index: "votes", operation: "range" },
+  source_get: { lens: null, index: "sources", operation: "range" },
+  lens_latest: { lens: "latest", index: "by_concept", operation: "range" },
+  lens_history: { lens: "history", index: "by_concept", operation: "range" },
+  lens_active: { lens: "active", index: "by_concept", operation: "range" },
+  lens_under: { lens: "under", index: "latest", operation: "range" },
+} as const satisfies Record<string, ReadLabels>;
+
 // Shared with snapshot_read_metrics.ts, which registers the same families on the main thread.
 export const QUERY_LATENCY_HELP = "Seconds per query, by lens.";
 export const STORAGE_OP_DURATION_HELP = "Seconds per storage (LMDB) operation.";

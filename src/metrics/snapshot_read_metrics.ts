@@ -9,19 +9,15 @@ import {
   type HistogramChild,
   INDEX_LOOKUP_HELP,
   QUERY_LATENCY_HELP,
+  READ_METRIC_LABELS,
   SHARD_METRIC,
   STORAGE_OP_DURATION_HELP,
   STORAGE_OPS_HELP,
-  type StorageOperation,
 } from "./shard_metrics.js";
 
-/** The reads the main thread answers from its own LMDB snapshot, and their labels. */
-export const SNAPSHOT_READS = {
-  get: { lens: "get", index: "records", operation: "get" },
-  latest: { lens: "latest", index: "by_concept", operation: "range" },
-  history: { lens: "history", index: "by_concept", operation: "range" },
-} as const satisfies Record<string, { lens: string; index: string; operation: StorageOperation }>;
-export type SnapshotRead = keyof typeof SNAPSHOT_READS;
+/** The reads the main thread answers from its own LMDB snapshot. */
+const SNAPSHOT_READS = ["get", "lens_latest", "lens_history"] as const;
+export type SnapshotRead = (typeof SNAPSHOT_READS)[number];
 
 /** Registers the families; returns what records one read (shard, kind, seconds). */
 export function createSnapshotReadMetrics(
@@ -42,12 +38,11 @@ export function createSnapshotReadMetrics(
     registers,
   });
   // Children made up front (shards x reads), so the hot path only indexes.
-  const reads = Object.keys(SNAPSHOT_READS) as SnapshotRead[];
   const children = Array.from({ length: shardCount }, (_, id) => {
     const shard = String(id);
     const out = {} as Record<SnapshotRead, { timings: HistogramChild[]; ok: CounterChild }>;
-    for (const read of reads) {
-      const l = SNAPSHOT_READS[read];
+    for (const read of SNAPSHOT_READS) {
+      const l = READ_METRIC_LABELS[read];
       out[read] = {
         timings: [
           query.labels({ shard, lens: l.lens }),

@@ -96,9 +96,8 @@ export class ShardReads {
 
   /**
    * The shard's databases when this thread may read a concept of `bucket` directly, else
-   * null. A read
-   * transaction begun before the last commit this thread saw is dropped first (lmdb-js keeps
-   * one per thread until the end of the turn), so the read sees at least that commit.
+   * null. A read transaction begun before the last commit this thread saw is dropped first
+   * (lmdb-js keeps one per thread until the end of the turn), so the read sees that commit.
    */
   private current(shardId: number, bucket: number): ShardSnapshot | null {
     if (this.closed || !this.enabled || this.pool.exited(shardId)) return null;
@@ -118,7 +117,8 @@ export class ShardReads {
    * are the shard path's: a bad cursor is a ShardRequestError "invalid_cursor".
    */
   async lens<T>(shardId: number, msg: LensQuery): Promise<T> {
-    const s = isSmallRead(msg) ? this.current(shardId, bucketOfConcept(msg.concept)) : null;
+    if (!isSmallRead(msg)) return this.pool.request<T>(shardId, msg);
+    const s = this.current(shardId, bucketOfConcept(msg.concept));
     if (s === null) return this.pool.request<T>(shardId, msg);
     const startedMs = performance.now();
     let answer: unknown;
@@ -130,7 +130,7 @@ export class ShardReads {
       throw err;
     }
     if (answer === SCAN_BOUND_REACHED) return this.pool.request<T>(shardId, msg);
-    this.served(s, shardId, msg.t === "lens_latest" ? "latest" : "history", startedMs);
+    this.served(s, shardId, msg.t, startedMs);
     return answer as T;
   }
 

@@ -5,7 +5,11 @@ import fs from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import { Registry } from "prom-client";
 import { registryJson } from "../metrics/merge.js";
-import { createShardMetrics } from "../metrics/shard_metrics.js";
+import {
+  createShardMetrics,
+  READ_METRIC_LABELS,
+  type ReadLabels,
+} from "../metrics/shard_metrics.js";
 import { InvalidCursorError } from "../store/shard_store.js";
 import { WalCorruptionError, WalUnavailableError } from "../wal/errors.js";
 import type { WalObserver } from "../wal/wal.js";
@@ -79,14 +83,8 @@ function respond(res: ShardResponse): void {
   if (outbox.length >= MAX_OUTBOX_ITEMS) flushOutbox();
 }
 
-/** Query-latency label per read message (bounded set). */
-const LENS_METRIC_NAMES: Partial<Record<ShardRequest["t"], string>> = {
-  get: "get",
-  lens_latest: "latest",
-  lens_history: "history",
-  lens_active: "active",
-  lens_under: "under",
-};
+/** The metric labels of each read message (shard_metrics.ts), by message type. */
+const READ_LABELS: Partial<Record<ShardRequest["t"], ReadLabels>> = READ_METRIC_LABELS;
 
 function errorBody(err: unknown): ShardErrorBody {
   if (err instanceof ShardDomainError)
@@ -148,18 +146,6 @@ function info(): ShardInfo {
     recovery: core.recovery,
   };
 }
-
-/** The index each read message mostly uses (the index-lookup histogram's label). */
-const READ_INDEX: Partial<Record<ShardRequest["t"], string>> = {
-  get: "records",
-  record: "records",
-  votes: "votes",
-  source_get: "sources",
-  lens_latest: "by_concept",
-  lens_history: "by_concept",
-  lens_active: "by_concept",
-  lens_under: "latest",
-};
 
 function refreshGauges(): void {
   metrics.shardQueueDepth.set(core.pendingRecords);
@@ -246,13 +232,11 @@ const dispatchQuery = (msg: QueryRequest): void => {
   handleQuery(msg).then(
     (value) => {
       const seconds = (performance.now() - started) / 1000;
-      const lens = LENS_METRIC_NAMES[msg.t];
-      if (lens !== undefined) metrics.queryLatency(lens).observe(seconds);
-      const index = READ_INDEX[msg.t];
-      if (index !== undefined) {
-        metrics.indexLookup(index).observe(seconds);
-        const op = msg.t === "get" || msg.t === "record" ? "get" : "range";
-        metrics.recordStorageOp(op, "ok", seconds);
+      const labels = READ_LABELS[msg.t];
+      if (labels !== undefined) {
+        if (labels.lens !== null) metrics.queryLatency(labels.lens).observe(seconds);
+        metrics.indexLookup(labels.index).observe(seconds);
+        metrics.recordStorageOp(labels.operation, "ok", seconds);
       }
       respond({ t: "res", req, ok: true, value });
       if (msg.t === "close") {
