@@ -25,6 +25,7 @@ import {
   MIN_WAL_SEGMENT_BYTES,
   WAL_ALIGNMENT_BYTES,
 } from "./domain/limits.js";
+import { MAX_STAGE_TRACE_REQUESTS } from "./metrics/stage_trace.js";
 
 export const DEFAULT_PORT = 18180;
 export const DEFAULT_BIND_ADDR = `127.0.0.1:${DEFAULT_PORT}`;
@@ -60,6 +61,8 @@ export interface Config {
   walFlushMode: "pool" | "inline";
   /** STEMEDB_SNAPSHOT_READS: reads from the main thread's LMDB snapshot when it is current. */
   snapshotReads: boolean;
+  /** STEMEDB_STAGE_TRACE: write requests whose stage stamps are kept (0 = off). */
+  stageTraceRequests: number;
   metricsPublic: boolean;
   walSyncMode: "dsync" | "fdatasync";
   walDirect: boolean;
@@ -168,6 +171,11 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
     default: "true",
     meaning:
       "true = `latest`, short `history` pages and reads by id are answered on the main thread from LMDB whenever LMDB holds every write the shard has acknowledged (no thread hop; same answers); false = always by the shard",
+  },
+  {
+    name: "STEMEDB_STAGE_TRACE",
+    default: "0",
+    meaning: `0 = off; N (1..${MAX_STAGE_TRACE_REQUESTS}) = keep timestamps of every stage of the last N POST /v1/assert requests and log where their time went at shutdown (a diagnostic: 0–10 % fewer writes/s at c=64 when on)`,
   },
   {
     name: "STEMEDB_APPLY_DELAY_MS",
@@ -528,6 +536,7 @@ export function loadConfig(env: Env = process.env): Config {
     walSyncMode: parseSyncMode(env),
     walFlushMode: parseChoice(env, "STEMEDB_WAL_FLUSH", ["inline", "pool"] as const, "inline"),
     snapshotReads: parseBool(env, "STEMEDB_SNAPSHOT_READS", true),
+    stageTraceRequests: parseInteger(env, "STEMEDB_STAGE_TRACE", 0, 0, MAX_STAGE_TRACE_REQUESTS),
     walDirect: parseBool(env, "STEMEDB_WAL_DIRECT", true),
     walRepair: parseBool(env, "STEMEDB_WAL_REPAIR", false),
     walArchiveDir: ((v) => (v === undefined ? null : path.resolve(v)))(

@@ -30,6 +30,7 @@ beforeAll(async () => {
       youngGenMb: 96,
       walFlushMode: "inline",
       requestTimeoutMs: 10_000,
+      stageTrace: null,
     },
     (id) => shardDirs(path.join(dir, "wal"), path.join(dir, "db"), id),
   );

@@ -8,6 +8,7 @@ import { Registry } from "prom-client";
 import type { Config } from "../config.js";
 import { createMainMetrics } from "../metrics/main_metrics.js";
 import { createSnapshotReadMetrics } from "../metrics/snapshot_read_metrics.js";
+import { StageTrace } from "../metrics/stage_trace.js";
 import { Escalations } from "../safety/escalations.js";
 import { openSafety } from "../safety/safety.js";
 import type { ActiveList } from "../shard/protocol.js";
@@ -108,6 +109,8 @@ export async function startServer(
     dataDir: config.dataDir,
     envAdminKey: config.adminKey,
   });
+  const stageTrace =
+    config.stageTraceRequests > 0 ? new StageTrace(config.stageTraceRequests) : null;
   let pool: ShardPool;
   try {
     pool = await ShardPool.start(
@@ -123,6 +126,7 @@ export async function startServer(
         youngGenMb: config.shardYoungGenMb,
         walFlushMode: config.walFlushMode,
         requestTimeoutMs: config.requestTimeoutMs,
+        stageTrace,
       },
       (id) => shardDirs(config.walDir, config.dbDir, id),
     );
@@ -230,6 +234,7 @@ export async function startServer(
     verifyKey,
     inflight,
     breakers: { table: safety.breakers, nowMs: () => safety.clock.nowMs() },
+    stageTrace,
     onError: (err, requestId, route) =>
       logger.error({ err, request_id: requestId, route }, "request failed"),
   });
@@ -266,6 +271,7 @@ export async function startServer(
       await pool.close();
       await safety.close();
       await meta.close();
+      if (stageTrace !== null) logger.info({ stage_trace: stageTrace.summary() }, "write stages");
     })();
     return stopping;
   };

@@ -8,6 +8,7 @@ import type { TSchema } from "@sinclair/typebox";
 import type { ApiKeyInfo, Role } from "../domain/api_keys.js";
 import { MAX_BODY_BYTES } from "../domain/limits.js";
 import type { MainMetrics } from "../metrics/main_metrics.js";
+import type { StageTrace } from "../metrics/stage_trace.js";
 import {
   ApiError,
   badRequest,
@@ -36,6 +37,8 @@ export interface RouteContext {
    * from the status. A no-op on other routes.
    */
   reportBad(count: number): void;
+  /** The request's row in the stage trace (`traced` routes with the trace on), else 0. */
+  readonly traceSeq: number;
 }
 
 export interface Reply {
@@ -58,6 +61,8 @@ export interface Route {
    * 400, 409, 413, 415, 422 bad; anything else neutral).
    */
   breaker?: boolean;
+  /** A write route whose stages STEMEDB_STAGE_TRACE records (src/metrics/stage_trace.ts). */
+  traced?: boolean;
   handler: (ctx: RouteContext) => Reply | Promise<Reply>;
   /** For the OpenAPI document: one line, and the body's schema (the same one that validates). */
   summary?: string;
@@ -90,6 +95,8 @@ export interface RouterDeps {
   inflight: { count: number };
   /** Circuit breakers for `breaker: true` routes, and the clock they run on. */
   breakers?: { table: RouteBreakers; nowMs: () => number };
+  /** On with STEMEDB_STAGE_TRACE: stamps of `traced` routes' requests. */
+  stageTrace?: StageTrace | null;
 }
 
 /** Statuses that count against an agent's circuit breaker (its own fault). */
@@ -276,6 +283,8 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
   const accept = req.getHeader("accept");
   let aborted = false;
   let finished = false;
+  const trace = route.traced === true ? (deps.stageTrace ?? null) : null;
+  const traceSeq = trace === null ? 0 : trace.begin();
   /** Set once the breaker admitted this request: its outcome must then be recorded. */
   let breakerAgent: string | null = null;
   /** A breaker state change this request caused; its answer waits until that is durable. */
@@ -309,12 +318,15 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
     );
     if (reply.status >= 400) deps.metrics.errors(errorCodeOf(reply)).inc();
     if (aborted) return;
+    trace?.stamp(traceSeq, "handler_done");
     if (breakerWrite === null) {
       res.cork(() => send(res, requestId, reply, closeConnection));
+      trace?.stamp(traceSeq, "response_written");
       return;
     }
     breakerWrite.then(() => {
       if (!aborted) res.cork(() => send(res, requestId, reply, closeConnection));
+      trace?.stamp(traceSeq, "response_written");
     });
   };
   const fail = (err: unknown) => {
@@ -381,6 +393,7 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
   }
 
   const run = (body: Buffer | null) => {
+    trace?.stamp(traceSeq, "body_read");
     const ctx: RouteContext = {
       requestId,
       params,
@@ -392,6 +405,7 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
         if (breakerAgent !== null && Number.isSafeInteger(count) && count > 0)
           recordBreaker(breakerAgent, "bad", count);
       },
+      traceSeq,
     };
     try {
       const out = route.handler(ctx);

@@ -4,6 +4,7 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import type { StageTrace } from "../metrics/stage_trace.js";
 import type {
   QueryRequest,
   ResponseBatch,
@@ -43,6 +44,8 @@ interface Pending {
 }
 
 interface QueuedWrite {
+  /** Stage trace row, 0 for none. */
+  traceSeq: number;
   records: Uint8Array[];
   resolve: (r: WriteResult) => void;
   reject: (err: Error) => void;
@@ -82,11 +85,16 @@ export class ShardHandle {
 
   constructor(
     readonly shardId: number,
-    data: Omit<ShardWorkerData, "readVisibility">,
+    data: Omit<ShardWorkerData, "readVisibility" | "traceOriginMs">,
     private readonly queueMaxItems: number,
     youngGenMb: number,
+    private readonly trace: StageTrace | null,
   ) {
-    const workerData: ShardWorkerData = { ...data, readVisibility: this.visibility.buffer };
+    const workerData: ShardWorkerData = {
+      ...data,
+      readVisibility: this.visibility.buffer,
+      traceOriginMs: trace === null ? null : trace.originMs,
+    };
     this.worker = new Worker(WORKER_PATH, {
       workerData,
       resourceLimits: { maxYoungGenerationSizeMb: youngGenMb },
@@ -123,7 +131,7 @@ export class ShardHandle {
     });
   }
 
-  write(records: Uint8Array[]): Promise<WriteResult> {
+  write(records: Uint8Array[], traceSeq = 0): Promise<WriteResult> {
     if (this.exited)
       return Promise.reject(
         new ShardRequestError(this.shardId, "exited", `shard ${this.shardId} is not running`),
@@ -139,7 +147,8 @@ export class ShardHandle {
     }
     this.depthItems += records.length;
     return new Promise((resolve, reject) => {
-      this.queued.push({ records, resolve, reject });
+      this.trace?.stamp(traceSeq, "queued");
+      this.queued.push({ traceSeq, records, resolve, reject });
       // Natural batching on this side too: with fewer than MAX_WRITES_IN_FLIGHT messages
       // out, send at the end of this turn (a microtask, no extra tick); otherwise the
       // writes gather until an answer comes back, so under load there is about one
@@ -175,6 +184,10 @@ export class ShardHandle {
       }
     }
     offsets[n] = at;
+    if (this.trace !== null) {
+      const sentMs = performance.now();
+      for (const q of batch) this.trace.stamp(q.traceSeq, "sent", sentMs);
+    }
     const req = this.nextReq++;
     this.writesInFlight++;
     this.pending.set(req, {
@@ -183,6 +196,8 @@ export class ShardHandle {
       write: true,
       resolve: (value) => {
         const result = value as WriteResult;
+        if (this.trace !== null && result.stages !== undefined)
+          this.stampAnswer(batch, result.stages);
         let from = 0;
         for (const q of batch) {
           const to = from + q.records.length;
@@ -198,6 +213,15 @@ export class ShardHandle {
       },
     });
     this.worker.postMessage({ t: "write", req, buf, offsets }, [buf, offsets.buffer]);
+  }
+
+  private stampAnswer(batch: QueuedWrite[], shardStamps: Float64Array): void {
+    const trace = this.trace as StageTrace;
+    const receivedMs = performance.now();
+    for (const q of batch) {
+      trace.stampShard(q.traceSeq, shardStamps);
+      trace.stamp(q.traceSeq, "ack_received", receivedMs);
+    }
   }
 
   query<T>(msg: QueryWithoutReq): Promise<T> {

@@ -4,6 +4,7 @@
 // in shard_handle.ts.
 import path from "node:path";
 import type { MetricObjectWithValues } from "../metrics/merge.js";
+import type { StageTrace } from "../metrics/stage_trace.js";
 import type { ShardSuggestResult } from "../shard/concept_scan.js";
 import type {
   ShardBackupResult,
@@ -33,6 +34,8 @@ export interface ShardPoolOptions {
   walFlushMode: "pool" | "inline";
   /** Longest a request may wait for its shard before failing with `timeout`. */
   requestTimeoutMs: number;
+  /** STEMEDB_STAGE_TRACE: the write stage stamps, or null (off). */
+  stageTrace: StageTrace | null;
 }
 
 export class ShardPool {
@@ -79,6 +82,7 @@ export class ShardPool {
           },
           opts.queueMaxItems,
           opts.youngGenMb,
+          opts.stageTrace,
         ),
       );
     }
@@ -101,8 +105,9 @@ export class ShardPool {
     return s;
   }
 
-  write(shardId: number, records: Uint8Array[]): Promise<WriteResult> {
-    return this.shard(shardId).write(records);
+  /** traceSeq: the request's stage trace row (RouteContext.traceSeq), 0 for none. */
+  write(shardId: number, records: Uint8Array[], traceSeq = 0): Promise<WriteResult> {
+    return this.shard(shardId).write(records, traceSeq);
   }
 
   get(shardId: number, id: string): Promise<string | null> {

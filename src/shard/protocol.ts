@@ -17,6 +17,8 @@ export interface ShardWorkerData {
   walFlushMode: "pool" | "inline";
   /** READ_VISIBILITY_BYTES shared with the main thread (read_visibility.ts). */
   readVisibility: SharedArrayBuffer;
+  /** The main thread's performance.timeOrigin when the stage trace is on, else null. */
+  traceOriginMs: number | null;
 }
 
 export interface ShardInfo {
@@ -158,6 +160,8 @@ export interface ShardBackupResult {
 export interface WriteResult {
   lsns: Float64Array;
   flags: Uint8Array;
+  /** With the stage trace on: the shard's stamps (stage_trace.ts SHARD_STAMPS), main's clock. */
+  stages?: Float64Array;
 }
 
 /** A page of pre-rendered assertion JSON objects; `keys` are the sort keys (concept for `under`). */

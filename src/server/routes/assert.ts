@@ -169,7 +169,7 @@ async function assertHandler(server: ServerContext, ctx: RouteContext): Promise<
   const writes: Promise<void>[] = [];
   for (const [shard, group] of perShard) {
     writes.push(
-      server.pool.write(shard, group.records).then((result: WriteResult) => {
+      server.pool.write(shard, group.records, ctx.traceSeq).then((result: WriteResult) => {
         for (let k = 0; k < group.indexes.length; k++) {
           const index = group.indexes[k] as number;
           lsns[index] = result.lsns[k] as number;
@@ -215,6 +215,7 @@ export function assertRoutes(server: ServerContext): Route[] {
       role: "agent",
       jsonBody: true,
       breaker: true,
+      traced: true,
       handler: (ctx) => assertHandler(server, ctx),
     },
     {
