@@ -168,8 +168,10 @@ async function assertHandler(server: ServerContext, ctx: RouteContext): Promise<
   const flags = new Uint8Array(items.length);
   const writes: Promise<void>[] = [];
   for (const [shard, group] of perShard) {
+    // A request split across shards is stage-traced through its first part only.
+    const traceSeq = writes.length === 0 ? ctx.traceSeq : 0;
     writes.push(
-      server.pool.write(shard, group.records, ctx.traceSeq).then((result: WriteResult) => {
+      server.pool.write(shard, group.records, traceSeq).then((result: WriteResult) => {
         for (let k = 0; k < group.indexes.length; k++) {
           const index = group.indexes[k] as number;
           lsns[index] = result.lsns[k] as number;
