@@ -41,8 +41,3 @@ export function assertValidBuckets(buckets: readonly number[]): void {
 assertValidBuckets(LATENCY_BUCKETS_SECONDS);
 assertValidBuckets(HTTP_LATENCY_BUCKETS_SECONDS);
 assertValidBuckets(BATCH_SIZE_BUCKETS);
-
-/** prom-client mutates nothing, but its config type wants a mutable array. */
-export function bucketsFor(buckets: readonly number[]): number[] {
-  return [...buckets];
-}

@@ -9,8 +9,9 @@
  * loop; per-thread loop/CPU figures are the stemedb_thread_* families.
  */
 import { readFileSync } from "node:fs";
-import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry } from "prom-client";
-import { bucketsFor, HTTP_LATENCY_BUCKETS_SECONDS } from "./buckets.js";
+import { Counter, collectDefaultMetrics, Gauge, type Registry } from "prom-client";
+import { HTTP_LATENCY_BUCKETS_SECONDS } from "./buckets.js";
+import { FastCounter, FastHistogram, type IncChild, type ObserveChild } from "./fast_metrics.js";
 import { MERGE_METRIC_NAMES } from "./merge.js";
 import {
   type CounterChild,
@@ -152,8 +153,8 @@ function packageVersion(): string {
 interface RouteEntry {
   readonly method: string;
   readonly route: string;
-  readonly duration: HistogramChild;
-  readonly byStatus: Map<number, CounterChild>;
+  readonly duration: ObserveChild;
+  readonly byStatus: Map<number, IncChild>;
 }
 
 export function createMainMetrics(
@@ -164,19 +165,20 @@ export function createMainMetrics(
   collectDefaultMetrics({ register: registry });
   createThreadMetrics(registry, "main");
 
-  const httpRequests = new Counter({
-    name: MAIN_METRIC.httpRequests,
-    help: "HTTP requests by method, route pattern and status.",
-    labelNames: ["method", "route", "status"],
+  // Recorded on every request: the fast families (fast_metrics.ts), not prom-client's.
+  const httpRequests = new FastCounter(
+    MAIN_METRIC.httpRequests,
+    "HTTP requests by method, route pattern and status.",
+    ["method", "route", "status"],
     registers,
-  });
-  const httpDuration = new Histogram({
-    name: MAIN_METRIC.httpDuration,
-    help: "Seconds from request start to response end, by method and route pattern.",
-    labelNames: ["method", "route"],
-    buckets: bucketsFor(HTTP_LATENCY_BUCKETS_SECONDS),
+  );
+  const httpDuration = new FastHistogram(
+    MAIN_METRIC.httpDuration,
+    "Seconds from request start to response end, by method and route pattern.",
+    ["method", "route"],
+    HTTP_LATENCY_BUCKETS_SECONDS,
     registers,
-  });
+  );
   const errorsC = new Counter({
     name: MAIN_METRIC.errors,
     help: "Errors returned to clients, by error code.",
@@ -244,18 +246,22 @@ export function createMainMetrics(
     registers,
   });
   wsConnectionsG.set(0);
-  const wsMessagesC = new Counter({
-    name: MAIN_METRIC.wsMessages,
-    help: "WS /v1/stream messages by outcome (written, duplicate, invalid, window_full, failed).",
-    labelNames: ["outcome"],
+  const wsMessagesC = new FastCounter(
+    MAIN_METRIC.wsMessages,
+    "WS /v1/stream messages by outcome (written, duplicate, invalid, window_full, failed).",
+    ["outcome"],
     registers,
-  });
-  const wsAckDurationH = new Histogram({
-    name: MAIN_METRIC.wsAckDuration,
-    help: "Seconds from a WS /v1/stream message's arrival to its ack (after fsync).",
-    buckets: bucketsFor(HTTP_LATENCY_BUCKETS_SECONDS),
+  );
+  const wsAckDurationH = new FastHistogram(
+    MAIN_METRIC.wsAckDuration,
+    "Seconds from a WS /v1/stream message's arrival to its ack (after fsync).",
+    [],
+    HTTP_LATENCY_BUCKETS_SECONDS,
     registers,
-  });
+  );
+  // Exported from start-up, as prom-client does with a histogram without labels.
+  const wsAckDuration = wsAckDurationH.labels({});
+  wsAckDuration.zero();
   const wsMessages = {} as Record<WsMessageOutcome, CounterChild>;
   for (const outcome of WS_MESSAGE_OUTCOMES) {
     const child = wsMessagesC.labels({ outcome });
@@ -363,6 +369,6 @@ export function createMainMetrics(
     },
     wsConnections: wsConnectionsG.labels({}),
     wsMessages,
-    wsAckDuration: wsAckDurationH.labels({}),
+    wsAckDuration,
   };
 }

@@ -15,12 +15,14 @@
  */
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import { BATCH_SIZE_BUCKETS, bucketsFor, LATENCY_BUCKETS_SECONDS } from "./buckets.js";
+import { Counter, Gauge, type Registry } from "prom-client";
+import { BATCH_SIZE_BUCKETS, LATENCY_BUCKETS_SECONDS } from "./buckets.js";
+import { FastCounter, FastHistogram, type IncChild, type ObserveChild } from "./fast_metrics.js";
 
-export type CounterChild = Counter.Internal;
+/** What callers use of a counter or histogram child: prom-client's and fast_metrics.ts's. */
+export type CounterChild = IncChild;
 export type GaugeChild = Gauge.Internal<string>;
-export type HistogramChild = Histogram.Internal<string>;
+export type HistogramChild = ObserveChild;
 
 /** Metric family names registered by `createShardMetrics` (one registry per shard thread). */
 export const SHARD_METRIC = {
@@ -196,23 +198,24 @@ export function createShardMetrics(registry: Registry, shardId: number): ShardMe
   }
   const shard = String(shardId);
   const registers = [registry];
-  const latency = bucketsFor(LATENCY_BUCKETS_SECONDS);
+  const latency = LATENCY_BUCKETS_SECONDS;
 
-  const hist = (name: string, help: string, buckets: number[], extra: string[] = []) =>
-    new Histogram({ name, help, labelNames: ["shard", ...extra], buckets, registers });
+  // Counters and histograms are recorded per read and per flush: the fast families.
+  const hist = (name: string, help: string, buckets: readonly number[], extra: string[] = []) =>
+    new FastHistogram(name, help, ["shard", ...extra], buckets, registers);
   const counter = (name: string, help: string, extra: string[] = []) =>
-    new Counter({ name, help, labelNames: ["shard", ...extra], registers });
+    new FastCounter(name, help, ["shard", ...extra], registers);
   const gauge = (name: string, help: string, extra: string[] = []) =>
     new Gauge({ name, help, labelNames: ["shard", ...extra], registers });
 
   // Fixed-label children are zeroed up front so every series exists from start-up: alert
   // rules like rate(x[5m]) > 0 then see 0 rather than "no data".
-  const h0 = (m: Histogram<string>, labels: Record<string, string> = {}): HistogramChild => {
-    const all = { shard, ...labels };
-    m.zero(all);
-    return m.labels(all);
+  const h0 = (m: FastHistogram, labels: Record<string, string> = {}): HistogramChild => {
+    const child = m.labels({ shard, ...labels });
+    child.zero();
+    return child;
   };
-  const c0 = (m: Counter<string>, labels: Record<string, string> = {}): CounterChild => {
+  const c0 = (m: FastCounter, labels: Record<string, string> = {}): CounterChild => {
     const child = m.labels({ shard, ...labels });
     child.inc(0);
     return child;
@@ -260,7 +263,7 @@ export function createShardMetrics(registry: Registry, shardId: number): ShardMe
     ),
     walSegments: g0(gauge(M.walSegments, "WAL segment files on disk.")),
     walBatchSize: h0(
-      hist(M.walBatchSize, "Records per WAL group-commit flush.", bucketsFor(BATCH_SIZE_BUCKETS)),
+      hist(M.walBatchSize, "Records per WAL group-commit flush.", BATCH_SIZE_BUCKETS),
     ),
     walFlushLatency: h0(hist(M.walFlushLatency, "Seconds per WAL flush (write + sync).", latency)),
     walRecoveryAttempts: c0(counter(M.walRecoveryAttempts, "WAL recovery runs.")),

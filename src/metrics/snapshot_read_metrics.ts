@@ -2,11 +2,10 @@
 // the main thread's registry for the reads it answers from its own LMDB snapshot
 // (server/shard_reads.ts): same names, help, labels and buckets, so the /metrics merge adds
 // both paths into one series per shard.
-import { Counter, Histogram, type Registry } from "prom-client";
-import { bucketsFor, LATENCY_BUCKETS_SECONDS } from "./buckets.js";
+import type { Registry } from "prom-client";
+import { LATENCY_BUCKETS_SECONDS } from "./buckets.js";
+import { FastCounter, FastHistogram, type IncChild, type ObserveChild } from "./fast_metrics.js";
 import {
-  type CounterChild,
-  type HistogramChild,
   INDEX_LOOKUP_HELP,
   QUERY_LATENCY_HELP,
   READ_METRIC_LABELS,
@@ -25,22 +24,21 @@ export function createSnapshotReadMetrics(
   shardCount: number,
 ): (shardId: number, read: SnapshotRead, seconds: number) => void {
   const registers = [registry];
-  const buckets = bucketsFor(LATENCY_BUCKETS_SECONDS);
   const hist = (name: string, help: string, label: string) =>
-    new Histogram({ name, help, labelNames: ["shard", label], buckets, registers });
+    new FastHistogram(name, help, ["shard", label], LATENCY_BUCKETS_SECONDS, registers);
   const query = hist(SHARD_METRIC.queryLatency, QUERY_LATENCY_HELP, "lens");
   const index = hist(SHARD_METRIC.indexLookupDuration, INDEX_LOOKUP_HELP, "index");
   const opDuration = hist(SHARD_METRIC.storageOpDuration, STORAGE_OP_DURATION_HELP, "operation");
-  const ops = new Counter({
-    name: SHARD_METRIC.storageOps,
-    help: STORAGE_OPS_HELP,
-    labelNames: ["shard", "operation", "status"],
+  const ops = new FastCounter(
+    SHARD_METRIC.storageOps,
+    STORAGE_OPS_HELP,
+    ["shard", "operation", "status"],
     registers,
-  });
+  );
   // Children made up front (shards x reads), so the hot path only indexes.
   const children = Array.from({ length: shardCount }, (_, id) => {
     const shard = String(id);
-    const out = {} as Record<SnapshotRead, { timings: HistogramChild[]; ok: CounterChild }>;
+    const out = {} as Record<SnapshotRead, { timings: ObserveChild[]; ok: IncChild }>;
     for (const read of SNAPSHOT_READS) {
       const l = READ_METRIC_LABELS[read];
       out[read] = {
