@@ -169,7 +169,7 @@ for (const [label, snapshotReads] of [
       STEMEDB_SNAPSHOT_READS: snapshotReads,
     },
   });
-  for (const c of [1, 16, 64]) {
+  for (const c of [1, 8, 16, 64]) {
     rows.push(
       row(
         `StemeDB GET /v1/query lens=latest (${label})`,
