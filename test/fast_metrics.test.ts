@@ -15,7 +15,9 @@ const STATUSES = ["200", "201", "400", "503"] as const;
 type Recording =
   | { kind: "observe"; method: number; route: number; value: number }
   | { kind: "inc"; method: number; route: number; status: number; by: number }
-  | { kind: "touch"; method: number; route: number };
+  | { kind: "touch"; method: number; route: number }
+  | { kind: "plain"; value: number }
+  | { kind: "reset" };
 
 const recording: fc.Arbitrary<Recording> = fc.oneof(
   fc.record({
@@ -37,6 +39,9 @@ const recording: fc.Arbitrary<Recording> = fc.oneof(
   }),
   // A child asked for and never recorded: absent from both expositions.
   fc.record({ kind: fc.constant("touch" as const), method: fc.nat(1), route: fc.nat(2) }),
+  // Families without labels (exported from the start), and resets of every family.
+  fc.record({ kind: fc.constant("plain" as const), value: fc.constantFrom(0, 0.003, 1, 7) }),
+  fc.record({ kind: fc.constant("reset" as const) }),
 );
 
 function registries() {
@@ -57,6 +62,13 @@ function registries() {
       buckets: [...BUCKETS],
       registers: [promRegistry],
     }),
+    plainCount: new Counter({ name: "t_plain_total", help: "p", registers: [promRegistry] }),
+    plainSeconds: new Histogram({
+      name: "t_plain_seconds",
+      help: "p",
+      buckets: [...BUCKETS],
+      registers: [promRegistry],
+    }),
   };
   const fast = {
     requests: new FastCounter(
@@ -68,6 +80,8 @@ function registries() {
     duration: new FastHistogram("t_duration_seconds", help, ["method", "route"], BUCKETS, [
       fastRegistry,
     ]),
+    plainCount: new FastCounter("t_plain_total", "p", [], [fastRegistry]),
+    plainSeconds: new FastHistogram("t_plain_seconds", "p", [], BUCKETS, [fastRegistry]),
   };
   return { promRegistry, fastRegistry, prom, fast };
 }
@@ -94,6 +108,18 @@ describe("FastCounter and FastHistogram", () => {
             fast.duration.labels(labels).zero();
           }
           for (const r of recordings) {
+            if (r.kind === "plain") {
+              prom.plainCount.inc(r.value);
+              fast.plainCount.labels({}).inc(r.value);
+              prom.plainSeconds.observe(r.value);
+              fast.plainSeconds.labels({}).observe(r.value);
+              continue;
+            }
+            if (r.kind === "reset") {
+              promRegistry.resetMetrics();
+              fastRegistry.resetMetrics();
+              continue;
+            }
             const method = METHODS[r.method] as string;
             const route = ROUTES[r.route] as string;
             if (r.kind === "observe") {
@@ -126,6 +152,9 @@ describe("FastCounter and FastHistogram", () => {
     const histogram = new FastHistogram("t_h_seconds", "h", ["a"], [0.1, 1], [registry]);
     expect(() => histogram.labels({ a: "x" }).observe(Number.NaN)).toThrow(TypeError);
     expect(() => new FastHistogram("t_bad", "h", [], [1, 1], [])).toThrow(/strictly increasing/);
+    expect(() => new FastHistogram("t_bad", "h", ["le"], [1], [])).toThrow(/reserved/);
+    expect(() => new FastCounter("t-bad", "c", [], [])).toThrow(/invalid metric name/);
+    expect(() => new FastCounter("t_bad", "c", ["__x"], [])).toThrow(/invalid label name/);
     expect(() => new FastCounter("t_c_total", "again", ["a", "b"], [registry])).toThrow(
       /already been registered/,
     );

@@ -22,7 +22,7 @@ function stampAll(trace: StageTrace, seq: number, startMs: number, stepMs: numbe
 describe("StageTrace", () => {
   it("keeps the most recent requests, ignores stamps of requests that left the ring, and summarises complete rows", () => {
     const trace = new StageTrace(3);
-    const seqs = [trace.begin(), trace.begin(), trace.begin(), trace.begin()];
+    const seqs = [trace.begin(0), trace.begin(0), trace.begin(0), trace.begin(0)];
     expect(seqs).toEqual([1, 2, 3, 4]);
     // Request 1's slot now holds request 4: its stamps must not land there.
     stampAll(trace, 1, 0, 5);
@@ -45,7 +45,7 @@ describe("StageTrace", () => {
 
   it("counts a row whose stamps go backwards as out of order", () => {
     const trace = new StageTrace(2);
-    const seq = trace.begin();
+    const seq = trace.begin(0);
     stampAll(trace, seq, 100, 1);
     trace.stamp(seq, "flush_started", 50);
     expect(trace.summary()).toMatchObject({ requests: 1, out_of_order: 1 });
@@ -96,7 +96,10 @@ function stageLines(server: ServerProcess): StageSummary[] {
 
 describe("STEMEDB_STAGE_TRACE on a real server", () => {
   it("logs every stage of each acknowledged write at shutdown, in order, adding up to the total", async () => {
-    const { server, agentKey } = await serverWith({ STEMEDB_STAGE_TRACE: "1000" });
+    // A ring of 40 rows: 34 acknowledged writes and one refused by validation fit, but not
+    // if the 20 requests refused before their body is read (sent after the first 24 writes)
+    // took rows too: they would push the first writes out.
+    const { server, agentKey } = await serverWith({ STEMEDB_STAGE_TRACE: "40" });
     const agent = api(server.baseUrl, agentKey);
     const concurrent = Array.from({ length: 24 }, (_, i) =>
       agent.request("POST", "/v1/assert", {
@@ -107,6 +110,12 @@ describe("STEMEDB_STAGE_TRACE on a real server", () => {
       }),
     );
     const statuses = (await Promise.all(concurrent)).map((r) => r.status);
+    // (Refused for a missing key: refusals for the agent's own faults would open its breaker.)
+    const anonymous = api(server.baseUrl, null);
+    for (let i = 0; i < 20; i++) {
+      const res = await anonymous.request("POST", "/v1/assert", { ...item, concept: "trace/x" });
+      expect(res.status).toBe(401);
+    }
     for (let i = 0; i < 8; i++) {
       const res = await agent.request("POST", "/v1/assert", {
         ...item,

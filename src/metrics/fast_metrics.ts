@@ -9,7 +9,8 @@
  * Counter and Histogram return (same sample order, label shapes and float sums), so the
  * exposition and the cross-thread merge (merge.ts) cannot tell them apart; the test compares
  * the two texts for the same observations. A label set appears once it has been recorded,
- * as with prom-client (`inc(0)` makes a zero counter visible).
+ * as with prom-client (`inc(0)` makes a zero counter visible); a family without labels is
+ * exported from its creation.
  */
 import type { Metric, Registry } from "prom-client";
 import { assertValidBuckets } from "./buckets.js";
@@ -25,6 +26,7 @@ export interface ObserveChild {
 
 /** A histogram child that can be exported before its first observation (all zeros). */
 export interface ZeroableObserveChild extends ObserveChild {
+  /** Exports the series now; unlike prom-client's `zero`, never clears recorded values. */
   zero(): void;
 }
 
@@ -36,18 +38,35 @@ type Labels = Readonly<Record<string, string>>;
 /** Exported in the order of first recording, as prom-client does. */
 type Exported<Child> = Array<{ labels: Labels; child: Child }>;
 
-abstract class FastFamily<Child> {
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+abstract class FastFamily<Child extends { clear(): void }> {
   protected readonly exported: Exported<Child> = [];
   private readonly byKey = new Map<string, Child>();
 
   constructor(
     readonly name: string,
     readonly help: string,
-    private readonly labelNames: readonly string[],
+    protected readonly labelNames: readonly string[],
     registers: readonly Registry[],
   ) {
+    if (!METRIC_NAME.test(name)) throw new Error(`invalid metric name: ${name}`);
+    for (const label of labelNames)
+      if (!LABEL_NAME.test(label) || label.startsWith("__"))
+        throw new Error(`${name}: invalid label name: ${label}`);
+    // The registry uses name, help, type, aggregator, get() and reset() of a metric: all here.
     for (const registry of registers) registry.registerMetric(this as unknown as Metric);
   }
+
+  /** As prom-client's `reset`: every series is dropped until recorded again. */
+  reset(): void {
+    for (const { child } of this.exported) child.clear();
+    this.exported.length = 0;
+    this.afterReset();
+  }
+
+  protected afterReset(): void {}
 
   /** The child of one label set (made on first use; every label name must be given). */
   labels(labels: Labels): Child {
@@ -88,11 +107,31 @@ class FastCounterChild implements IncChild {
     }
     this.value += value;
   }
+
+  clear(): void {
+    this.value = 0;
+    this.recorded = false;
+  }
 }
 
 export class FastCounter extends FastFamily<FastCounterChild> {
   readonly type = "counter";
   readonly aggregator = "sum";
+
+  constructor(
+    name: string,
+    help: string,
+    labelNames: readonly string[],
+    registers: readonly Registry[],
+  ) {
+    super(name, help, labelNames, registers);
+    this.afterReset();
+  }
+
+  /** Without labels its one series exists from the start and after a reset (prom-client's). */
+  protected override afterReset(): void {
+    if (this.labelNames.length === 0) this.labels({}).inc(0);
+  }
 
   protected makeChild(labels: Labels, exported: Exported<FastCounterChild>): FastCounterChild {
     return new FastCounterChild(labels, exported);
@@ -122,11 +161,17 @@ class FastHistogramChild implements ZeroableObserveChild {
 
   private exporting = false;
 
-  /** Exports the series now, with zeros until the first observation (prom-client `zero`). */
   zero(): void {
     if (this.exporting) return;
     this.exporting = true;
     this.exported.push({ labels: this.labels, child: this });
+  }
+
+  clear(): void {
+    this.counts.fill(0);
+    this.sum = 0;
+    this.count = 0;
+    this.exporting = false;
   }
 
   observe(value: number): void {
@@ -154,8 +199,11 @@ export class FastHistogram extends FastFamily<FastHistogramChild> {
     registers: readonly Registry[],
   ) {
     assertValidBuckets(buckets);
+    if (labelNames.includes("le")) throw new Error(`${name}: "le" is reserved in a histogram`);
     super(name, help, labelNames, registers);
     this.bounds = Float64Array.from(buckets);
+    // Without labels its one series exists from the start (not after a reset: prom-client's).
+    if (labelNames.length === 0) this.labels({}).zero();
   }
 
   protected makeChild(labels: Labels, exported: Exported<FastHistogramChild>): FastHistogramChild {

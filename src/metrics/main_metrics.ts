@@ -259,9 +259,7 @@ export function createMainMetrics(
     HTTP_LATENCY_BUCKETS_SECONDS,
     registers,
   );
-  // Exported from start-up, as prom-client does with a histogram without labels.
   const wsAckDuration = wsAckDurationH.labels({});
-  wsAckDuration.zero();
   const wsMessages = {} as Record<WsMessageOutcome, CounterChild>;
   for (const outcome of WS_MESSAGE_OUTCOMES) {
     const child = wsMessagesC.labels({ outcome });

@@ -12,7 +12,7 @@ export const WRITE_STAMPS = [
   "sent", // its batch message is posted to the shard
   "shard_received", // the shard thread's message handler runs
   "flush_started", // the WAL flush that made it durable starts
-  "flush_ended", // that flush's fdatasync returned
+  "flush_ended", // the shard thread has that flush's result (inline: fdatasync returned)
   "ack_posted", // the shard posts the answer
   "ack_received", // the main thread handles the answer
   "handler_done", // the router has the reply
@@ -35,9 +35,19 @@ export const SHARD_STAMPS = [
 ] as const;
 export const MAX_STAGE_TRACE_REQUESTS = 1_000_000;
 
-/** Milliseconds on the main thread's clock, from any thread given the main thread's origin. */
-export function traceNowMs(mainOriginMs: number): number {
-  return performance.timeOrigin - mainOriginMs + performance.now();
+/**
+ * This thread's `performance.now()` zero on the process-wide monotonic clock, in ms. (Not
+ * `performance.timeOrigin`: each thread samples the wall clock for it, and a clock step
+ * between two threads' starts would shift every stamp of one against the other.)
+ */
+export function monotonicZeroMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6 - performance.now();
+}
+
+/** Reads the main thread's `performance.now()` from another thread. */
+export function mainThreadClock(mainZeroMs: number): () => number {
+  const offsetMs = monotonicZeroMs() - mainZeroMs;
+  return () => performance.now() + offsetMs;
 }
 
 export interface StageStats {
@@ -58,8 +68,8 @@ export interface StageSummary {
 }
 
 export class StageTrace {
-  /** performance.timeOrigin of the main thread: shard threads stamp on this clock. */
-  readonly originMs = performance.timeOrigin;
+  /** The main thread's monotonicZeroMs(): shard threads stamp on its clock (mainThreadClock). */
+  readonly originMs = monotonicZeroMs();
   private readonly rows: Float64Array;
   private nextSeq = 1;
 
@@ -69,13 +79,16 @@ export class StageTrace {
     this.rows = new Float64Array(capacity * ROW_WIDTH);
   }
 
-  /** Starts a request's row; returns its sequence number, the handle for later stamps. */
-  begin(): number {
+  /**
+   * Starts a request's row (`receivedMs`: when its handler started, performance.now());
+   * returns its sequence number, the handle for later stamps.
+   */
+  begin(receivedMs: number): number {
     const seq = this.nextSeq++;
     const at = ((seq - 1) % this.capacity) * ROW_WIDTH;
     this.rows.fill(0, at, at + ROW_WIDTH);
     this.rows[at] = seq;
-    this.rows[at + STAMP_INDEX.received] = performance.now();
+    this.rows[at + STAMP_INDEX.received] = receivedMs;
     return seq;
   }
 

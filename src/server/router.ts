@@ -284,7 +284,8 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
   let aborted = false;
   let finished = false;
   const trace = route.traced === true ? (deps.stageTrace ?? null) : null;
-  const traceSeq = trace === null ? 0 : trace.begin();
+  /** Set once the body is in: refused requests take no row of the trace. */
+  let traceSeq = 0;
   /** Set once the breaker admitted this request: its outcome must then be recorded. */
   let breakerAgent: string | null = null;
   /** A breaker state change this request caused; its answer waits until that is durable. */
@@ -318,14 +319,16 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
     );
     if (reply.status >= 400) deps.metrics.errors(errorCodeOf(reply)).inc();
     if (aborted) return;
-    trace?.stamp(traceSeq, "handler_done");
+    // An error answer leaves its row incomplete, so only acknowledged writes are summarised.
+    if (reply.status < 400) trace?.stamp(traceSeq, "handler_done");
     if (breakerWrite === null) {
       res.cork(() => send(res, requestId, reply, closeConnection));
       trace?.stamp(traceSeq, "response_written");
       return;
     }
     breakerWrite.then(() => {
-      if (!aborted) res.cork(() => send(res, requestId, reply, closeConnection));
+      if (aborted) return;
+      res.cork(() => send(res, requestId, reply, closeConnection));
       trace?.stamp(traceSeq, "response_written");
     });
   };
@@ -393,7 +396,10 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
   }
 
   const run = (body: Buffer | null) => {
-    trace?.stamp(traceSeq, "body_read");
+    if (trace !== null) {
+      traceSeq = trace.begin(started);
+      trace.stamp(traceSeq, "body_read");
+    }
     const ctx: RouteContext = {
       requestId,
       params,

@@ -17,7 +17,7 @@ export interface ShardWorkerData {
   walFlushMode: "pool" | "inline";
   /** READ_VISIBILITY_BYTES shared with the main thread (read_visibility.ts). */
   readVisibility: SharedArrayBuffer;
-  /** The main thread's performance.timeOrigin when the stage trace is on, else null. */
+  /** With the stage trace on, the main thread's clock zero (stage_trace.ts), else null. */
   traceOriginMs: number | null;
 }
 

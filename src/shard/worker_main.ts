@@ -10,7 +10,7 @@ import {
   READ_METRIC_LABELS,
   type ReadLabels,
 } from "../metrics/shard_metrics.js";
-import { traceNowMs } from "../metrics/stage_trace.js";
+import { mainThreadClock } from "../metrics/stage_trace.js";
 import { InvalidCursorError } from "../store/shard_store.js";
 import { WalCorruptionError, WalUnavailableError } from "../wal/errors.js";
 import type { WalObserver } from "../wal/wal.js";
@@ -40,13 +40,13 @@ const metrics = createShardMetrics(registry, data.shardId);
 const NS_PER_S = 1e9;
 const NS_PER_MS = 1e6;
 /** STEMEDB_STAGE_TRACE: stamps on the main thread's clock; the last flush's start and end. */
-const traceOriginMs = data.traceOriginMs;
+const traceNowMs = data.traceOriginMs === null ? null : mainThreadClock(data.traceOriginMs);
 let lastFlushStartMs = 0;
 let lastFlushEndMs = 0;
 const walObserver: WalObserver = {
   onFlush(records, bytes, _writeNs, syncNs, flushNs) {
-    if (traceOriginMs !== null) {
-      lastFlushEndMs = traceNowMs(traceOriginMs);
+    if (traceNowMs !== null) {
+      lastFlushEndMs = traceNowMs();
       lastFlushStartMs = lastFlushEndMs - flushNs / NS_PER_MS;
     }
     metrics.walWrites.inc(records);
@@ -181,7 +181,7 @@ function handleWrite(msg: WriteRequest): void {
     records[i] = bytes.subarray(msg.offsets[i] as number, msg.offsets[i + 1] as number);
   }
   const req = msg.req;
-  const receivedMs = traceOriginMs === null ? 0 : traceNowMs(traceOriginMs);
+  const receivedMs = traceNowMs === null ? 0 : traceNowMs();
   core.write(records, (err, outcome) => {
     if (err !== null || outcome === null) {
       post({ t: "res", req, ok: false, error: errorBody(err) });
@@ -191,14 +191,15 @@ function handleWrite(msg: WriteRequest): void {
     for (let i = 0; i < outcome.flags.length; i++) if (outcome.flags[i] === 0) added++;
     if (added > 0) metrics.assertions("active").inc(added);
     const transfer = [outcome.lsns.buffer as ArrayBuffer, outcome.flags.buffer as ArrayBuffer];
-    if (traceOriginMs !== null) {
-      // The callback runs right after the flush that made these records durable; with no
-      // flush since they arrived (all duplicates of durable records) the flush took no time.
-      const postedMs = traceNowMs(traceOriginMs);
-      const flushed = lastFlushStartMs >= receivedMs;
+    if (traceNowMs !== null) {
+      // The callback runs right after the flush that made these records durable. A batch of
+      // duplicates may have waited for a flush that began before it arrived (count the wait
+      // from its arrival) or for none at all (the flush took no time).
+      const postedMs = traceNowMs();
+      const flushed = lastFlushEndMs >= receivedMs;
       const stages = Float64Array.of(
         receivedMs,
-        flushed ? lastFlushStartMs : postedMs,
+        flushed ? Math.max(lastFlushStartMs, receivedMs) : postedMs,
         flushed ? lastFlushEndMs : postedMs,
         postedMs,
       );
