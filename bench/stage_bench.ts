@@ -126,6 +126,7 @@ for (const c of CONCURRENCIES) {
     table(
       summary.stages.map((s) => ({
         stage: s.stage,
+        min_us: s.min_us,
         mean_us: s.mean_us,
         p50_us: s.p50_us,
         p99_us: s.p99_us,

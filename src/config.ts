@@ -175,7 +175,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   {
     name: "STEMEDB_STAGE_TRACE",
     default: "0",
-    meaning: `0 = off; N (1..${MAX_STAGE_TRACE_REQUESTS}) = keep timestamps of every stage of the last N POST /v1/assert requests and log where their time went at shutdown (a diagnostic: no cost measurable above noise up to c=16; 7–10 % fewer writes/s at c=64 in two rounds)`,
+    meaning: `0 = off; N (1..${MAX_STAGE_TRACE_REQUESTS}) = keep timestamps of every stage of the last N POST /v1/assert requests and log where their time went at shutdown (a diagnostic: no cost measurable above noise up to c=16; 7–11 % fewer writes/s at c=64 in two rounds)`,
   },
   {
     name: "STEMEDB_APPLY_DELAY_MS",

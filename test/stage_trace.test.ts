@@ -48,7 +48,10 @@ describe("StageTrace", () => {
     const seq = trace.begin(0);
     stampAll(trace, seq, 100, 1);
     trace.stamp(seq, "flush_started", 50);
-    expect(trace.summary()).toMatchObject({ requests: 1, out_of_order: 1 });
+    const summary = trace.summary();
+    expect(summary).toMatchObject({ requests: 1, out_of_order: 1 });
+    const backwards = summary.stages.find((s) => s.stage === "shard_received → flush_started");
+    expect(backwards?.min_us).toBe((50 - 104) * 1000);
   });
 
   it("refuses a capacity outside its bound", () => {
