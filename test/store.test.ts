@@ -4,6 +4,7 @@ import path from "node:path";
 import * as flatbuffers from "flatbuffers";
 import { open } from "lmdb";
 import { afterEach, describe, expect, it } from "vitest";
+import { renderAssertion } from "../src/shard/render.js";
 import {
   type AssertionRecord,
   assertionView,
@@ -15,6 +16,7 @@ import {
   setRecordLsn,
   setRecordStatus,
 } from "../src/store/assertion_codec.js";
+import { RECORD_CACHE_ENTRIES, rememberRecord } from "../src/store/record_cache.js";
 import {
   type ApplyEntry,
   InvalidCursorError,
@@ -174,6 +176,28 @@ describe("ShardStore", () => {
     expect(s.latest("nope")).toBeUndefined();
     expect(s.stats()).toMatchObject({ records: 2, concepts: 1, appliedLsn: 2 });
     expect(s.stats().mapSizeBytes).toBeGreaterThanOrEqual(64 * 1024 * 1024);
+  });
+
+  it("shares one frozen decoded copy per record, renders it once, and bounds the copies kept", () => {
+    const s = openStore(tempDir());
+    const r2 = rec(2, { sources: ["s1", "s2"] });
+    s.applyBatch([entry(rec(1)), entry(r2)]);
+    const first = s.getAssertion(r2.id);
+    expect(first).toEqual(r2);
+    expect(s.getAssertion(r2.id)).toBe(first);
+    expect(Object.isFrozen(first)).toBe(true);
+    expect(Object.isFrozen(first?.sources)).toBe(true);
+    const json = renderAssertion(first as AssertionRecord);
+    // The same text as an unshared copy's, and the identical string on the next render.
+    expect(json).toBe(renderAssertion({ ...r2, sources: [...r2.sources] }));
+    expect(renderAssertion(first as AssertionRecord)).toBe(json);
+    expect(JSON.parse(json)).toMatchObject({ id: r2.id, sources: ["s1", "s2"], lsn: 2 });
+
+    const cache = new Map<number, AssertionRecord>();
+    for (let lsn = 1; lsn <= RECORD_CACHE_ENTRIES + 2; lsn++) rememberRecord(cache, lsn, rec(lsn));
+    expect(cache.size).toBe(RECORD_CACHE_ENTRIES);
+    expect(cache.has(1) || cache.has(2)).toBe(false); // the oldest go first
+    expect(cache.get(RECORD_CACHE_ENTRIES + 2)?.lsn).toBe(RECORD_CACHE_ENTRIES + 2);
   });
 
   it("stores payload bytes as-is and serves large records", () => {

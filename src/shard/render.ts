@@ -4,7 +4,23 @@ import type { AssertionRecord } from "../store/assertion_codec.js";
 
 const str = JSON.stringify;
 
+/**
+ * Rendered JSON of frozen records (the shared decoded copies of record_cache.ts): a frozen
+ * record cannot change, so neither can its JSON. Weak: entries go with their records.
+ */
+const renderedFrozen = new WeakMap<AssertionRecord, string>();
+
 export function renderAssertion(r: AssertionRecord): string {
+  if (!Object.isFrozen(r)) return render(r);
+  let json = renderedFrozen.get(r);
+  if (json === undefined) {
+    json = render(r);
+    renderedFrozen.set(r, json);
+  }
+  return json;
+}
+
+function render(r: AssertionRecord): string {
   return (
     `{"id":${str(r.id)},"concept":${str(r.concept)},"agent":${str(r.agent)},` +
     `"value":${r.valueJson},"confidence":${r.confidence},"sources":${str(r.sources)},` +

@@ -12,6 +12,7 @@ import {
   scratchAssertionView,
 } from "./assertion_codec.js";
 import { decodeLsnCursor, encodeCursor } from "./cursor.js";
+import { recordCacheOf, rememberRecord } from "./record_cache.js";
 import { type IndexKey, lsnOfId, type StateDbs } from "./shard_dbs.js";
 
 /** No boundary: every applied entry is visible. */
@@ -57,10 +58,15 @@ export function readRecord(dbs: StateDbs, id: string): AssertionRecord | undefin
 }
 
 /** The record stored at `lsn` (records are keyed by LSN; see shard_dbs.ts). */
+/** The record stored at `lsn` (frozen: shared with every other reader on this thread). */
 export function readRecordAt(dbs: StateDbs, lsn: number): AssertionRecord | undefined {
+  const cache = recordCacheOf(dbs.records);
+  const hit = cache.get(lsn);
+  if (hit !== undefined) return hit;
   const buf = dbs.records.getBinaryFast(lsn);
+  if (buf === undefined) return undefined;
   // recordFromView copies every field out, so the reused view is enough.
-  return buf === undefined ? undefined : recordFromView(scratchAssertionView(buf));
+  return rememberRecord(cache, lsn, recordFromView(scratchAssertionView(buf)));
 }
 
 /**
