@@ -6,7 +6,7 @@
 // cache and the rendered JSON (render.ts) take that work off every repeat.
 import type { AssertionRecord } from "./assertion_codec.js";
 
-/** Records kept per shard database per thread (≈ 1 KB each with their strings). */
+/** Records kept per shard database per thread (≈ 2 KB each with small values and the JSON). */
 export const RECORD_CACHE_ENTRIES = 8192;
 
 const caches = new WeakMap<object, Map<number, AssertionRecord>>();
