@@ -9,6 +9,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { api, createKey, readAdminKeyFile, startServerProcess } from "../src/cli/server_child.js";
+import { percentileMs, runSequential, type SequentialResult } from "./seq_client.js";
 import { benchDir, machineLine, table } from "./stats.js";
 import { runWrk, type WrkResult } from "./wrk.js";
 
@@ -96,6 +97,41 @@ function histogramP99Ms(metricsText: string, family: string): number {
   return Number.NaN;
 }
 
+/** A complete keep-alive HTTP/1.1 request. */
+function httpRequest(
+  method: string,
+  target: string,
+  key: string | null,
+  body: string | null,
+): Buffer {
+  const head = [`${method} ${target} HTTP/1.1`, "Host: 127.0.0.1"];
+  if (key !== null) head.push(`Authorization: Bearer ${key}`);
+  if (body !== null)
+    head.push("Content-Type: application/json", `Content-Length: ${Buffer.byteLength(body)}`);
+  return Buffer.from(`${head.join("\r\n")}\r\n\r\n${body ?? ""}`);
+}
+
+const SEQ_WARMUP = 500;
+const SEQ_COUNT = 5000;
+function sequential(port: number, request: (i: number) => Buffer): Promise<SequentialResult> {
+  return runSequential({ host: "127.0.0.1", port, request, warmup: SEQ_WARMUP, count: SEQ_COUNT });
+}
+
+function seqRow(what: string, r: SequentialResult): Record<string, string | number> {
+  let sumMs = 0;
+  for (const v of r.latenciesMs) sumMs += v;
+  return {
+    what,
+    "req/s": Math.round(r.latenciesMs.length / (r.durationMs / 1000)),
+    p50_ms: percentileMs(r.latenciesMs, 50).toFixed(3),
+    p99_ms: percentileMs(r.latenciesMs, 99).toFixed(3),
+    p999_ms: percentileMs(r.latenciesMs, 99.9).toFixed(3),
+    // ≤ 1 at concurrency 1: the share of the run spent waiting for answers.
+    "Σ latency ÷ run": (sumMs / r.durationMs).toFixed(2),
+    errors: r.non2xx,
+  };
+}
+
 const root = benchDir("http");
 const lines: string[] = [
   `# HTTP bench — ${machineLine(root)}`,
@@ -117,6 +153,7 @@ rows.push(row("zero-hop floor: bare uWS + 4 KiB write + fdatasync", 1, floor1));
 rows.push(
   row("zero-hop floor: bare uWS + 4 KiB write + fdatasync", 64, wrk(floorUrl, "floor.lua", 64, {})),
 );
+const floorSeq = await sequential(floor.port, () => httpRequest("POST", "/floor", null, '{"x":1}'));
 floor.child.kill("SIGKILL");
 
 const dataDir = path.join(root, "data");
@@ -134,6 +171,14 @@ for (const c of [1, 16, 64, 256]) {
   if (c === 1) c1 = r;
   rows.push(row("StemeDB POST /v1/assert, 1 assertion", c, r));
 }
+const writeSeq = await sequential(server.port, (i) =>
+  httpRequest(
+    "POST",
+    "/v1/assert",
+    key,
+    `{"concept":"bench/seq/c${i % 10000}","value":${i},"confidence":0.5,"sources":["seq"]}`,
+  ),
+);
 for (const c of [2, 8]) {
   rows.push(
     row(
@@ -157,6 +202,7 @@ await server.stop();
 // write phase's heap): from the main thread's LMDB snapshot, then through the shard threads
 // (STEMEDB_SNAPSHOT_READS=false), then the snapshot again, all in this run.
 const latestEnv = { STEMEDB_KEY: key, STEMEDB_READ_RUN: "s1", STEMEDB_READ_CONCEPTS: "1000" };
+let readSeq: SequentialResult | null = null;
 for (const [label, snapshotReads] of [
   ["snapshot reads", "true"],
   ["via the shard threads", "false"],
@@ -178,6 +224,15 @@ for (const [label, snapshotReads] of [
       ),
     );
   }
+  // The same reads as latest.lua (thread 0's concepts of the c=1 write run), one at a time.
+  readSeq ??= await sequential(reader.port, (i) =>
+    httpRequest(
+      "GET",
+      `/v1/query?concept=bench/s1/t0/c${((i * 7919) % 1000) + 1}&lens=latest`,
+      key,
+      null,
+    ),
+  );
   await reader.stop();
 }
 fs.rmSync(root, { recursive: true, force: true });
@@ -189,6 +244,22 @@ if (c1 !== null) {
     `Concurrency 1 vs zero-hop floor (same run): p50 ${(c1.p50_us / floor1.p50_us).toFixed(2)}x, p99 ${(c1.p99_us / floor1.p99_us).toFixed(2)}x.`,
   );
 }
+print("");
+print(
+  `Concurrency 1 with one sequential keep-alive connection (bench/seq_client.ts; ${SEQ_COUNT} requests after ${SEQ_WARMUP}):`,
+);
+print("");
+const seqRows = [
+  seqRow("zero-hop floor: bare uWS + 4 KiB write + fdatasync", floorSeq),
+  seqRow("StemeDB POST /v1/assert, 1 assertion", writeSeq),
+];
+if (readSeq !== null)
+  seqRows.push(seqRow("StemeDB GET /v1/query lens=latest (snapshot reads)", readSeq));
+print(table(seqRows));
+print("");
+print(
+  `Writes vs the floor, same client and run: p50 ${(percentileMs(writeSeq.latenciesMs, 50) / percentileMs(floorSeq.latenciesMs, 50)).toFixed(2)}x, p99 ${(percentileMs(writeSeq.latenciesMs, 99) / percentileMs(floorSeq.latenciesMs, 99)).toFixed(2)}x.`,
+);
 print(
   `Server-side WAL fsync p99 over the whole run (from /metrics histogram buckets): <= ${histogramP99Ms(metrics, "stemedb_wal_fsync_latency_seconds").toFixed(3)} ms.`,
 );
