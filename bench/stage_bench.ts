@@ -61,13 +61,7 @@ async function runOnce(
       });
     wrkRun(`w${c}`, WARMUP_SECONDS);
     const measured = wrkRun(`m${c}`, SECONDS);
-    const out = server.child.stdout;
-    const ended = new Promise<void>((resolve) => {
-      if (out === null || out.destroyed) resolve();
-      else out.once("close", () => resolve());
-    });
     const code = await server.stop();
-    await ended;
     if (code !== 0) throw new Error(`server exited with ${code}`);
     const line = server.stdout.find((l) => l.includes('"write stages"'));
     const summary =

@@ -79,18 +79,6 @@ async function serverWith(
   return { server, agentKey };
 }
 
-/** SIGTERM, then the exit code once stdout is read to its end (the summary is logged last). */
-async function stopAndRead(server: ServerProcess): Promise<number | null> {
-  const out = server.child.stdout;
-  const ended = new Promise<void>((resolve) => {
-    if (out === null || out.destroyed) resolve();
-    else out.once("close", () => resolve());
-  });
-  const code = await server.stop();
-  await ended;
-  return code;
-}
-
 function stageLines(server: ServerProcess): StageSummary[] {
   return server.stdout
     .filter((line) => line.includes('"write stages"'))
@@ -145,7 +133,7 @@ describe("STEMEDB_STAGE_TRACE on a real server", () => {
     expect(statuses.filter((s) => s === 201)).toHaveLength(34);
     expect(statuses.at(-1)).toBe(422);
 
-    expect(await stopAndRead(server)).toBe(0);
+    expect(await server.stop()).toBe(0);
     const [summary, ...more] = stageLines(server);
     expect(more).toHaveLength(0);
     expect(summary?.requests).toBe(34);
@@ -176,7 +164,7 @@ describe("STEMEDB_STAGE_TRACE on a real server", () => {
       concept: "trace/off",
     });
     expect(res.status).toBe(201);
-    expect(await stopAndRead(server)).toBe(0);
+    expect(await server.stop()).toBe(0);
     expect(stageLines(server)).toHaveLength(0);
   });
 });

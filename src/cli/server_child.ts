@@ -18,7 +18,7 @@ export interface ServerProcess {
   stdout: string[];
   /** Admin key printed on first start (null when the directory already had keys). */
   printedAdminKey: string | null;
-  /** SIGTERM and wait; resolves with the exit code. */
+  /** SIGTERM and wait; resolves with the exit code once `stdout` holds every line. */
   stop(): Promise<number | null>;
   /** SIGKILL and wait. */
   kill9(): Promise<void>;
@@ -89,9 +89,16 @@ export function startServerProcess(opts: StartOptions): Promise<ServerProcess> {
             child,
             stdout,
             printedAdminKey,
-            stop: () => {
+            stop: async () => {
+              const out = child.stdout;
+              const drained = new Promise<void>((done) => {
+                if (out === null || out.closed || out.destroyed) done();
+                else out.once("close", () => done());
+              });
               child.kill("SIGTERM");
-              return waitExit(child);
+              const code = await waitExit(child);
+              await drained;
+              return code;
             },
             kill9: async () => {
               child.kill("SIGKILL");
