@@ -9,8 +9,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { api, createKey, readAdminKeyFile, startServerProcess } from "../src/cli/server_child.js";
-import { percentileMs, runSequential, type SequentialResult } from "./seq_client.js";
-import { benchDir, machineLine, table } from "./stats.js";
+import { runSequential, type SequentialResult } from "./seq_client.js";
+import { benchDir, machineLine, percentile, table } from "./stats.js";
 import { runWrk, type WrkResult } from "./wrk.js";
 
 const { values: args } = parseArgs({
@@ -117,15 +117,21 @@ function sequential(port: number, request: (i: number) => Buffer): Promise<Seque
   return runSequential({ host: "127.0.0.1", port, request, warmup: SEQ_WARMUP, count: SEQ_COUNT });
 }
 
+/** The latencies of a sequential run, sorted (for stats.ts percentile). */
+function sortedMs(r: SequentialResult): Float64Array {
+  return Float64Array.from(r.latenciesMs).sort();
+}
+
 function seqRow(what: string, r: SequentialResult): Record<string, string | number> {
   let sumMs = 0;
   for (const v of r.latenciesMs) sumMs += v;
+  const sorted = sortedMs(r);
   return {
     what,
     "req/s": Math.round(r.latenciesMs.length / (r.durationMs / 1000)),
-    p50_ms: percentileMs(r.latenciesMs, 50).toFixed(3),
-    p99_ms: percentileMs(r.latenciesMs, 99).toFixed(3),
-    p999_ms: percentileMs(r.latenciesMs, 99.9).toFixed(3),
+    p50_ms: percentile(sorted, 50).toFixed(3),
+    p99_ms: percentile(sorted, 99).toFixed(3),
+    p999_ms: percentile(sorted, 99.9).toFixed(3),
     // ≤ 1 at concurrency 1: the share of the run spent waiting for answers.
     "Σ latency ÷ run": (sumMs / r.durationMs).toFixed(2),
     errors: r.non2xx,
@@ -257,8 +263,10 @@ if (readSeq !== null)
   seqRows.push(seqRow("StemeDB GET /v1/query lens=latest (snapshot reads)", readSeq));
 print(table(seqRows));
 print("");
+const writeSorted = sortedMs(writeSeq);
+const floorSorted = sortedMs(floorSeq);
 print(
-  `Writes vs the floor, same client and run: p50 ${(percentileMs(writeSeq.latenciesMs, 50) / percentileMs(floorSeq.latenciesMs, 50)).toFixed(2)}x, p99 ${(percentileMs(writeSeq.latenciesMs, 99) / percentileMs(floorSeq.latenciesMs, 99)).toFixed(2)}x.`,
+  `Writes vs the floor, same client and run: p50 ${(percentile(writeSorted, 50) / percentile(floorSorted, 50)).toFixed(2)}x, p99 ${(percentile(writeSorted, 99) / percentile(floorSorted, 99)).toFixed(2)}x.`,
 );
 print(
   `Server-side WAL fsync p99 over the whole run (from /metrics histogram buckets): <= ${histogramP99Ms(metrics, "stemedb_wal_fsync_latency_seconds").toFixed(3)} ms.`,

@@ -77,9 +77,3 @@ export function runSequential(run: SequentialRun): Promise<SequentialResult> {
     });
   });
 }
-
-/** p-th percentile (0..100) of the latencies, ms. */
-export function percentileMs(latenciesMs: Float64Array, p: number): number {
-  const sorted = Float64Array.from(latenciesMs).sort();
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
