@@ -47,6 +47,9 @@ function row(
     p50_ms: (r.p50_us / 1000).toFixed(3),
     p99_ms: (r.p99_us / 1000).toFixed(3),
     p999_ms: (r.p999_us / 1000).toFixed(3),
+    // wrk's coordinated-omission-corrected p99 (bench/wrk.ts), for comparison with old runs.
+    "p99_ms (wrk CO)": (r.co_p99_us / 1000).toFixed(3),
+    "Σ latency ÷ (run × c)": r.busy_share.toFixed(2),
     errors: r.socket_errors + r.non2xx,
   };
 }
@@ -244,6 +247,10 @@ for (const [label, snapshotReads] of [
 fs.rmSync(root, { recursive: true, force: true });
 
 print(table(rows));
+print("");
+print(
+  "Latencies are the measured ack latencies: bench/wrk/common.lua undoes wrk's coordinated-omission correction (its column is kept for comparison with runs before 2026-12-07 12:00).",
+);
 if (c1 !== null) {
   print("");
   print(

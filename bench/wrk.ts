@@ -1,6 +1,12 @@
 // One way to run wrk for every load benchmark: a Lua script from bench/wrk/, one wrk thread
 // up to 32 connections and two above (light on the shared 2 vCPUs), and the one-line
 // JSON result that bench/wrk/common.lua prints.
+//
+// Latencies: wrk adds phantom samples to its histogram for coordinated omission before any
+// report (a latency n ≥ 2× the mean interval per connection also counts at n − interval,
+// n − 2·interval, …). For a closed-loop ack latency that inflates the tail, and at c=1 it made
+// Σ latency exceed the run. common.lua undoes it exactly; p50/p99/p999 are the measured ack
+// latencies, co_* wrk's corrected ones.
 import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,9 +19,19 @@ export const WRK_DIR = path.resolve(
 export interface WrkResult {
   requests: number;
   duration_us: number;
+  /** Measured ack latencies (wrk's correction undone). */
   p50_us: number;
   p99_us: number;
   p999_us: number;
+  mean_us: number;
+  /** Latencies in the restored histogram: every answered request within --timeout. */
+  measured: number;
+  /** Σ latency ÷ (run × connections): at most 1 for a closed loop, near 1 when saturated. */
+  busy_share: number;
+  /** wrk's own, corrected for coordinated omission. */
+  co_p50_us: number;
+  co_p99_us: number;
+  co_p999_us: number;
   socket_errors: number;
   non2xx: number;
 }
@@ -49,13 +65,28 @@ export function runWrk(run: WrkRun): WrkResult {
     ],
     {
       encoding: "utf8",
-      env: { ...process.env, STEMEDB_WRK_DIR: WRK_DIR, ...run.env },
+      env: {
+        ...process.env,
+        STEMEDB_WRK_DIR: WRK_DIR,
+        STEMEDB_WRK_CONNECTIONS: String(run.connections),
+        ...run.env,
+      },
       maxBuffer: 1 << 24,
     },
   );
   const line = out.split("\n").find((l) => l.startsWith("WRK_JSON "));
   if (line === undefined) throw new Error(`wrk printed no result:\n${out}`);
-  return JSON.parse(line.slice("WRK_JSON ".length)) as WrkResult;
+  const result = JSON.parse(line.slice("WRK_JSON ".length)) as WrkResult;
+  // Undoing the correction must give back exactly one latency per answered request (those
+  // over --timeout are counted as socket errors instead).
+  if (
+    result.requests > 0 &&
+    (result.measured > result.requests ||
+      result.measured < result.requests - result.socket_errors ||
+      result.busy_share > 1.01)
+  )
+    throw new Error(`wrk latencies do not add up: ${line}`);
+  return result;
 }
 
 export function requestsPerSecond(r: WrkResult): number {
