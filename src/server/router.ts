@@ -3,16 +3,15 @@
 // per request with the route pattern, never by hand in a handler).
 
 import type { HttpRequest, HttpResponse, TemplatedApp } from "uWebSockets.js";
-import { randomBytes } from "node:crypto";
 import type { TSchema } from "@sinclair/typebox";
 import type { ApiKeyInfo, Role } from "../domain/api_keys.js";
 import { MAX_BODY_BYTES } from "../domain/limits.js";
 import type { MainMetrics } from "../metrics/main_metrics.js";
 import type { StageTrace } from "../metrics/stage_trace.js";
+import { drainBody, readBody } from "./body_reader.js";
 import {
   ApiError,
   badRequest,
-  errorBody,
   forbidden,
   internalError,
   payloadTooLarge,
@@ -20,7 +19,10 @@ import {
   unauthorized,
   unsupportedMediaType,
 } from "./errors.js";
+import { errorCodeOf, errorReply, JSON_TYPE, type Reply, requestIdOf, send } from "./reply.js";
 import { toApiError } from "./shard_errors.js";
+
+export type { Reply } from "./reply.js";
 
 export type HttpMethod = "get" | "post" | "patch" | "del";
 
@@ -39,13 +41,6 @@ export interface RouteContext {
   reportBad(count: number): void;
   /** The request's row in the stage trace (`traced` routes with the trace on), else 0. */
   readonly traceSeq: number;
-}
-
-export interface Reply {
-  status: number;
-  body: string;
-  contentType?: string;
-  headers?: Record<string, string>;
 }
 
 export interface Route {
@@ -102,27 +97,6 @@ export interface RouterDeps {
 /** Statuses that count against an agent's circuit breaker (its own fault). */
 const BREAKER_BAD_STATUSES: ReadonlySet<number> = new Set([400, 409, 413, 415, 422]);
 
-const STATUS_TEXT: Record<number, string> = {
-  200: "200 OK",
-  201: "201 Created",
-  202: "202 Accepted",
-  204: "204 No Content",
-  400: "400 Bad Request",
-  401: "401 Unauthorized",
-  403: "403 Forbidden",
-  404: "404 Not Found",
-  405: "405 Method Not Allowed",
-  409: "409 Conflict",
-  413: "413 Payload Too Large",
-  415: "415 Unsupported Media Type",
-  422: "422 Unprocessable Entity",
-  426: "426 Upgrade Required",
-  429: "429 Too Many Requests",
-  500: "500 Internal Server Error",
-  503: "503 Service Unavailable",
-  507: "507 Insufficient Storage",
-};
-
 const ROLE_RANK: Record<Role, number> = { reader: 1, agent: 2, admin: 3 };
 const METHOD_NAME: Record<HttpMethod, string> = {
   get: "GET",
@@ -130,22 +104,8 @@ const METHOD_NAME: Record<HttpMethod, string> = {
   patch: "PATCH",
   del: "DELETE",
 };
-const INCOMING_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
-const JSON_TYPE = "application/json";
 /** Oversize bodies up to this size are read and dropped so the client sees the 413. */
 const MAX_DRAIN_BYTES = 4 * MAX_BODY_BYTES;
-
-const noop = (): void => {};
-const idPrefix = randomBytes(4).toString("hex");
-let idCounter = 0;
-function newRequestId(): string {
-  idCounter = (idCounter + 1) % Number.MAX_SAFE_INTEGER;
-  return `${idPrefix}-${idCounter.toString(36)}`;
-}
-
-function statusLine(status: number): string {
-  return STATUS_TEXT[status] ?? `${status} Status`;
-}
 
 /**
  * Checks an Authorization header for a route open to `role` and above (null: any valid key).
@@ -176,33 +136,6 @@ export function authenticate(
     throw forbidden(`This route needs the ${role} role; the key has the ${principal.role} role.`);
   }
   return principal;
-}
-
-export function send(
-  res: HttpResponse,
-  requestId: string,
-  reply: Reply,
-  closeConnection = false,
-  head = false,
-): void {
-  res.writeStatus(statusLine(reply.status));
-  res.writeHeader("content-type", reply.contentType ?? JSON_TYPE);
-  res.writeHeader("x-request-id", requestId);
-  if (reply.headers !== undefined) {
-    for (const name in reply.headers) res.writeHeader(name, reply.headers[name] as string);
-  }
-  // A HEAD answer carries the headers of the GET answer but never a body (RFC 9110 §9.3.2).
-  // (uWS 20.30 does not count endWithoutBody as an answer unless an abort handler is set.)
-  if (head) res.onAborted(noop).endWithoutBody(Buffer.byteLength(reply.body), closeConnection);
-  else res.end(reply.body, closeConnection);
-}
-
-export function errorReply(err: ApiError, requestId: string): Reply {
-  return {
-    status: err.status,
-    body: errorBody(err.code, err.message, requestId),
-    headers: err.headers,
-  };
 }
 
 export function registerRoutes(
@@ -252,12 +185,6 @@ export function registerRoutes(
       (performance.now() - started) / 1000,
     );
   });
-}
-
-/** The request's valid incoming x-request-id, or a new one. */
-export function requestIdOf(req: HttpRequest): string {
-  const incoming = req.getHeader("x-request-id");
-  return incoming !== "" && INCOMING_REQUEST_ID.test(incoming) ? incoming : newRequestId();
 }
 
 function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterDeps): void {
@@ -435,51 +362,4 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
         true,
       ),
   );
-}
-
-/** Collects the body under MAX_BODY_BYTES; chunks are only valid inside onData, so they are copied. */
-function readBody(res: HttpResponse, done: (body: Buffer) => void, tooLarge: () => void): void {
-  let chunks: Buffer[] | null = [];
-  let size = 0;
-  res.onData((chunk, isLast) => {
-    if (chunks === null) return;
-    size += chunk.byteLength;
-    if (size > MAX_BODY_BYTES) {
-      chunks = null;
-      tooLarge();
-      return;
-    }
-    if (isLast && chunks.length === 0) {
-      done(copyChunk(chunk));
-      chunks = null;
-      return;
-    }
-    chunks.push(copyChunk(chunk));
-    if (isLast) {
-      const body = Buffer.concat(chunks, size);
-      chunks = null;
-      done(body);
-    }
-  });
-}
-
-/** Discards a request body; calls done at its end, or at once when it will not be read. */
-function drainBody(res: HttpResponse, read: boolean, done: () => void): void {
-  if (!read) {
-    done();
-    return;
-  }
-  res.onData((_chunk, isLast) => {
-    if (isLast) done();
-  });
-}
-
-/** uWS reuses the chunk's memory after onData returns. */
-function copyChunk(chunk: ArrayBuffer): Buffer {
-  return Buffer.from(new Uint8Array(chunk));
-}
-
-function errorCodeOf(reply: Reply): string {
-  const match = /"code":"([a-z0-9_]+)"/.exec(reply.body);
-  return match?.[1] ?? `http_${reply.status}`;
 }

@@ -22,7 +22,8 @@ import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t } fro
 import { MAX_WS_MESSAGE_BYTES } from "../domain/limits.js";
 import type { ServerContext } from "./context.js";
 import { ApiError, internalError, unavailable } from "./errors.js";
-import { authenticate, errorReply, type RouterDeps, requestIdOf, send } from "./router.js";
+import { errorReply, requestIdOf, send } from "./reply.js";
+import { authenticate, type RouterDeps } from "./router.js";
 import { toApiError } from "./shard_errors.js";
 import {
   type Conn,
