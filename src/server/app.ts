@@ -194,7 +194,7 @@ export async function startServer(
     audit: safety.audit,
     safety,
   };
-  const inflight = { count: 0 };
+  const inflight = { count: 0, draining: false };
   const app = uws.App();
   const routes: Route[] = [
     ...systemRoutes(context),
@@ -260,6 +260,7 @@ export async function startServer(
     if (stopping !== null) return stopping;
     stopping = (async () => {
       uws.us_listen_socket_close(listenSocket);
+      inflight.draining = true;
       stream.stop();
       const deadline = Date.now() + drainTimeoutMs;
       while (inflight.count > 0 && Date.now() < deadline) {

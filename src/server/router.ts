@@ -17,6 +17,7 @@ import {
   payloadTooLarge,
   tooManyRequests,
   unauthorized,
+  unavailable,
   unsupportedMediaType,
 } from "./errors.js";
 import { errorCodeOf, errorReply, JSON_TYPE, type Reply, requestIdOf, send } from "./reply.js";
@@ -86,8 +87,12 @@ export interface RouterDeps {
   metrics: MainMetrics;
   verifyKey: (presented: string, nowMs: number) => ApiKeyInfo | null;
   onError: (err: unknown, requestId: string, route: string) => void;
-  /** In-flight request count (for graceful drain). */
-  inflight: { count: number };
+  /**
+   * In-flight request count, and whether the server is draining for shutdown: from then on
+   * a new request (on a keep-alive connection; the listen socket is closed) gets 503
+   * `shutting_down` and its connection is closed.
+   */
+  inflight: { count: number; draining: boolean };
   /** Circuit breakers for `breaker: true` routes, and the clock they run on. */
   breakers?: { table: RouteBreakers; nowMs: () => number };
   /** On with STEMEDB_STAGE_TRACE: stamps of `traced` routes' requests. */
@@ -104,6 +109,8 @@ const METHOD_NAME: Record<HttpMethod, string> = {
   patch: "PATCH",
   del: "DELETE",
 };
+/** Retry-After of the 503 answered while draining: a restart takes about this long. */
+const DRAINING_RETRY_AFTER_S = 2;
 /** Oversize bodies up to this size are read and dropped so the client sees the 413. */
 const MAX_DRAIN_BYTES = 4 * MAX_BODY_BYTES;
 
@@ -190,6 +197,10 @@ export function registerRoutes(
 function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterDeps): void {
   const started = performance.now();
   const requestId = requestIdOf(req);
+  if (deps.inflight.draining) {
+    refuseWhileDraining(res, requestId, route, deps, started);
+    return;
+  }
   // HttpRequest is only valid in this synchronous part: copy what the handler needs.
   const authHeader = route.role === null ? "" : req.getHeader("authorization");
   const params: string[] = [];
@@ -362,4 +373,28 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
         true,
       ),
   );
+}
+
+/** 503 `shutting_down` and close the connection, without reading the body. */
+function refuseWhileDraining(
+  res: HttpResponse,
+  requestId: string,
+  route: Route,
+  deps: RouterDeps,
+  started: number,
+): void {
+  const err = unavailable(
+    DRAINING_RETRY_AFTER_S,
+    "The server is shutting down; retry on a new connection.",
+    "shutting_down",
+  );
+  const reply = errorReply(err, requestId);
+  res.cork(() => send(res, requestId, reply, true));
+  deps.metrics.recordHttp(
+    METHOD_NAME[route.method],
+    route.pattern,
+    reply.status,
+    (performance.now() - started) / 1000,
+  );
+  deps.metrics.errors("shutting_down").inc();
 }
