@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseExposition } from "./helpers/prom_text.js";
 import {
   api,
   ServerExitError,
@@ -180,26 +181,49 @@ describe("server", () => {
   it("exports one /metrics with shard labels and the names the design lists", async () => {
     const res = await api(server.baseUrl, null).request("GET", "/metrics");
     expect(res.status).toBe(200);
+    // Strict text-format parse of the real exporter (throws on anything Prometheus rejects).
+    const families = parseExposition(res.text);
+    // DESIGN §5: the WAL, storage, HTTP, error, query and assertion names, and Node's own.
     for (const name of [
-      "stemedb_wal_fsync_latency_seconds_bucket",
+      "stemedb_wal_fsync_latency_seconds",
       "stemedb_wal_writes_total",
       "stemedb_wal_bytes_written_total",
-      "stemedb_wal_batch_size_bucket",
-      "stemedb_wal_flush_latency_seconds_bucket",
+      "stemedb_wal_write_errors_total",
+      "stemedb_wal_disk_usage_bytes",
       "stemedb_wal_segments_count",
+      "stemedb_wal_batch_size",
+      "stemedb_wal_flush_latency_seconds",
       "stemedb_wal_recovery_attempts_total",
+      "stemedb_wal_recovery_duration_seconds",
+      "stemedb_wal_rotations_total",
+      "stemedb_storage_operation_duration_seconds",
+      "stemedb_storage_operations_total",
+      "stemedb_index_lookup_duration_seconds",
       "stemedb_http_requests_total",
-      "stemedb_http_request_duration_seconds_bucket",
-      "stemedb_assertions_total",
-      "stemedb_query_latency_seconds_bucket",
+      "stemedb_http_request_duration_seconds",
       "stemedb_errors_total",
+      "stemedb_query_latency_seconds",
+      "stemedb_assertions_total",
+      "stemedb_quarantine_pending",
+      "stemedb_circuit_breaker_state",
       "nodejs_eventloop_lag_seconds",
     ]) {
-      expect(res.text, name).toContain(name);
+      expect(families.has(name), name).toBe(true);
     }
-    expect(res.text).toMatch(/stemedb_wal_writes_total\{shard="0"\} [1-9]/);
-    expect(res.text).toMatch(/stemedb_wal_writes_total\{shard="1"\} [1-9]/);
-    expect(res.text).toContain('route="/v1/assert"');
+    // Every WAL, storage and index series says which shard it is, and both shards report.
+    for (const family of families.values()) {
+      if (!/^stemedb_(wal|storage|index)_/.test(family.name)) continue;
+      for (const sample of family.samples)
+        expect(sample.labels, sample.name).toHaveProperty("shard");
+    }
+    const writes = families.get("stemedb_wal_writes_total")?.samples ?? [];
+    expect(writes.map((s) => s.labels.shard).sort()).toEqual(["0", "1"]);
+    for (const sample of writes) expect(sample.value).toBeGreaterThan(0);
+    const routes = new Set(
+      families.get("stemedb_http_requests_total")?.samples.map((s) => s.labels.route),
+    );
+    expect(routes.has("/v1/assert")).toBe(true);
+    expect(routes.has("/v1/assertions/:id")).toBe(true);
     expect(res.text).not.toContain("/v1/assertions/0");
   });
 
