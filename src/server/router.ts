@@ -215,7 +215,7 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
       params.push(raw);
     }
   }
-  const rawQuery = req.getQuery();
+  const rawQuery = req.getQuery() ?? "";
   const contentType = route.jsonBody ? req.getHeader("content-type") : "";
   const contentLength = route.jsonBody ? req.getHeader("content-length") : "";
   const accept = req.getHeader("accept");

@@ -34,11 +34,45 @@ export function loadUws(): { uws: typeof UwsTypes; info: HttpEngineInfo } {
       info: { engine: "native", detail: `uWS native binary for ABI ${process.versions.modules}` },
     };
   }
+  patchFallbackQueries();
   return {
     uws,
     info: {
       engine: "fallback",
       detail: captured.join(" ").slice(0, 500) || "native uWS binary did not load",
     },
+  };
+}
+
+interface FallbackRequest {
+  url?: string;
+  /** The query string the shim took off `url` (without "?"). */
+  stemedbQuery?: string;
+}
+
+/**
+ * The pure-JS fallback (the pinned 20.30.0-unofficial.0 package) routes on the whole URL,
+ * query included, so no route with a query string matches, and its getQuery() throws.
+ * Route on the path and answer getQuery() from what was taken off, as the native one does.
+ */
+function patchFallbackQueries(): void {
+  const context = require("uWebSockets.js/dist/http-context.js") as {
+    HttpContext: { prototype: { handleRequest(req: FallbackRequest, res: unknown): unknown } };
+  };
+  const request = require("uWebSockets.js/dist/http-request.js") as {
+    HttpRequest: { prototype: { getQuery(this: { request: FallbackRequest }): string } };
+  };
+  const handleRequest = context.HttpContext.prototype.handleRequest;
+  context.HttpContext.prototype.handleRequest = function (req, res) {
+    const url = req.url ?? "";
+    const mark = url.indexOf("?");
+    if (mark !== -1) {
+      req.stemedbQuery = url.slice(mark + 1);
+      req.url = url.slice(0, mark);
+    }
+    return handleRequest.call(this, req, res);
+  };
+  request.HttpRequest.prototype.getQuery = function () {
+    return this.request.stemedbQuery ?? "";
   };
 }
