@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseExposition } from "./helpers/prom_text.js";
 import {
   api,
+  newDataDir,
   ServerExitError,
   type ServerProcess,
   startServerProcess,
@@ -225,6 +226,33 @@ describe("server", () => {
     expect(routes.has("/v1/assert")).toBe(true);
     expect(routes.has("/v1/assertions/:id")).toBe(true);
     expect(res.text).not.toContain("/v1/assertions/0");
+  });
+
+  it("takes the first admin key from STEMEDB_ADMIN_KEY, without printing or writing it", async () => {
+    const envKey = `stm_abcdefghijkl_${"Q".repeat(43)}`;
+    const envDir = newDataDir();
+    const envServer = await startServerProcess({
+      dataDir: envDir,
+      env: { STEMEDB_ADMIN_KEY: envKey },
+    });
+    try {
+      expect(envServer.printedAdminKey).toBeNull();
+      expect(envServer.stdout.some((l) => l.includes(envKey))).toBe(false);
+      expect(fs.existsSync(path.join(envDir, "admin.key"))).toBe(false);
+      const made = await api(envServer.baseUrl, envKey).request("POST", "/v1/admin/api_keys", {
+        role: "reader",
+      });
+      expect(made.status).toBe(201);
+      const wrong = await api(envServer.baseUrl, `stm_abcdefghijkl_${"R".repeat(43)}`).request(
+        "POST",
+        "/v1/admin/api_keys",
+        { role: "reader" },
+      );
+      expect(wrong.status).toBe(401);
+    } finally {
+      await envServer.kill9();
+      fs.rmSync(envDir, { recursive: true, force: true });
+    }
   });
 
   it("keeps everything across a clean restart and refuses a different shard count", async () => {
