@@ -99,6 +99,21 @@ describe("bad input gets a clear 4xx in the error format", () => {
     );
     const huge = JSON.stringify({ ...valid, value: "x".repeat(5 * 1024 * 1024) });
     expectError(await agent.request("POST", "/v1/assert", huge), 413);
+    // The same body chunked, so no Content-Length announces it: the byte bound still holds.
+    const chunked = await rawRequest(
+      server.port,
+      Buffer.concat([
+        Buffer.from(
+          `POST /v1/assert HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${agentKey}\r\n` +
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+            `${Buffer.byteLength(huge).toString(16)}\r\n`,
+        ),
+        Buffer.from(huge),
+        Buffer.from("\r\n0\r\n\r\n"),
+      ]),
+    );
+    expect(chunked).toMatch(/^HTTP\/1\.1 413 /);
+    expect(chunked).toContain('"code":"payload_too_large"');
     const bigBatch = { assertions: Array.from({ length: 10_001 }, () => valid) };
     expectError(await agent.request("POST", "/v1/assert", bigBatch), 413, "batch_too_large");
     expectError(
@@ -112,7 +127,10 @@ describe("bad input gets a clear 4xx in the error format", () => {
     const agent = api(server.baseUrl, agentKey);
     for (const concept of ["", "a//b", "a/b c", "../etc", `${"a/".repeat(16)}a`, "x".repeat(600)]) {
       const res = await agent.request("POST", "/v1/assert", { ...valid, concept });
-      expect(res.status, concept).toBe(422);
+      expectError(res, 422);
+      expect((res.json as { error: { code: string } }).error.code, concept).toMatch(
+        /^(invalid_concept_path|invalid_request)$/,
+      );
     }
     const reader = api(server.baseUrl, readerKey);
     expectError(await reader.request("GET", "/v1/query"), 400, "missing_concept");
