@@ -1,3 +1,4 @@
+import { Type } from "@sinclair/typebox";
 import { describe, expect, it } from "vitest";
 import { MAX_BATCH_ITEMS, MAX_BODY_BYTES, MAX_JSON_DEPTH } from "../src/domain/limits.js";
 import {
@@ -16,6 +17,7 @@ import {
   unprocessable,
   unsupportedMediaType,
 } from "../src/server/errors.js";
+import { queryParams } from "../src/server/query_params.js";
 import {
   AssertionInputCheck,
   AssertRequest,
@@ -292,5 +294,96 @@ describe("parseStreamMessage (WS /v1/stream frames)", () => {
     expect(
       failure({ seq: 5, assertion: { concept: "A B", value: 1, confidence: 1 } }).error.code,
     ).toBe("invalid_concept_path");
+  });
+});
+
+describe("query parameters from one schema (src/server/query_params.ts)", () => {
+  const spec = queryParams(
+    Type.Object({
+      q: Type.String({ minLength: 1, maxLength: 8, description: "what" }),
+      mode: Type.Union([Type.Literal("a"), Type.Literal("b")], { default: "a" }),
+      limit: Type.Integer({ minimum: 1, maximum: 50, default: 10 }),
+      ratio: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+    }),
+    {
+      q: { code: "bad_q", missingCode: "missing_q" },
+      mode: { code: "bad_mode" },
+      limit: { code: "bad_limit" },
+      ratio: { code: "bad_ratio", status: 400 },
+    },
+  );
+  const parse = (query: string) => spec.parse(new URLSearchParams(query));
+  const failure = (query: string) => {
+    try {
+      parse(query);
+    } catch (err) {
+      const e = err as { status: number; code: string; message: string };
+      return { status: e.status, code: e.code, message: e.message };
+    }
+    throw new Error(`${query} was accepted`);
+  };
+
+  it("reads typed values and fills defaults; empty counts as absent; unknown ones are ignored", () => {
+    expect(parse("q=x&other=1")).toEqual({ q: "x", mode: "a", limit: 10 });
+    expect(parse("q=x&mode=b&limit=50&ratio=0.25")).toEqual({
+      q: "x",
+      mode: "b",
+      limit: 50,
+      ratio: 0.25,
+    });
+    expect(parse("q=x&limit=&ratio=")).toEqual({ q: "x", mode: "a", limit: 10 });
+  });
+
+  it("answers the first bad parameter with its code, status and what was expected", () => {
+    expect(failure("")).toMatchObject({ status: 400, code: "missing_q" });
+    expect(failure("q=123456789")).toMatchObject({ status: 422, code: "bad_q" });
+    expect(failure("q=x&mode=c")).toEqual({
+      status: 422,
+      code: "bad_mode",
+      message: 'mode must be one of a, b (got "c").',
+    });
+    for (const limit of ["0", "51", "1.5", "abc", "1e3", " 5", "99999999999999999"])
+      expect(failure(`q=x&limit=${encodeURIComponent(limit)}`), limit).toMatchObject({
+        status: 422,
+        code: "bad_limit",
+        message: expect.stringContaining("limit must be an integer from 1 to 50"),
+      });
+    for (const ratio of ["-0.1", "1.01", "NaN", "Infinity", "0x1"])
+      expect(failure(`q=x&ratio=${ratio}`), ratio).toMatchObject({
+        status: 400,
+        code: "bad_ratio",
+      });
+  });
+
+  it("documents each parameter from the same schema", () => {
+    expect(spec.docs).toEqual([
+      {
+        name: "q",
+        required: true,
+        description: "what",
+        schema: expect.objectContaining({ type: "string", maxLength: 8 }),
+      },
+      {
+        name: "mode",
+        required: false,
+        description: "",
+        schema: expect.objectContaining({
+          default: "a",
+          anyOf: [expect.objectContaining({ const: "a" }), expect.objectContaining({ const: "b" })],
+        }),
+      },
+      {
+        name: "limit",
+        required: false,
+        description: "",
+        schema: expect.objectContaining({ type: "integer", minimum: 1, maximum: 50, default: 10 }),
+      },
+      {
+        name: "ratio",
+        required: false,
+        description: "",
+        schema: expect.objectContaining({ type: "number" }),
+      },
+    ]);
   });
 });

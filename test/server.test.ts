@@ -167,7 +167,10 @@ describe("server", () => {
         string,
         Record<
           string,
-          { requestBody?: { content: Record<string, { schema: { anyOf?: unknown[] } }> } }
+          {
+            requestBody?: { content: Record<string, { schema: { anyOf?: unknown[] } }> };
+            parameters?: Array<{ name: string; in: string; required: boolean; schema: unknown }>;
+          }
         >
       >;
     };
@@ -177,6 +180,17 @@ describe("server", () => {
     );
     const schema = doc.paths["/v1/assert"]?.post?.requestBody?.content["application/json"]?.schema;
     expect(schema?.anyOf?.length).toBe(2);
+    // Query parameters come from the schema that validates them too (src/server/query_params.ts).
+    expect(doc.paths["/v1/query"]?.get?.parameters).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ name: "concept", in: "query", required: true }),
+        expect.objectContaining({
+          name: "limit",
+          required: false,
+          schema: expect.objectContaining({ type: "integer", minimum: 1, maximum: 1000 }),
+        }),
+      ]),
+    );
   });
 
   it("exports one /metrics with shard labels and the names the design lists", async () => {

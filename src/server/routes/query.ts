@@ -2,6 +2,8 @@
 // over a subtree (`…/*`, answered by every shard and merged by concept). Every lens accepts
 // `as_of_epoch` (each shard reads at the LSN the epoch recorded for it, and author trust is
 // the epoch's snapshot), `limit` and an opaque `cursor`.
+
+import { Type } from "@sinclair/typebox";
 import { isInSubtree, normalizeConceptPath, parseConceptQuery } from "../../domain/concept_path.js";
 import { type ConsensusGroup, consensus } from "../../domain/consensus.js";
 import type { GoldStandard } from "../../domain/gold.js";
@@ -10,8 +12,9 @@ import { shardForConcept } from "../../domain/shard_hash.js";
 import { PRIOR_TRUST } from "../../domain/trust_view.js";
 import type { ActiveItem, ActiveList, RenderedPage } from "../../shard/protocol.js";
 import type { ServerContext } from "../context.js";
-import { badRequest, unprocessable } from "../errors.js";
-import { decodeTaggedCursor, encodeTaggedCursor, invalidCursor, limitParam } from "../params.js";
+import { unprocessable } from "../errors.js";
+import { decodeTaggedCursor, encodeTaggedCursor, invalidCursor } from "../params.js";
+import { queryParams } from "../query_params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 
 export const SUPPORTED_LENSES = ["latest", "consensus", "trusted", "gold", "history"] as const;
@@ -30,33 +33,21 @@ interface Boundary {
   trustOf: (agent: string) => number;
 }
 
-function parseMinTrust(raw: string | null): number {
-  if (raw === null || raw === "") return DEFAULT_MIN_TRUST;
-  const v = Number(raw);
-  if (!Number.isFinite(v) || v < 0 || v > 1)
-    throw unprocessable(
-      `min_trust must be a number from 0 to 1 (got ${JSON.stringify(raw)}).`,
-      "invalid_min_trust",
-    );
-  return v;
-}
-
-function boundary(server: ServerContext, raw: string | null): Boundary {
-  if (raw === null) {
+function boundary(server: ServerContext, asOfEpoch: number | undefined): Boundary {
+  if (asOfEpoch === undefined) {
     return { epoch: null, lsnOf: () => null, trustOf: (a) => server.trust.trust(a) };
   }
-  const n = Number(raw);
-  const rec = Number.isSafeInteger(n) && n >= 1 ? server.epochs.get(n) : undefined;
+  const rec = server.epochs.get(asOfEpoch);
   if (rec === undefined) {
     throw unprocessable(
-      `as_of_epoch ${JSON.stringify(raw)} is not a closed epoch (closed: 1..${server.epochs.lastClosed}).`,
+      `as_of_epoch ${asOfEpoch} is not a closed epoch (closed: 1..${server.epochs.lastClosed}).`,
       "unknown_epoch",
     );
   }
   return {
-    epoch: n,
+    epoch: asOfEpoch,
     lsnOf: (shard) => rec.lsns[shard] ?? 0,
-    trustOf: (a) => server.epochs.trustAtEpoch(n, a) ?? PRIOR_TRUST,
+    trustOf: (a) => server.epochs.trustAtEpoch(asOfEpoch, a) ?? PRIOR_TRUST,
   };
 }
 
@@ -293,25 +284,59 @@ function goldJson(g: GoldStandard): string {
   return `"source":"gold_standard","gold":{"value":${g.value_json},"tolerance":${g.tolerance},"set_by":${str(g.set_by)},"set_at":${g.set_at}}`;
 }
 
+/** The parameters of GET /v1/query: validation, the handler's type and the OpenAPI document. */
+const QueryParamsSchema = Type.Object({
+  concept: Type.String({
+    minLength: 1,
+    maxLength: 2048,
+    description: "Concept path, or `path/*` for the subtree",
+  }),
+  lens: Type.Union(
+    SUPPORTED_LENSES.map((lens) => Type.Literal(lens)),
+    { default: "latest", description: "The lens" },
+  ),
+  limit: Type.Integer({
+    minimum: 1,
+    maximum: MAX_QUERY_LIMIT,
+    default: DEFAULT_QUERY_LIMIT,
+    description: "Items (history, subtree) or runners-up (consensus)",
+  }),
+  cursor: Type.Optional(
+    Type.String({ maxLength: MAX_CURSOR_CHARS, description: "Opaque, from next_cursor" }),
+  ),
+  as_of_epoch: Type.Optional(
+    Type.Integer({ minimum: 1, description: "Read the state at a closed epoch's boundary" }),
+  ),
+  min_trust: Type.Number({
+    minimum: 0,
+    maximum: 1,
+    default: DEFAULT_MIN_TRUST,
+    description: "trusted lens: least author trust",
+  }),
+});
+const QUERY_PARAMS = queryParams(QueryParamsSchema, {
+  concept: { code: "invalid_concept_path", missingCode: "missing_concept" },
+  lens: { code: "unsupported_lens" },
+  limit: { code: "invalid_limit" },
+  cursor: { code: "invalid_cursor", status: 400 },
+  as_of_epoch: { code: "unknown_epoch" },
+  min_trust: { code: "invalid_min_trust" },
+});
+
 async function queryHandler(server: ServerContext, ctx: RouteContext): Promise<Reply> {
-  const rawConcept = ctx.query.get("concept");
-  if (rawConcept === null || rawConcept === "")
-    throw badRequest("The concept query parameter is required.", "missing_concept");
-  const lens = (ctx.query.get("lens") ?? "latest") as Lens;
-  if (!SUPPORTED_LENSES.includes(lens)) {
-    throw unprocessable(
-      `Unknown lens ${JSON.stringify(lens)}; use one of ${SUPPORTED_LENSES.join(", ")}.`,
-      "unsupported_lens",
-    );
-  }
+  const {
+    concept: rawConcept,
+    lens,
+    limit,
+    min_trust: minTrust,
+    ...rest
+  } = QUERY_PARAMS.parse(ctx.query);
+  const cursor = rest.cursor ?? null;
   const parsed = parseConceptQuery(rawConcept);
   if (!parsed.ok) throw unprocessable(parsed.message, parsed.code);
   // [concepts] an exact concept is alias-resolved; a subtree (`a/*`) is a literal key range.
   if (!parsed.subtree) parsed.path = server.aliases.resolve(parsed.path);
-  const limit = limitParam(ctx.query.get("limit"));
-  const cursor = ctx.query.get("cursor");
-  const minTrust = parseMinTrust(ctx.query.get("min_trust"));
-  const b = boundary(server, ctx.query.get("as_of_epoch"));
+  const b = boundary(server, rest.as_of_epoch);
   if (parsed.subtree) return subtree(server, lens, parsed.path, b, limit, cursor, minTrust);
   const concept = parsed.path;
   const shard = shardForConcept(concept, server.pool.shardCount);
@@ -378,44 +403,7 @@ export function queryRoutes(server: ServerContext): Route[] {
       jsonBody: false,
       summary:
         "Lenses: latest, consensus, trusted (min_trust), gold, history; as_of_epoch, limit, cursor; concept/* for a subtree",
-      queryParams: [
-        {
-          name: "concept",
-          required: true,
-          description: "Concept path, or `path/*` for the subtree",
-          schema: { type: "string", maxLength: 2048 },
-        },
-        {
-          name: "lens",
-          required: false,
-          description: "Default latest",
-          schema: { type: "string", enum: [...SUPPORTED_LENSES] },
-        },
-        {
-          name: "limit",
-          required: false,
-          description: `Items (history, subtree) or runners-up (consensus); default ${DEFAULT_QUERY_LIMIT}`,
-          schema: { type: "integer", minimum: 1, maximum: MAX_QUERY_LIMIT },
-        },
-        {
-          name: "cursor",
-          required: false,
-          description: "Opaque, from next_cursor",
-          schema: { type: "string", maxLength: 4096 },
-        },
-        {
-          name: "as_of_epoch",
-          required: false,
-          description: "Read the state at a closed epoch's boundary",
-          schema: { type: "integer", minimum: 1 },
-        },
-        {
-          name: "min_trust",
-          required: false,
-          description: `trusted lens: least author trust, default ${DEFAULT_MIN_TRUST}`,
-          schema: { type: "number", minimum: 0, maximum: 1 },
-        },
-      ],
+      queryParams: QUERY_PARAMS.docs,
       handler: (ctx) => queryHandler(server, ctx),
     },
   ];
