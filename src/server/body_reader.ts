@@ -3,20 +3,41 @@
 import type { HttpResponse } from "uWebSockets.js";
 import { MAX_BODY_BYTES } from "../domain/limits.js";
 
-/** Collects the body under MAX_BODY_BYTES; chunks are only valid inside onData, so they are copied. */
+/** Oversize bodies up to this size are read and dropped so the client sees the 413. */
+export const MAX_DRAIN_BYTES = 4 * MAX_BODY_BYTES;
+
+/**
+ * Collects the body under MAX_BODY_BYTES. A body that grows past it without having declared
+ * its length (chunked) is read on and dropped up to MAX_DRAIN_BYTES, and `tooLarge(false)`
+ * is called at its end, so the client reads the 413 before anything is closed; past the
+ * drain bound `tooLarge(true)` is called at once (the connection is then closed).
+ */
 export function readBody(
   res: HttpResponse,
   done: (body: Buffer) => void,
-  tooLarge: () => void,
+  tooLarge: (closeConnection: boolean) => void,
 ): void {
   let chunks: Buffer[] | null = [];
   let size = 0;
+  let dropping = false;
   res.onData((chunk, isLast) => {
-    if (chunks === null) return;
     size += chunk.byteLength;
+    if (dropping) {
+      if (size > MAX_DRAIN_BYTES) {
+        dropping = false;
+        tooLarge(true);
+      } else if (isLast) {
+        dropping = false;
+        tooLarge(false);
+      }
+      return;
+    }
+    if (chunks === null) return;
     if (size > MAX_BODY_BYTES) {
       chunks = null;
-      tooLarge();
+      if (size > MAX_DRAIN_BYTES) tooLarge(true);
+      else if (isLast) tooLarge(false);
+      else dropping = true;
       return;
     }
     if (isLast && chunks.length === 0) {

@@ -8,7 +8,7 @@ import type { ApiKeyInfo, Role } from "../domain/api_keys.js";
 import { MAX_BODY_BYTES } from "../domain/limits.js";
 import type { MainMetrics } from "../metrics/main_metrics.js";
 import type { StageTrace } from "../metrics/stage_trace.js";
-import { drainBody, readBody } from "./body_reader.js";
+import { drainBody, MAX_DRAIN_BYTES, readBody } from "./body_reader.js";
 import {
   ApiError,
   badRequest,
@@ -111,8 +111,6 @@ const METHOD_NAME: Record<HttpMethod, string> = {
 };
 /** Retry-After of the 503 answered while draining: a restart takes about this long. */
 const DRAINING_RETRY_AFTER_S = 2;
-/** Oversize bodies up to this size are read and dropped so the client sees the 413. */
-const MAX_DRAIN_BYTES = 4 * MAX_BODY_BYTES;
 
 /**
  * Checks an Authorization header for a route open to `role` and above (null: any valid key).
@@ -367,10 +365,10 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
   readBody(
     res,
     (body) => run(body),
-    () =>
+    (closeConnection) =>
       finish(
         errorReply(payloadTooLarge(`Request body exceeds ${MAX_BODY_BYTES} bytes.`), requestId),
-        true,
+        closeConnection,
       ),
   );
 }
