@@ -83,6 +83,15 @@ function exitCode(server: ServerProcess): Promise<number | null> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Polls until `ready()` holds (at most 10 s). */
+async function until(what: string, ready: () => boolean | Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await ready()) return;
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
 let dataDir = "";
 let server: ServerProcess | null = null;
 
@@ -110,15 +119,26 @@ describe("shutdown on a stop signal", () => {
       `POST /v1/assert HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${started.agentKey}\r\n` +
         `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
     );
-    // A keep-alive connection opened before the signal.
+    // Keep-alive connections opened before the signal.
     const idle = await RawConnection.open(server.port);
     idle.write("GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     expect((await idle.response()).status).toBe(200);
-    await sleep(200); // the writer's request is registered by now
+    const poster = await RawConnection.open(server.port);
+    poster.write("GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    expect((await poster.response()).status).toBe(200);
+    // The writer's request is being handled: the scrape sees it besides itself.
+    const metrics = api((server as ServerProcess).baseUrl, started.readerKey);
+    await until("the in-flight write", async () => {
+      const text = (await metrics.request("GET", "/metrics")).text;
+      return /^stemedb_http_requests_in_flight 2$/m.test(text);
+    });
 
     const exited = exitCode(server);
+    const stopping = server;
     server.child.kill("SIGINT");
-    await sleep(300);
+    await until("the shutdown log line", () =>
+      stopping.stdout.some((line) => line.includes("shutting down")),
+    );
     expect(server.child.exitCode).toBeNull(); // still draining: the write is not finished
 
     idle.write("GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
@@ -128,6 +148,16 @@ describe("shutdown on a stop signal", () => {
     expect(refused.headers.get("retry-after")).toBeTruthy();
     expect(refused.headers.get("x-request-id")).toBeTruthy();
     await idle.closed; // and the connection is closed
+    // A write with its whole body, refused the same way (its body is read first).
+    const late = JSON.stringify({ concept: "stop/late", value: 3, confidence: 0.5 });
+    poster.write(
+      `POST /v1/assert HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${started.agentKey}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${late.length}\r\n\r\n${late}`,
+    );
+    const lateAnswer = await poster.response();
+    expect(lateAnswer.status).toBe(503);
+    expect(JSON.parse(lateAnswer.body)).toMatchObject({ error: { code: "shutting_down" } });
+    await poster.closed;
 
     writer.write(body.slice(10));
     const written = await writer.response();

@@ -27,6 +27,7 @@ import {
 export const MAIN_METRIC = {
   httpRequests: "stemedb_http_requests_total",
   httpDuration: "stemedb_http_request_duration_seconds",
+  httpInFlight: "stemedb_http_requests_in_flight",
   errors: "stemedb_errors_total",
   authFailures: "stemedb_auth_failures_total",
   circuitBreakerState: "stemedb_circuit_breaker_state",
@@ -136,6 +137,8 @@ export interface MainMetrics {
 export interface MainMetricsOptions {
   /** Defaults to package.json's version. */
   version?: string;
+  /** The router's count of requests being handled (read at each scrape). */
+  inflight?: { readonly count: number };
 }
 
 function packageVersion(): string {
@@ -239,6 +242,16 @@ export function createMainMetrics(
     registers,
   });
   buildInfo.set({ version: options.version ?? packageVersion() }, 1);
+  const inflight = options.inflight;
+  new Gauge({
+    name: MAIN_METRIC.httpInFlight,
+    help: "HTTP requests being handled: body being read or a shard's answer awaited (this scrape included).",
+    aggregator: "first",
+    registers,
+    collect() {
+      this.set(inflight?.count ?? 0);
+    },
+  });
   const wsConnectionsG = new Gauge({
     name: MAIN_METRIC.wsConnections,
     help: "Open WS /v1/stream connections.",

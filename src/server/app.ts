@@ -140,7 +140,8 @@ export async function startServer(
   }
   const registry = new Registry();
   const version = packageVersion();
-  const metrics = createMainMetrics(registry, { version });
+  const inflight = { count: 0, draining: false };
+  const metrics = createMainMetrics(registry, { version, inflight });
   metrics.setHttpEngine(engine.engine);
   let reads: ShardReads;
   try {
@@ -194,7 +195,6 @@ export async function startServer(
     audit: safety.audit,
     safety,
   };
-  const inflight = { count: 0, draining: false };
   const app = uws.App();
   const routes: Route[] = [
     ...systemRoutes(context),

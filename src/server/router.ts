@@ -9,6 +9,7 @@ import { MAX_BODY_BYTES } from "../domain/limits.js";
 import type { MainMetrics } from "../metrics/main_metrics.js";
 import type { StageTrace } from "../metrics/stage_trace.js";
 import { drainBody, MAX_DRAIN_BYTES, readBody } from "./body_reader.js";
+import { refuseWhileDraining } from "./draining.js";
 import {
   ApiError,
   badRequest,
@@ -17,7 +18,6 @@ import {
   payloadTooLarge,
   tooManyRequests,
   unauthorized,
-  unavailable,
   unsupportedMediaType,
 } from "./errors.js";
 import { errorCodeOf, errorReply, JSON_TYPE, type Reply, requestIdOf, send } from "./reply.js";
@@ -109,8 +109,6 @@ const METHOD_NAME: Record<HttpMethod, string> = {
   patch: "PATCH",
   del: "DELETE",
 };
-/** Retry-After of the 503 answered while draining: a restart takes about this long. */
-const DRAINING_RETRY_AFTER_S = 2;
 
 /**
  * Checks an Authorization header for a route open to `role` and above (null: any valid key).
@@ -162,6 +160,10 @@ export function registerRoutes(
     app.any(pattern, (res, req) => {
       const started = performance.now();
       const requestId = requestIdOf(req);
+      if (deps.inflight.draining) {
+        refuseWhileDraining(res, req, requestId, label, deps, started);
+        return;
+      }
       const err = new ApiError(
         405,
         "method_not_allowed",
@@ -177,6 +179,10 @@ export function registerRoutes(
   app.any("/*", (res, req) => {
     const started = performance.now();
     const requestId = requestIdOf(req);
+    if (deps.inflight.draining) {
+      refuseWhileDraining(res, req, requestId, "unmatched", deps, started);
+      return;
+    }
     const err = new ApiError(
       404,
       "not_found",
@@ -196,7 +202,7 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
   const started = performance.now();
   const requestId = requestIdOf(req);
   if (deps.inflight.draining) {
-    refuseWhileDraining(res, requestId, route, deps, started);
+    refuseWhileDraining(res, req, requestId, route.pattern, deps, started);
     return;
   }
   // HttpRequest is only valid in this synchronous part: copy what the handler needs.
@@ -371,28 +377,4 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
         closeConnection,
       ),
   );
-}
-
-/** 503 `shutting_down` and close the connection, without reading the body. */
-function refuseWhileDraining(
-  res: HttpResponse,
-  requestId: string,
-  route: Route,
-  deps: RouterDeps,
-  started: number,
-): void {
-  const err = unavailable(
-    DRAINING_RETRY_AFTER_S,
-    "The server is shutting down; retry on a new connection.",
-    "shutting_down",
-  );
-  const reply = errorReply(err, requestId);
-  res.cork(() => send(res, requestId, reply, true));
-  deps.metrics.recordHttp(
-    METHOD_NAME[route.method],
-    route.pattern,
-    reply.status,
-    (performance.now() - started) / 1000,
-  );
-  deps.metrics.errors("shutting_down").inc();
 }
