@@ -323,7 +323,7 @@ describe("query parameters from one schema (src/server/query_params.ts)", () => 
     throw new Error(`${query} was accepted`);
   };
 
-  it("reads typed values and fills defaults; empty counts as absent; unknown ones are ignored", () => {
+  it("reads typed values and fills defaults (also for empty values); ignores unknown ones", () => {
     expect(parse("q=x&other=1")).toEqual({ q: "x", mode: "a", limit: 10 });
     expect(parse("q=x&mode=b&limit=50&ratio=0.25")).toEqual({
       q: "x",
@@ -331,11 +331,14 @@ describe("query parameters from one schema (src/server/query_params.ts)", () => 
       limit: 50,
       ratio: 0.25,
     });
-    expect(parse("q=x&limit=&ratio=")).toEqual({ q: "x", mode: "a", limit: 10 });
+    expect(parse("q=x&limit=&mode=")).toEqual({ q: "x", mode: "a", limit: 10 });
   });
 
   it("answers the first bad parameter with its code, status and what was expected", () => {
     expect(failure("")).toMatchObject({ status: 400, code: "missing_q" });
+    expect(failure("q=")).toMatchObject({ status: 400, code: "missing_q" });
+    // Empty without a default is a value like any other: not silently "absent".
+    expect(failure("q=x&ratio=")).toMatchObject({ status: 400, code: "bad_ratio" });
     expect(failure("q=123456789")).toMatchObject({ status: 422, code: "bad_q" });
     expect(failure("q=x&mode=c")).toEqual({
       status: 422,

@@ -1,7 +1,9 @@
 // Query parameters from one TypeBox schema per route, like request bodies: the schema checks
 // the values (after reading the query's strings as the schema's types), gives the handler's
-// type, and is the OpenAPI document. A parameter with a `default` may be left out; an empty
-// value counts as left out. Parameters the schema does not name are ignored.
+// type, and is the OpenAPI document. A parameter with a `default` may be left out or left
+// empty (`limit=`); a required one left empty is missing; any other empty value is checked
+// like every value (so `as_of_epoch=` is refused, not read as "now"). Parameters the schema
+// does not name are ignored.
 import type { Static, TObject, TSchema } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { ApiError } from "./errors.js";
@@ -66,7 +68,10 @@ export function queryParams<T extends TObject>(
       const out: Record<string, unknown> = {};
       for (const param of params) {
         const raw = query.get(param.name);
-        if (raw === null || raw === "") {
+        if (
+          raw === null ||
+          (raw === "" && (param.required || param.schema.default !== undefined))
+        ) {
           if (param.schema.default !== undefined) out[param.name] = param.schema.default;
           else if (param.required) throw missing(param);
           continue;

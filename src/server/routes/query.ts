@@ -302,7 +302,11 @@ const QueryParamsSchema = Type.Object({
     description: "Items (history, subtree) or runners-up (consensus)",
   }),
   cursor: Type.Optional(
-    Type.String({ maxLength: MAX_CURSOR_CHARS, description: "Opaque, from next_cursor" }),
+    Type.String({
+      minLength: 1,
+      maxLength: MAX_CURSOR_CHARS,
+      description: "Opaque, from next_cursor",
+    }),
   ),
   as_of_epoch: Type.Optional(
     Type.Integer({ minimum: 1, description: "Read the state at a closed epoch's boundary" }),
