@@ -38,7 +38,7 @@ export const JSON_TYPE = "application/json";
 const noop = (): void => {};
 const idPrefix = randomBytes(4).toString("hex");
 let idCounter = 0;
-function newRequestId(): string {
+export function newRequestId(): string {
   idCounter = (idCounter + 1) % Number.MAX_SAFE_INTEGER;
   return `${idPrefix}-${idCounter.toString(36)}`;
 }

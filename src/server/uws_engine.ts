@@ -4,6 +4,9 @@
 
 import type * as UwsTypes from "uWebSockets.js";
 import { createRequire } from "node:module";
+import type { Socket } from "node:net";
+import { errorBody } from "./errors.js";
+import { newRequestId } from "./reply.js";
 
 export interface HttpEngineInfo {
   engine: "native" | "fallback";
@@ -57,7 +60,12 @@ interface FallbackRequest {
  */
 function patchFallbackQueries(): void {
   const context = require("uWebSockets.js/dist/http-context.js") as {
-    HttpContext: { prototype: { handleRequest(req: FallbackRequest, res: unknown): unknown } };
+    HttpContext: {
+      prototype: {
+        handleRequest(req: FallbackRequest, res: unknown): unknown;
+        handleHttpUpgrade(req: FallbackRequest, socket: Socket, head: Buffer): unknown;
+      };
+    };
   };
   const request = require("uWebSockets.js/dist/http-request.js") as {
     HttpRequest: { prototype: { getQuery(this: { request: FallbackRequest }): string } };
@@ -74,5 +82,25 @@ function patchFallbackQueries(): void {
   };
   request.HttpRequest.prototype.getQuery = function () {
     return this.request.stemedbQuery ?? "";
+  };
+  // Its WebSocket upgrade throws "not implemented" for an upgrade handler (WS /v1/stream has
+  // one), outside any request: an uncaught exception. Answer 503 and close instead.
+  const handleHttpUpgrade = context.HttpContext.prototype.handleHttpUpgrade;
+  context.HttpContext.prototype.handleHttpUpgrade = function (req, socket, head) {
+    try {
+      return handleHttpUpgrade.call(this, req, socket, head);
+    } catch {
+      const requestId = newRequestId();
+      const body = errorBody(
+        "websocket_unavailable",
+        "WS /v1/stream needs the native uWS engine; this server runs the JS fallback. Use POST /v1/assert.",
+        requestId,
+      );
+      socket.end(
+        `HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nx-request-id: ${requestId}\r\n` +
+          `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+      return null;
+    }
   };
 }
