@@ -79,6 +79,8 @@ export function runWrk(run: WrkRun): WrkResult {
   const result = JSON.parse(line.slice("WRK_JSON ".length)) as WrkResult;
   // Undoing the correction must give back exactly one latency per answered request (those
   // over --timeout are counted as socket errors instead).
+  if (result.measured === 0 || result.p50_us === undefined)
+    throw new Error(`wrk measured no latencies (every request failed or timed out?): ${line}`);
   if (
     result.requests > 0 &&
     (result.measured > result.requests ||

@@ -16,44 +16,44 @@ counter = 0
 -- (stats_correct in wrk's stats.c): each latency n ≥ 2·I, with I = duration ÷ ⌊requests ÷
 -- connections⌋ µs, adds phantom samples at n − I, n − 2I, … while they stay above I. These
 -- closed-loop clients never sent those requests, so the measured ack latencies are restored
--- exactly by undoing that, from the top down (a phantom only ever lands below its source).
--- Returns counts per µs, indexed from latency.min to latency.max.
-local function measured_histogram(latency, summary, connections)
+-- exactly by undoing that, from the top down (a phantom only ever lands below its source, and
+-- only where a bucket is non-empty). Returns the non-empty buckets in ascending order as
+-- { values = {...}, counts = {...} }.
+local function measured_buckets(latency, summary, connections)
   -- wrk 4.1: latency(i) is the i-th non-empty bucket's value (µs) and count; #latency is
-  -- their number. (Each call scans from the minimum: O(buckets × range), fine once per run.)
-  local corrected = {}
-  for i = 1, #latency do
-    local v, count = latency(i)
-    corrected[v] = count
+  -- their number. (Each call scans from the minimum: O(buckets × range) in C, once per run.)
+  local n = #latency
+  local values, counts = {}, {}
+  for i = 1, n do
+    values[i], counts[i] = latency(i)
   end
-  local raw = {}
   local per_connection = math.floor(summary.requests / connections)
-  local interval = per_connection == 0 and math.huge -- wrk corrected nothing
-    or math.floor(summary.duration / per_connection)
-  -- Per residue of v mod I: the measured counts at v + I, v + 2I, … that were ≥ 2I.
-  local carried = {}
-  for v = latency.max, latency.min, -1 do
-    local count = corrected[v] or 0
-    if v > interval then
-      local r = v % interval
-      local above = carried[r] or 0
-      count = count - above
-      if v >= 2 * interval then carried[r] = above + count end
+  if per_connection > 0 then -- else wrk corrected nothing
+    local interval = math.floor(summary.duration / per_connection)
+    -- Per residue of v mod I: the measured counts at v + I, v + 2I, … that were ≥ 2I.
+    local carried = {}
+    for i = n, 1, -1 do
+      local v = values[i]
+      if v > interval then
+        local r = v % interval
+        local above = carried[r] or 0
+        counts[i] = counts[i] - above
+        if v >= 2 * interval then carried[r] = above + counts[i] end
+      end
     end
-    raw[v] = count
   end
-  return raw
+  return { values = values, counts = counts }
 end
 
--- Nearest-rank percentile of a histogram of `count` samples.
-local function histogram_percentile(histogram, lo, hi, count, p)
+-- Nearest-rank percentile of `count` samples in ascending buckets.
+local function bucket_percentile(buckets, count, p)
   local rank = math.max(1, math.ceil(p / 100 * count))
   local seen = 0
-  for v = lo, hi do
-    seen = seen + histogram[v]
-    if seen >= rank then return v end
+  for i = 1, #buckets.values do
+    seen = seen + buckets.counts[i]
+    if seen >= rank then return buckets.values[i] end
   end
-  return hi
+  return buckets.values[#buckets.values]
 end
 
 function done(summary, latency, requests)
@@ -64,18 +64,20 @@ function done(summary, latency, requests)
     summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9))
   if connections ~= nil and summary.requests > 0 then
-    local lo, hi = latency.min, latency.max
-    local raw = measured_histogram(latency, summary, connections)
+    local buckets = measured_buckets(latency, summary, connections)
     local count, sum_us = 0, 0
-    for v = lo, hi do
-      count = count + raw[v]
-      sum_us = sum_us + raw[v] * v
+    for i = 1, #buckets.values do
+      count = count + buckets.counts[i]
+      sum_us = sum_us + buckets.counts[i] * buckets.values[i]
     end
-    fields = fields .. string.format(
-      ",\"measured\":%d,\"p50_us\":%d,\"p99_us\":%d,\"p999_us\":%d,\"mean_us\":%.1f,\"busy_share\":%.4f",
-      count, histogram_percentile(raw, lo, hi, count, 50),
-      histogram_percentile(raw, lo, hi, count, 99), histogram_percentile(raw, lo, hi, count, 99.9),
-      sum_us / count, sum_us / (summary.duration * connections))
+    fields = fields .. string.format(",\"measured\":%d", count)
+    if count > 0 then -- none when every request timed out
+      fields = fields .. string.format(
+        ",\"p50_us\":%d,\"p99_us\":%d,\"p999_us\":%d,\"mean_us\":%.1f,\"busy_share\":%.4f",
+        bucket_percentile(buckets, count, 50), bucket_percentile(buckets, count, 99),
+        bucket_percentile(buckets, count, 99.9), sum_us / count,
+        sum_us / (summary.duration * connections))
+    end
   end
   io.write("WRK_JSON {" .. fields .. "}\n")
 end
