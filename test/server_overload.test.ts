@@ -48,23 +48,29 @@ describe("a full shard queue answers 503 with Retry-After", () => {
 
   it("refuses what does not fit under concurrent load; everything acknowledged is readable", async () => {
     const agent = api(server.baseUrl, agentKey);
-    const answers = await Promise.all(
-      Array.from({ length: 64 }, (_, i) =>
-        agent.request("POST", "/v1/assert", {
-          assertions: [assertion(100 + 2 * i), assertion(101 + 2 * i)],
-        }),
-      ),
-    );
-    const accepted = answers.filter((r) => r.status === 201);
-    const refused = answers.filter((r) => r.status !== 201);
-    expect(accepted.length).toBeGreaterThan(0);
-    expect(refused.length).toBeGreaterThan(0);
-    for (const r of refused) expectOverloaded(r);
-    for (const r of accepted) {
-      for (const item of (r.json as { results: Array<{ id: string }> }).results) {
-        expect((await agent.request("GET", `/v1/assertions/${item.id}`)).status).toBe(200);
+    // 64 writes of 2 items each against a 4-item queue: a round with no refusal would need every
+    // write durable before the next one arrives. Up to 3 rounds make that impossible in practice.
+    let refusedTotal = 0;
+    for (let round = 0; round < 3 && refusedTotal === 0; round++) {
+      const answers = await Promise.all(
+        Array.from({ length: 64 }, (_, i) =>
+          agent.request("POST", "/v1/assert", {
+            assertions: [assertion(1000 * round + 2 * i), assertion(1000 * round + 2 * i + 1)],
+          }),
+        ),
+      );
+      const accepted = answers.filter((r) => r.status === 201);
+      const refused = answers.filter((r) => r.status !== 201);
+      expect(accepted.length).toBeGreaterThan(0);
+      for (const r of refused) expectOverloaded(r);
+      for (const r of accepted) {
+        for (const item of (r.json as { results: Array<{ id: string }> }).results) {
+          expect((await agent.request("GET", `/v1/assertions/${item.id}`)).status).toBe(200);
+        }
       }
+      refusedTotal += refused.length;
     }
+    expect(refusedTotal).toBeGreaterThan(0);
     expect((await api(server.baseUrl, null).request("GET", "/v1/health")).status).toBe(200);
   });
 });
