@@ -1,6 +1,8 @@
 // One way to run wrk for every load benchmark: a Lua script from bench/wrk/, one wrk thread
-// up to 32 connections and two above (light on the shared 2 vCPUs), and the one-line
-// JSON result that bench/wrk/common.lua prints.
+// at every concurrency, and the one-line JSON result that bench/wrk/common.lua prints.
+// One thread is the lighter generator on the shared 2 vCPUs: against the bare uWS ping it
+// reached 109k and 123k req/s at c=64 where two threads reached 88k (2026-12-07), and
+// StemeDB's c=64 writes gained ≈ 15 % (alternating pairs, bench/RESULTS.md).
 //
 // Latencies: wrk adds phantom samples to its histogram for coordinated omission before any
 // report (a latency n ≥ 2× the mean interval per connection also counts at n − interval,
@@ -47,12 +49,11 @@ export interface WrkRun {
 }
 
 export function runWrk(run: WrkRun): WrkResult {
-  const threads = run.connections > 32 ? 2 : 1;
   const out = execFileSync(
     "wrk",
     [
       "-t",
-      String(threads),
+      "1",
       "-c",
       String(run.connections),
       "-d",
