@@ -37,7 +37,7 @@ export function loadUws(): { uws: typeof UwsTypes; info: HttpEngineInfo } {
       info: { engine: "native", detail: `uWS native binary for ABI ${process.versions.modules}` },
     };
   }
-  patchFallbackQueries();
+  patchFallback();
   return {
     uws,
     info: {
@@ -54,11 +54,12 @@ interface FallbackRequest {
 }
 
 /**
- * The pure-JS fallback (the pinned 20.30.0-unofficial.0 package) routes on the whole URL,
- * query included, so no route with a query string matches, and its getQuery() throws.
- * Route on the path and answer getQuery() from what was taken off, as the native one does.
+ * Mends two faults of the pure-JS fallback (the pinned 20.30.0-unofficial.0 package). It routes
+ * on the whole URL, query included, so no route with a query string matches, and its
+ * getQuery() throws: route on the path and answer getQuery() from what was taken off, as the
+ * native one does. And see handleHttpUpgrade below.
  */
-function patchFallbackQueries(): void {
+function patchFallback(): void {
   const context = require("uWebSockets.js/dist/http-context.js") as {
     HttpContext: {
       prototype: {
@@ -83,8 +84,8 @@ function patchFallbackQueries(): void {
   request.HttpRequest.prototype.getQuery = function () {
     return this.request.stemedbQuery ?? "";
   };
-  // Its WebSocket upgrade throws "not implemented" for an upgrade handler (WS /v1/stream has
-  // one), outside any request: an uncaught exception. Answer 503 and close instead.
+  // Its WebSocket upgrade throws when the route has an upgrade handler (WS /v1/stream does),
+  // outside any request: an uncaught exception. Answer 503 and close instead.
   const handleHttpUpgrade = context.HttpContext.prototype.handleHttpUpgrade;
   context.HttpContext.prototype.handleHttpUpgrade = function (req, socket, head) {
     try {
