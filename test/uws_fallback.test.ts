@@ -58,21 +58,24 @@ describe("the uWS pure-JS fallback", () => {
     const bad = await agent.request("POST", "/v1/assert", "{bad");
     expect(bad.status).toBe(400);
     // The fallback cannot serve WS /v1/stream: a clear 503, and the server stays up.
-    const upgrade = await new Promise<string>((resolve) => {
-      const socket = net.connect((server as ServerProcess).port, "127.0.0.1", () =>
-        socket.write(
-          "GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
-            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
-            `Authorization: Bearer ${key}\r\n\r\n`,
-        ),
-      );
-      let answer = "";
-      socket.on("data", (chunk: Buffer) => {
-        answer += chunk.toString();
+    const upgradeTo = (target: string) =>
+      new Promise<string>((resolve) => {
+        const socket = net.connect((server as ServerProcess).port, "127.0.0.1", () =>
+          socket.write(
+            `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+              "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+              `Authorization: Bearer ${key}\r\n\r\n`,
+          ),
+        );
+        let answer = "";
+        socket.on("data", (chunk: Buffer) => {
+          answer += chunk.toString();
+        });
+        socket.on("close", () => resolve(answer));
+        socket.on("error", () => resolve(answer));
       });
-      socket.on("close", () => resolve(answer));
-      socket.on("error", () => resolve(answer));
-    });
+    const upgrade = await upgradeTo("/v1/stream");
+    expect(await upgradeTo("/v1/elsewhere?x=1")).toMatch(/^HTTP\/1\.1 404 /);
     expect(upgrade).toMatch(/^HTTP\/1\.1 503 /);
     expect(upgrade).toContain('"code":"websocket_unavailable"');
     expect((await api(server.baseUrl, null).request("GET", "/v1/health")).status).toBe(503);

@@ -7,6 +7,7 @@ import { createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { errorBody } from "./errors.js";
 import { newRequestId } from "./reply.js";
+import { STREAM_PATH } from "./stream_protocol.js";
 
 export interface HttpEngineInfo {
   engine: "native" | "fallback";
@@ -84,24 +85,30 @@ function patchFallback(): void {
   request.HttpRequest.prototype.getQuery = function () {
     return this.request.stemedbQuery ?? "";
   };
-  // Its WebSocket upgrade throws when the route has an upgrade handler (WS /v1/stream does),
-  // outside any request: an uncaught exception. Answer 503 and close instead.
-  const handleHttpUpgrade = context.HttpContext.prototype.handleHttpUpgrade;
-  context.HttpContext.prototype.handleHttpUpgrade = function (req, socket, head) {
-    try {
-      return handleHttpUpgrade.call(this, req, socket, head);
-    } catch {
-      const requestId = newRequestId();
-      const body = errorBody(
-        "websocket_unavailable",
-        "WS /v1/stream needs the native uWS engine; this server runs the JS fallback. Use POST /v1/assert.",
-        requestId,
-      );
-      socket.end(
-        `HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nx-request-id: ${requestId}\r\n` +
-          `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-      );
-      return null;
-    }
+  // Its WebSocket upgrade cannot serve WS /v1/stream (it throws on a route's upgrade handler,
+  // outside any request) and leaves any other upgrade hanging. Answer every upgrade: 503
+  // `websocket_unavailable` on the stream's path, 404 elsewhere, then close.
+  context.HttpContext.prototype.handleHttpUpgrade = (req, socket) => {
+    // Node took its own error listener off the socket before the upgrade event.
+    socket.on("error", () => socket.destroy());
+    const path = (req.url ?? "").split("?")[0];
+    const requestId = newRequestId();
+    const [status, body] =
+      path === STREAM_PATH
+        ? [
+            "503 Service Unavailable",
+            errorBody(
+              "websocket_unavailable",
+              "WS /v1/stream needs the native uWS engine; this server runs the JS fallback. Use POST /v1/assert.",
+              requestId,
+            ),
+          ]
+        : ["404 Not Found", errorBody("not_found", `No WebSocket route at ${path}.`, requestId)];
+    socket.end(
+      `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\nx-request-id: ${requestId}\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      () => socket.destroy(),
+    );
+    return null;
   };
 }
