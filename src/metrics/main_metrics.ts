@@ -245,7 +245,7 @@ export function createMainMetrics(
   const inflight = options.inflight;
   new Gauge({
     name: MAIN_METRIC.httpInFlight,
-    help: "HTTP requests being handled: body being read or a shard's answer awaited (this scrape included).",
+    help: "HTTP requests being handled (body being read or a shard's answer awaited; this scrape included) plus WS /v1/stream messages not yet acknowledged.",
     aggregator: "first",
     registers,
     collect() {

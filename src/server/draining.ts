@@ -36,18 +36,23 @@ export function refuseWhileDraining(
     (performance.now() - started) / 1000,
   );
   deps.metrics.errors("shutting_down").inc();
+  const head = req.getMethod() === "head";
   const declaredBytes = Number(req.getHeader("content-length") || "0");
   if (
     !(Number.isSafeInteger(declaredBytes) && declaredBytes > 0 && declaredBytes <= MAX_DRAIN_BYTES)
   ) {
-    res.cork(() => send(res, requestId, reply, true));
+    res.cork(() => send(res, requestId, reply, true, head));
     return;
   }
-  let aborted = false;
-  res.onAborted(() => {
-    aborted = true;
-  });
-  drainBody(res, true, () => {
-    if (!aborted) res.cork(() => send(res, requestId, reply, true));
-  });
+  // Counted in flight while its body is read, so the shutdown waits to answer it.
+  deps.inflight.count++;
+  let settled = false;
+  const settle = (answer: boolean) => {
+    if (settled) return;
+    settled = true;
+    deps.inflight.count--;
+    if (answer) res.cork(() => send(res, requestId, reply, true, head));
+  };
+  res.onAborted(() => settle(false));
+  drainBody(res, true, () => settle(true));
 }

@@ -173,7 +173,12 @@ export function registerRoutes(
         },
       );
       send(res, requestId, errorReply(err, requestId), false, req.getMethod() === "head");
-      deps.metrics.recordHttp(req.getMethod(), label, 405, (performance.now() - started) / 1000);
+      deps.metrics.recordHttp(
+        req.getMethod().toUpperCase(),
+        label,
+        405,
+        (performance.now() - started) / 1000,
+      );
     });
   }
   app.any("/*", (res, req) => {
@@ -190,7 +195,7 @@ export function registerRoutes(
     );
     send(res, requestId, errorReply(err, requestId), false, req.getMethod() === "head");
     deps.metrics.recordHttp(
-      req.getMethod(),
+      req.getMethod().toUpperCase(),
       "unmatched",
       404,
       (performance.now() - started) / 1000,
