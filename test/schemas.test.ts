@@ -389,4 +389,27 @@ describe("query parameters from one schema (src/server/query_params.ts)", () => 
       },
     ]);
   });
+
+  it("an empty cursor is left out when its rule says so; a rule's message replaces the default", () => {
+    const paged = queryParams(
+      Type.Object({
+        cursor: Type.Optional(Type.String({ pattern: "^[1-9][0-9]*$" })),
+        id: Type.Optional(Type.String({ pattern: "^[0-9a-f]{4}$" })),
+      }),
+      {
+        cursor: { code: "bad_cursor", status: 400, emptyIsAbsent: true, message: "Not ours." },
+        id: { code: "bad_id", status: 400 },
+      },
+    );
+    const read = (query: string) => paged.parse(new URLSearchParams(query));
+    expect(read("cursor=")).toEqual({});
+    expect(read("cursor=12")).toEqual({ cursor: "12" });
+    expect(() => read("cursor=0")).toThrow(expect.objectContaining({ message: "Not ours." }));
+    expect(() => read("id=")).toThrow(
+      expect.objectContaining({
+        code: "bad_id",
+        message: 'id must be text matching ^[0-9a-f]{4}$ (got "").',
+      }),
+    );
+  });
 });

@@ -1,27 +1,39 @@
-// Query-string parameters several routes share, parsed one way everywhere.
+// Query-string parameters several routes share, as pieces of their TypeBox parameter schemas
+// (src/server/query_params.ts), and the opaque cursor format.
+import { Type } from "@sinclair/typebox";
 import { DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT } from "../domain/limits.js";
-import { type ApiError, badRequest, unprocessable } from "./errors.js";
+import { type ApiError, badRequest } from "./errors.js";
+import type { ParamRule } from "./query_params.js";
 
-/** An integer `limit` in [1, max], or the default when absent (422 `invalid_limit`). */
-export function limitParam(
-  raw: string | null,
-  defaultLimit: number = DEFAULT_QUERY_LIMIT,
-  max: number = MAX_QUERY_LIMIT,
-): number {
-  if (raw === null || raw === "") return defaultLimit;
-  const limit = Number(raw);
-  if (!/^[0-9]{1,9}$/.test(raw) || limit < 1 || limit > max) {
-    throw unprocessable(
-      `limit must be an integer from 1 to ${max} (got ${JSON.stringify(raw.slice(0, 40))}).`,
-      "invalid_limit",
-    );
-  }
-  return limit;
+/** `limit`: an integer in [1, max]; the default when left out or empty. */
+export function limitSchema(defaultLimit: number = DEFAULT_QUERY_LIMIT, max = MAX_QUERY_LIMIT) {
+  return Type.Integer({
+    minimum: 1,
+    maximum: max,
+    default: defaultLimit,
+    description: `Most items returned (default ${defaultLimit})`,
+  });
 }
+
+export const LIMIT_RULE: ParamRule = { code: "invalid_limit" };
+
+/** `cursor`: the previous page's next_cursor; left out or empty, the first page. */
+export function cursorSchema(maxChars: number, description = "next_cursor of the previous page") {
+  return Type.Optional(Type.String({ minLength: 1, maxLength: maxChars, description }));
+}
+
+const CURSOR_MESSAGE = "The cursor is not one this server issued for this query.";
+
+export const CURSOR_RULE: ParamRule = {
+  code: "invalid_cursor",
+  status: 400,
+  emptyIsAbsent: true,
+  message: CURSOR_MESSAGE,
+};
 
 /** The 400 every cursor this server did not issue (or issued for another query) gets. */
 export function invalidCursor(): ApiError {
-  return badRequest("The cursor is not one this server issued for this query.", "invalid_cursor");
+  return badRequest(CURSOR_MESSAGE, "invalid_cursor");
 }
 
 /**

@@ -2,7 +2,8 @@
 // the values (after reading the query's strings as the schema's types), gives the handler's
 // type, and is the OpenAPI document. A parameter with a `default` may be left out or left
 // empty (`limit=`); a required one left empty is missing; any other empty value is checked
-// like every value (so `as_of_epoch=` is refused, not read as "now"). Parameters the schema
+// like every value (so `as_of_epoch=` is refused, not read as "now") unless its rule says an
+// empty value means "left out" (cursors: `cursor=` is the first page). Parameters the schema
 // does not name are ignored.
 import type { Static, TObject, TSchema } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
@@ -10,12 +11,16 @@ import { ApiError } from "./errors.js";
 import type { QueryParamDoc } from "./router.js";
 
 /** The answer to a bad value of one parameter (and to a missing one, if required). */
-export interface ParamError {
+export interface ParamRule {
   code: string;
   /** 422 unless said. */
   status?: 400 | 422;
   /** When a required parameter is absent: 400 with this code. */
   missingCode?: string;
+  /** The whole message for a bad value, where "must be <what the schema says>" tells nothing. */
+  message?: string;
+  /** An empty value is the same as leaving the (optional) parameter out. */
+  emptyIsAbsent?: boolean;
 }
 
 export interface QueryParams<T extends TObject> {
@@ -35,12 +40,12 @@ interface Param {
   schema: TSchema & { type?: string; default?: unknown; description?: string };
   check: ReturnType<typeof TypeCompiler.Compile>;
   required: boolean;
-  error: ParamError;
+  rule: ParamRule;
 }
 
 export function queryParams<T extends TObject>(
   schema: T,
-  errors: { [K in keyof Static<T> & string]: ParamError },
+  rules: { [K in keyof Static<T> & string]: ParamRule },
 ): QueryParams<T> {
   const requiredNames = new Set(schema.required ?? []);
   const params: Param[] = Object.entries(schema.properties).map(([name, property]) => {
@@ -50,7 +55,7 @@ export function queryParams<T extends TObject>(
       schema: prop,
       check: TypeCompiler.Compile(prop),
       required: requiredNames.has(name) && prop.default === undefined,
-      error: (errors as Record<string, ParamError>)[name] as ParamError,
+      rule: (rules as Record<string, ParamRule>)[name] as ParamRule,
     };
   });
   const docs = params.map(({ name, schema: prop, required }) => {
@@ -70,7 +75,8 @@ export function queryParams<T extends TObject>(
         const raw = query.get(param.name);
         if (
           raw === null ||
-          (raw === "" && (param.required || param.schema.default !== undefined))
+          (raw === "" &&
+            (param.required || param.schema.default !== undefined || param.rule.emptyIsAbsent))
         ) {
           if (param.schema.default !== undefined) out[param.name] = param.schema.default;
           else if (param.required) throw missing(param);
@@ -96,7 +102,7 @@ function convert(type: string | undefined, raw: string): unknown {
 function missing(param: Param): ApiError {
   return new ApiError(
     400,
-    param.error.missingCode ?? param.error.code,
+    param.rule.missingCode ?? param.rule.code,
     `The ${param.name} query parameter is required.`,
   );
 }
@@ -104,9 +110,9 @@ function missing(param: Param): ApiError {
 function invalid(param: Param, raw: string): ApiError {
   const shown = JSON.stringify(raw.length > 40 ? `${raw.slice(0, 40)}…` : raw);
   return new ApiError(
-    param.error.status ?? 422,
-    param.error.code,
-    `${param.name} must be ${expected(param.schema)} (got ${shown}).`,
+    param.rule.status ?? 422,
+    param.rule.code,
+    param.rule.message ?? `${param.name} must be ${expected(param.schema)} (got ${shown}).`,
   );
 }
 
@@ -118,6 +124,7 @@ function expected(schema: TSchema): string {
     maximum?: number;
     minLength?: number;
     maxLength?: number;
+    pattern?: string;
     anyOf?: Array<{ const?: unknown }>;
   };
   if (s.anyOf !== undefined) return `one of ${s.anyOf.map((c) => String(c.const)).join(", ")}`;
@@ -125,6 +132,7 @@ function expected(schema: TSchema): string {
   if (s.minimum !== undefined && s.maximum !== undefined)
     return `${noun} from ${s.minimum} to ${s.maximum}`;
   if (s.minimum !== undefined) return `${noun} of at least ${s.minimum}`;
+  if (s.pattern !== undefined) return `${noun} matching ${s.pattern}`;
   if (s.maxLength !== undefined)
     return `${noun} of ${s.minLength ?? 0} to ${s.maxLength} characters`;
   return noun;

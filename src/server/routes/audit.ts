@@ -1,11 +1,13 @@
 // GET /v1/audit (paged by seq), GET /v1/audit/verify, GET /v1/audit/{id}; and auditWho(), the
 // actor and request id of a route's request, for handlers that append audit entries.
 
+import { Type } from "@sinclair/typebox";
 import { ACTION_PATTERN, MAX_AUDIT_PAGE } from "../../audit/audit_log.js";
-import { isValidPrincipal } from "../../domain/api_keys.js";
+import { PRINCIPAL_PATTERN } from "../../domain/api_keys.js";
 import type { ServerContext } from "../context.js";
-import { badRequest, notFound, unprocessable } from "../errors.js";
-import { limitParam } from "../params.js";
+import { badRequest, notFound } from "../errors.js";
+import { CURSOR_RULE, LIMIT_RULE, limitSchema } from "../params.js";
+import { queryParams } from "../query_params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 
 const DEFAULT_AUDIT_PAGE = 100;
@@ -16,27 +18,37 @@ export function auditWho(ctx: RouteContext): { actor: string; requestId: string 
   return { actor: ctx.principal?.principal ?? "anonymous", requestId: ctx.requestId };
 }
 
-/** The cursor is the last seq of the previous page, as a decimal string (treat as opaque). */
-function cursorParam(query: URLSearchParams): number {
-  const raw = query.get("cursor");
-  if (raw === null || raw === "") return 0;
-  if (!SEQ_PATTERN.test(raw))
-    throw badRequest("The cursor is not one this server issued.", "invalid_cursor");
-  return Number(raw);
-}
+const ListParams = queryParams(
+  Type.Object({
+    limit: limitSchema(DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE),
+    // The last seq of the previous page, as a decimal string (treat as opaque).
+    cursor: Type.Optional(
+      Type.String({ pattern: SEQ_PATTERN.source, description: "next_cursor of the previous page" }),
+    ),
+    action: Type.Optional(
+      Type.String({ pattern: ACTION_PATTERN.source, description: "Only this action" }),
+    ),
+    actor: Type.Optional(
+      Type.String({
+        // An agent id (PRINCIPAL_PATTERN) or "system", which it already matches.
+        pattern: PRINCIPAL_PATTERN,
+        description: 'Only this actor: an agent id or "system"',
+      }),
+    ),
+  }),
+  {
+    limit: LIMIT_RULE,
+    cursor: CURSOR_RULE,
+    action: { code: "invalid_filter" },
+    actor: { code: "invalid_filter" },
+  },
+);
 
 function listAudit(server: ServerContext, ctx: RouteContext): Reply {
-  const action = ctx.query.get("action") ?? undefined;
-  const actor = ctx.query.get("actor") ?? undefined;
-  if (action !== undefined && !ACTION_PATTERN.test(action)) {
-    throw unprocessable(`action must match ${ACTION_PATTERN.source}.`, "invalid_filter");
-  }
-  if (actor !== undefined && actor !== "system" && !isValidPrincipal(actor)) {
-    throw unprocessable('actor must be an agent id or "system".', "invalid_filter");
-  }
+  const { limit, cursor, action, actor } = ListParams.parse(ctx.query);
   const page = server.audit.list({
-    afterSeq: cursorParam(ctx.query),
-    limit: limitParam(ctx.query.get("limit"), DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE),
+    afterSeq: cursor === undefined ? 0 : Number(cursor),
+    limit,
     ...(action !== undefined ? { action } : {}),
     ...(actor !== undefined ? { actor } : {}),
   });
@@ -69,6 +81,7 @@ export function auditRoutes(server: ServerContext): Route[] {
       method: "get",
       pattern: "/v1/audit",
       summary: "Audit entries in seq order: limit, cursor, action, actor",
+      queryParams: ListParams.docs,
       role: "admin",
       jsonBody: false,
       handler: (ctx) => listAudit(server, ctx),

@@ -11,30 +11,24 @@ import {
   SuggestScorer,
   TopK,
 } from "../../domain/concept_suggest.js";
-import {
-  DEFAULT_SUGGEST_LIMIT,
-  MAX_RAW_CONCEPT_LENGTH,
-  MAX_SUGGEST_LIMIT,
-  MAX_SUGGEST_QUERY_CHARS,
-  MAX_SUGGEST_SCAN_ALIASES,
-  MAX_SUGGEST_SCAN_KEYS_PER_SHARD,
-} from "../../domain/limits.js";
+import { MAX_SUGGEST_SCAN_ALIASES, MAX_SUGGEST_SCAN_KEYS_PER_SHARD } from "../../domain/limits.js";
 import { shardForConcept } from "../../domain/shard_hash.js";
 import type { RenderedPage } from "../../shard/protocol.js";
 import { type AliasRecord, AliasRuleError } from "../../store/alias_store.js";
 import {
+  ALIAS_PATH_DOCS,
+  AliasListParams,
+  aliasPathParam,
   CreateAliasRequest,
-  DEFAULT_ALIAS_PAGE,
   decodeAliasCursor,
   encodeAliasCursor,
-  MAX_ALIAS_PAGE,
+  ParseParams,
   parseCreateAliasRequest,
-  pathParam,
+  SuggestParams,
 } from "../concept_requests.js";
 import type { ServerContext } from "../context.js";
 import { type ApiError, badRequest, conflict, notFound, unprocessable } from "../errors.js";
-import { limitParam } from "../params.js";
-import type { QueryParamDoc, Reply, Route, RouteContext } from "../router.js";
+import type { Reply, Route, RouteContext } from "../router.js";
 
 /** Aliases scored between two yields of the main thread (it also serves every request). */
 const ALIAS_SCORE_CHUNK = 1_000;
@@ -114,14 +108,14 @@ function notAnAlias(path: string): ApiError {
 }
 
 function resolveAlias(server: ServerContext, ctx: RouteContext): Reply {
-  const path = pathParam(ctx.query);
+  const path = aliasPathParam(ctx.query);
   const record = server.aliases.get(path);
   if (record === undefined) throw notAnAlias(path);
   return { status: 200, body: JSON.stringify(aliasJson(record, server.pool.shardCount)) };
 }
 
 async function deleteAlias(server: ServerContext, ctx: RouteContext): Promise<Reply> {
-  const path = pathParam(ctx.query);
+  const path = aliasPathParam(ctx.query);
   const record = await server.aliases.remove(path);
   if (record === null) throw notAnAlias(path);
   server.logger.info({ request_id: ctx.requestId, alias: path }, "concept alias deleted");
@@ -132,8 +126,8 @@ async function deleteAlias(server: ServerContext, ctx: RouteContext): Promise<Re
 }
 
 function listAliases(server: ServerContext, ctx: RouteContext): Reply {
-  const limit = limitParam(ctx.query.get("limit"), DEFAULT_ALIAS_PAGE, MAX_ALIAS_PAGE);
-  const after = decodeAliasCursor(ctx.query.get("cursor"));
+  const { limit, cursor } = AliasListParams.parse(ctx.query);
+  const after = decodeAliasCursor(cursor);
   const page = server.aliases.page(after, limit);
   const last = page.items[page.items.length - 1];
   const shardCount = server.pool.shardCount;
@@ -173,13 +167,14 @@ async function suggestFromAliases(
 }
 
 async function suggest(server: ServerContext, ctx: RouteContext): Promise<Reply> {
-  const q = normalizeSuggestQuery(ctx.query.get("q"));
+  const params = SuggestParams.parse(ctx.query);
+  const q = normalizeSuggestQuery(params.q);
   if (!q.ok) {
     throw q.code === "missing_query"
       ? badRequest(q.message, q.code)
       : unprocessable(q.message, q.code);
   }
-  const limit = limitParam(ctx.query.get("limit"), DEFAULT_SUGGEST_LIMIT, MAX_SUGGEST_LIMIT);
+  const limit = params.limit;
   const shardAnswers = Promise.all(
     Array.from({ length: server.pool.shardCount }, (_, shard) =>
       server.pool.suggestConcepts(shard, q.q, limit, MAX_SUGGEST_SCAN_KEYS_PER_SHARD),
@@ -225,9 +220,7 @@ async function suggest(server: ServerContext, ctx: RouteContext): Promise<Reply>
 }
 
 function parse(server: ServerContext, ctx: RouteContext): Reply {
-  const input = ctx.query.get("path");
-  if (input === null || input === "")
-    throw badRequest("The path query parameter is required.", "missing_path");
+  const input = ParseParams.parse(ctx.query).path;
   const parsed = parseConceptQuery(input);
   if (!parsed.ok) throw unprocessable(`path: ${parsed.message}.`, parsed.code);
   // A subtree (`a/*`) is a literal key range answered by every shard: not alias-resolved.
@@ -245,22 +238,6 @@ function parse(server: ServerContext, ctx: RouteContext): Reply {
       segments: parsed.path.split("/"),
       subtree: parsed.subtree,
     }),
-  };
-}
-
-const PATH_PARAM: QueryParamDoc = {
-  name: "path",
-  required: true,
-  description: "Concept path (normalized: NFC, lowercase)",
-  schema: { type: "string", minLength: 1, maxLength: MAX_RAW_CONCEPT_LENGTH },
-};
-
-function limitDoc(defaultLimit: number, max: number): QueryParamDoc {
-  return {
-    name: "limit",
-    required: false,
-    description: `Most items returned (default ${defaultLimit})`,
-    schema: { type: "integer", minimum: 1, maximum: max, default: defaultLimit },
   };
 }
 
@@ -288,7 +265,7 @@ export function conceptRoutes(server: ServerContext): Route[] {
       method: "get",
       pattern: "/v1/concepts/alias",
       summary: "Resolve an alias: ?path= → its record (404 alias_not_found if it is not an alias)",
-      queryParams: [PATH_PARAM],
+      queryParams: ALIAS_PATH_DOCS,
       role: "reader",
       jsonBody: false,
       handler: (ctx) => resolveAlias(server, ctx),
@@ -297,7 +274,7 @@ export function conceptRoutes(server: ServerContext): Route[] {
       method: "del",
       pattern: "/v1/concepts/alias",
       summary: "Delete an alias: ?path=",
-      queryParams: [PATH_PARAM],
+      queryParams: ALIAS_PATH_DOCS,
       role: "admin",
       jsonBody: false,
       handler: (ctx) => deleteAlias(server, ctx),
@@ -306,15 +283,7 @@ export function conceptRoutes(server: ServerContext): Route[] {
       method: "get",
       pattern: "/v1/concepts/aliases",
       summary: "List aliases in path order: ?limit=(1..1000, default 100)&cursor=",
-      queryParams: [
-        limitDoc(DEFAULT_ALIAS_PAGE, MAX_ALIAS_PAGE),
-        {
-          name: "cursor",
-          required: false,
-          description: "next_cursor of the previous page (opaque)",
-          schema: { type: "string", maxLength: 1024 },
-        },
-      ],
+      queryParams: AliasListParams.docs,
       role: "reader",
       jsonBody: false,
       handler: (ctx) => listAliases(server, ctx),
@@ -323,15 +292,7 @@ export function conceptRoutes(server: ServerContext): Route[] {
       method: "get",
       pattern: "/v1/concepts/suggest",
       summary: "Near matches among known concepts and aliases: ?q=&limit=(1..50, default 10)",
-      queryParams: [
-        {
-          name: "q",
-          required: true,
-          description: "What to match: typos, transpositions and reordered words are found",
-          schema: { type: "string", minLength: 1, maxLength: MAX_SUGGEST_QUERY_CHARS },
-        },
-        limitDoc(DEFAULT_SUGGEST_LIMIT, MAX_SUGGEST_LIMIT),
-      ],
+      queryParams: SuggestParams.docs,
       role: "reader",
       jsonBody: false,
       handler: (ctx) => suggest(server, ctx),
@@ -340,9 +301,7 @@ export function conceptRoutes(server: ServerContext): Route[] {
       method: "get",
       pattern: "/v1/concepts/parse",
       summary: "Normalization, canonical path and owning shard of ?path=",
-      queryParams: [
-        { ...PATH_PARAM, description: "Concept path, or a subtree query ending in /*" },
-      ],
+      queryParams: ParseParams.docs,
       role: "reader",
       jsonBody: false,
       handler: (ctx) => parse(server, ctx),

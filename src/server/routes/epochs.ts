@@ -1,7 +1,9 @@
+import { Type } from "@sinclair/typebox";
 import { EpochLimitError, type EpochRecord } from "../../store/epoch_store.js";
 import type { ServerContext } from "../context.js";
-import { conflict, unprocessable } from "../errors.js";
-import { limitParam } from "../params.js";
+import { conflict } from "../errors.js";
+import { LIMIT_RULE, limitSchema } from "../params.js";
+import { queryParams } from "../query_params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import { EpochRequest, parseBody } from "../state_schemas.js";
 
@@ -45,12 +47,18 @@ async function createEpoch(server: ServerContext, ctx: RouteContext): Promise<Re
   }
 }
 
+const ListParams = queryParams(
+  Type.Object({
+    limit: limitSchema(),
+    after: Type.Optional(
+      Type.Integer({ minimum: 0, description: "next_after of the previous page (an epoch)" }),
+    ),
+  }),
+  { limit: LIMIT_RULE, after: { code: "invalid_after", emptyIsAbsent: true } },
+);
+
 function listEpochs(server: ServerContext, ctx: RouteContext): Reply {
-  const limit = limitParam(ctx.query.get("limit"));
-  const rawAfter = ctx.query.get("after");
-  const after = rawAfter === null ? 0 : Number(rawAfter);
-  if (!Number.isSafeInteger(after) || after < 0)
-    throw unprocessable("after must be an epoch number.", "invalid_after");
+  const { limit, after = 0 } = ListParams.parse(ctx.query);
   const items = server.epochs.list(after, limit + 1);
   const more = items.length > limit;
   if (more) items.length = limit;
@@ -80,6 +88,7 @@ export function epochRoutes(server: ServerContext): Route[] {
       role: "reader",
       jsonBody: false,
       summary: "Epochs, oldest first (limit, after)",
+      queryParams: ListParams.docs,
       handler: (ctx) => listEpochs(server, ctx),
     },
   ];

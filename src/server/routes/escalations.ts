@@ -10,7 +10,8 @@ import type { EscalationRecord } from "../../safety/escalations.js";
 import type { ActiveList } from "../../shard/protocol.js";
 import type { ServerContext } from "../context.js";
 import { conflict, notFound, unprocessable } from "../errors.js";
-import { limitParam } from "../params.js";
+import { LIMIT_RULE, limitSchema } from "../params.js";
+import { queryParams } from "../query_params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import { parseBody } from "../state_schemas.js";
 import { encodeNew, writeStamp } from "./assert.js";
@@ -39,14 +40,26 @@ function render(e: EscalationRecord): string {
   });
 }
 
+const ListParams = queryParams(
+  Type.Object({
+    status: Type.Union([Type.Literal("open"), Type.Literal("resolved"), Type.Literal("all")], {
+      default: "open",
+      description: "Which escalations",
+    }),
+    limit: limitSchema(),
+    cursor: Type.Optional(
+      Type.Integer({ minimum: 0, description: "next_cursor of the previous page (an id)" }),
+    ),
+  }),
+  {
+    status: { code: "invalid_status" },
+    limit: LIMIT_RULE,
+    cursor: { code: "invalid_cursor", emptyIsAbsent: true },
+  },
+);
+
 function list(server: ServerContext, ctx: RouteContext): Reply {
-  const limit = limitParam(ctx.query.get("limit"));
-  const status = ctx.query.get("status") ?? "open";
-  if (status !== "open" && status !== "resolved" && status !== "all")
-    throw unprocessable("status must be open, resolved or all.", "invalid_status");
-  const after = Number(ctx.query.get("cursor") ?? "0");
-  if (!Number.isSafeInteger(after) || after < 0)
-    throw unprocessable("cursor must be an escalation id.", "invalid_cursor");
+  const { status, limit, cursor: after = 0 } = ListParams.parse(ctx.query);
   const page = server.escalations.list(after, limit + 1, status === "all" ? null : status);
   const items = page.items;
   const more = items.length > limit;
@@ -177,6 +190,7 @@ export function escalationRoutes(server: ServerContext): Route[] {
       role: "admin",
       jsonBody: false,
       summary: "Escalations (status=open|resolved|all, limit, cursor)",
+      queryParams: ListParams.docs,
       handler: (ctx) => list(server, ctx),
     },
     {

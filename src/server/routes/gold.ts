@@ -5,12 +5,13 @@ import { Type } from "@sinclair/typebox";
 import { canonicalJson } from "../../domain/canonical_json.js";
 import { normalizeConceptPath } from "../../domain/concept_path.js";
 import { agreesWithGold, type GoldStandard } from "../../domain/gold.js";
-import { MAX_VALUE_JSON_BYTES } from "../../domain/limits.js";
+import { MAX_RAW_CONCEPT_LENGTH, MAX_VALUE_JSON_BYTES } from "../../domain/limits.js";
 import type { AgentAssertion } from "../../shard/protocol.js";
 import { GoldLimitError } from "../../store/gold_store.js";
 import type { ServerContext } from "../context.js";
-import { badRequest, conflict, notFound, unprocessable } from "../errors.js";
-import { limitParam } from "../params.js";
+import { conflict, notFound, unprocessable } from "../errors.js";
+import { CURSOR_RULE, cursorSchema, LIMIT_RULE, limitSchema } from "../params.js";
+import { queryParams } from "../query_params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import { parseBody } from "../state_schemas.js";
 import { auditWho } from "./audit.js";
@@ -36,8 +37,26 @@ export const VerifyRequest = Type.Object(
   { additionalProperties: false },
 );
 
-function conceptOf(raw: string | null, server: ServerContext): string {
-  if (raw === null || raw === "") throw badRequest("The concept is required.", "missing_concept");
+const conceptSchema = (description: string) =>
+  Type.String({ minLength: 1, maxLength: MAX_RAW_CONCEPT_LENGTH, description });
+const CONCEPT_RULE = { code: "invalid_concept_path", missingCode: "missing_concept" };
+
+const DeleteParams = queryParams(
+  Type.Object({ concept: conceptSchema("The concept whose gold standard goes") }),
+  { concept: CONCEPT_RULE },
+);
+
+const GetParams = queryParams(
+  Type.Object({
+    concept: Type.Optional(conceptSchema("This concept's gold standard; left out, all of them")),
+    limit: limitSchema(),
+    cursor: cursorSchema(MAX_RAW_CONCEPT_LENGTH),
+  }),
+  { concept: CONCEPT_RULE, limit: LIMIT_RULE, cursor: CURSOR_RULE },
+);
+
+/** The canonical concept a valid raw path names (422 for an invalid one). */
+function conceptOf(raw: string, server: ServerContext): string {
   const c = normalizeConceptPath(raw);
   if (!c.ok) throw unprocessable(c.message, c.code);
   return server.aliases.resolve(c.path);
@@ -79,7 +98,7 @@ async function setGold(server: ServerContext, ctx: RouteContext): Promise<Reply>
 }
 
 async function deleteGold(server: ServerContext, ctx: RouteContext): Promise<Reply> {
-  const concept = conceptOf(ctx.query.get("concept"), server);
+  const concept = conceptOf(DeleteParams.parse(ctx.query).concept, server);
   const previous = await server.gold.remove(concept);
   await server.audit.append({
     ...auditWho(ctx),
@@ -92,16 +111,14 @@ async function deleteGold(server: ServerContext, ctx: RouteContext): Promise<Rep
 }
 
 function getGold(server: ServerContext, ctx: RouteContext): Reply {
-  const raw = ctx.query.get("concept");
-  if (raw !== null) {
+  const { concept: raw, limit, cursor } = GetParams.parse(ctx.query);
+  if (raw !== undefined) {
     const concept = conceptOf(raw, server);
     const g = server.gold.get(concept);
     if (g === undefined) throw notFound(`No gold standard for ${concept}.`);
     return { status: 200, body: render(g) };
   }
-  const limit = limitParam(ctx.query.get("limit"));
-  const after = ctx.query.get("cursor");
-  const items = server.gold.list(after, limit + 1);
+  const items = server.gold.list(cursor ?? null, limit + 1);
   const more = items.length > limit;
   if (more) items.length = limit;
   const next = more ? (items[items.length - 1]?.concept ?? null) : null;
@@ -202,6 +219,7 @@ export function goldRoutes(server: ServerContext): Route[] {
       role: "admin",
       jsonBody: false,
       summary: "Remove the gold standard of ?concept=",
+      queryParams: DeleteParams.docs,
       handler: (ctx) => deleteGold(server, ctx),
     },
     {
@@ -210,6 +228,7 @@ export function goldRoutes(server: ServerContext): Route[] {
       role: "reader",
       jsonBody: false,
       summary: "One gold standard (?concept=) or all, paged (limit, cursor)",
+      queryParams: GetParams.docs,
       handler: (ctx) => getGold(server, ctx),
     },
     {

@@ -2,13 +2,23 @@
 // …/quarantine/reject. A decision is a status event in the owning shard's WAL; the author's
 // trust moves (approve: one agreement, reject: one disagreement) and the decision is audited.
 import { Type } from "@sinclair/typebox";
+import { PRINCIPAL_PATTERN } from "../../domain/api_keys.js";
 import { normalizeConceptPath } from "../../domain/concept_path.js";
-import { MAX_REASON_LENGTH } from "../../domain/limits.js";
+import { MAX_RAW_CONCEPT_LENGTH, MAX_REASON_LENGTH, MAX_SHARDS } from "../../domain/limits.js";
 import { shardForAssertionId } from "../../domain/routable_id.js";
 import type { HeldItem, StateWriteResult } from "../../shard/protocol.js";
 import type { ServerContext } from "../context.js";
 import { unprocessable } from "../errors.js";
-import { decodeTaggedCursor, encodeTaggedCursor, invalidCursor, limitParam } from "../params.js";
+import {
+  CURSOR_RULE,
+  cursorSchema,
+  decodeTaggedCursor,
+  encodeTaggedCursor,
+  invalidCursor,
+  LIMIT_RULE,
+  limitSchema,
+} from "../params.js";
+import { queryParams } from "../query_params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import { parseBody } from "../state_schemas.js";
 import { auditWho } from "./audit.js";
@@ -22,6 +32,9 @@ export const DecisionRequest = Type.Object(
   { additionalProperties: false },
 );
 
+/** The longest cursor of the most shards; decodeCursor bounds it by the actual count. */
+const MAX_CURSOR_CHARS = 16 * MAX_SHARDS + 64;
+
 /** Per-shard positions (last LSN returned, -1 = from the start, null = exhausted). */
 type Positions = Array<number | null>;
 
@@ -29,8 +42,8 @@ function encodeCursor(p: Positions): string {
   return encodeTaggedCursor("q1", p);
 }
 
-function decodeCursor(raw: string | null, shards: number): Positions {
-  if (raw === null || raw === "") return Array.from({ length: shards }, () => -1);
+function decodeCursor(raw: string | undefined, shards: number): Positions {
+  if (raw === undefined) return Array.from({ length: shards }, () => -1);
   const p = decodeTaggedCursor(raw, "q1", 16 * shards + 64);
   if (
     !Array.isArray(p) ||
@@ -41,17 +54,40 @@ function decodeCursor(raw: string | null, shards: number): Positions {
   return p as Positions;
 }
 
+const ListParams = queryParams(
+  Type.Object({
+    agent: Type.Optional(
+      Type.String({ pattern: PRINCIPAL_PATTERN, description: "Only this agent's assertions" }),
+    ),
+    concept: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: MAX_RAW_CONCEPT_LENGTH,
+        description: "Only this concept (exact, alias-resolved)",
+      }),
+    ),
+    limit: limitSchema(),
+    cursor: cursorSchema(MAX_CURSOR_CHARS),
+  }),
+  {
+    agent: { code: "invalid_filter" },
+    concept: { code: "invalid_concept_path" },
+    limit: LIMIT_RULE,
+    cursor: CURSOR_RULE,
+  },
+);
+
 async function list(server: ServerContext, ctx: RouteContext): Promise<Reply> {
-  const limit = limitParam(ctx.query.get("limit"));
-  const agent = ctx.query.get("agent");
-  const rawConcept = ctx.query.get("concept");
+  const params = ListParams.parse(ctx.query);
+  const limit = params.limit;
+  const agent = params.agent ?? null;
   let concept: string | null = null;
-  if (rawConcept !== null) {
-    const c = normalizeConceptPath(rawConcept);
+  if (params.concept !== undefined) {
+    const c = normalizeConceptPath(params.concept);
     if (!c.ok) throw unprocessable(c.message, c.code);
     concept = server.aliases.resolve(c.path);
   }
-  const positions = decodeCursor(ctx.query.get("cursor"), server.pool.shardCount);
+  const positions = decodeCursor(params.cursor, server.pool.shardCount);
   const pages = await Promise.all(
     positions.map((pos, shard) =>
       pos === null
@@ -156,6 +192,7 @@ export function quarantineRoutes(server: ServerContext): Route[] {
       role: "admin",
       jsonBody: false,
       summary: "Assertions waiting in quarantine, oldest first (agent, concept, limit, cursor)",
+      queryParams: ListParams.docs,
       handler: (ctx) => list(server, ctx),
     },
     {

@@ -13,7 +13,14 @@ import { PRIOR_TRUST } from "../../domain/trust_view.js";
 import type { ActiveItem, ActiveList, RenderedPage } from "../../shard/protocol.js";
 import type { ServerContext } from "../context.js";
 import { unprocessable } from "../errors.js";
-import { decodeTaggedCursor, encodeTaggedCursor, invalidCursor } from "../params.js";
+import {
+  CURSOR_RULE,
+  cursorSchema,
+  decodeTaggedCursor,
+  encodeTaggedCursor,
+  invalidCursor,
+  LIMIT_RULE,
+} from "../params.js";
 import { queryParams } from "../query_params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 
@@ -301,13 +308,7 @@ const QueryParamsSchema = Type.Object({
     default: DEFAULT_QUERY_LIMIT,
     description: "Items (history, subtree) or runners-up (consensus)",
   }),
-  cursor: Type.Optional(
-    Type.String({
-      minLength: 1,
-      maxLength: MAX_CURSOR_CHARS,
-      description: "Opaque, from next_cursor",
-    }),
-  ),
+  cursor: cursorSchema(MAX_CURSOR_CHARS),
   as_of_epoch: Type.Optional(
     Type.Integer({ minimum: 1, description: "Read the state at a closed epoch's boundary" }),
   ),
@@ -321,8 +322,8 @@ const QueryParamsSchema = Type.Object({
 const QUERY_PARAMS = queryParams(QueryParamsSchema, {
   concept: { code: "invalid_concept_path", missingCode: "missing_concept" },
   lens: { code: "unsupported_lens" },
-  limit: { code: "invalid_limit" },
-  cursor: { code: "invalid_cursor", status: 400 },
+  limit: LIMIT_RULE,
+  cursor: CURSOR_RULE,
   as_of_epoch: { code: "unknown_epoch" },
   min_trust: { code: "invalid_min_trust" },
 });

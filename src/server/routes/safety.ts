@@ -1,15 +1,16 @@
 // Circuit breaker admin routes, the test clock, and the list of every trust/safety route
 // (agents.ts, audit.ts) that app.ts registers in one line.
 
+import { Type } from "@sinclair/typebox";
+import { PRINCIPAL_PATTERN } from "../../domain/api_keys.js";
 import { TestClock } from "../../domain/clock.js";
-import { BREAKER_STATES, type BreakerState } from "../../safety/circuit_breaker.js";
+import { BREAKER_STATES } from "../../safety/circuit_breaker.js";
 import type { ServerContext } from "../context.js";
-import { unprocessable } from "../errors.js";
-import { limitParam } from "../params.js";
+import { LIMIT_RULE, limitSchema } from "../params.js";
+import { queryParams } from "../query_params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import {
   AdvanceClockRequest,
-  agentParam,
   parseAdvanceClockRequest,
   parseResetBreakerRequest,
   ResetBreakerRequest,
@@ -20,19 +21,37 @@ import { auditRoutes, auditWho } from "./audit.js";
 const DEFAULT_BREAKER_PAGE = 100;
 const MAX_BREAKER_PAGE = 1_000;
 
+const ListParams = queryParams(
+  Type.Object({
+    state: Type.Optional(
+      Type.Union(
+        BREAKER_STATES.map((state) => Type.Literal(state)),
+        { description: "Only breakers in this state" },
+      ),
+    ),
+    limit: limitSchema(DEFAULT_BREAKER_PAGE, MAX_BREAKER_PAGE),
+    cursor: Type.Optional(
+      Type.String({
+        pattern: PRINCIPAL_PATTERN,
+        description: "The last agent id of the page before",
+      }),
+    ),
+  }),
+  {
+    state: { code: "invalid_filter" },
+    limit: LIMIT_RULE,
+    cursor: { code: "invalid_agent_id", status: 400, emptyIsAbsent: true },
+  },
+);
+
 function listBreakers(server: ServerContext, ctx: RouteContext): Reply {
-  const stateText = ctx.query.get("state");
-  if (stateText !== null && !(BREAKER_STATES as readonly string[]).includes(stateText)) {
-    throw unprocessable(`state must be one of ${BREAKER_STATES.join(", ")}.`, "invalid_filter");
-  }
-  const cursor = ctx.query.get("cursor");
-  const limit = limitParam(ctx.query.get("limit"), DEFAULT_BREAKER_PAGE, MAX_BREAKER_PAGE);
+  const { state, limit, cursor } = ListParams.parse(ctx.query);
   const nowMs = server.clock.nowMs();
   // One extra row tells whether another page follows.
   const rows = server.breakers.list(nowMs, {
     limit: limit + 1,
-    ...(cursor !== null && cursor !== "" ? { afterAgent: agentParam(cursor) } : {}),
-    ...(stateText !== null ? { state: stateText as BreakerState } : {}),
+    ...(cursor !== undefined ? { afterAgent: cursor } : {}),
+    ...(state !== undefined ? { state } : {}),
   });
   const page = rows.slice(0, limit);
   return {
@@ -91,6 +110,7 @@ export function safetyRoutes(server: ServerContext): Route[] {
       method: "get",
       pattern: "/v1/admin/circuit_breakers",
       summary: "Tracked agents' circuit breakers by agent id: limit, cursor, state",
+      queryParams: ListParams.docs,
       role: "admin",
       jsonBody: false,
       handler: (ctx) => listBreakers(server, ctx),

@@ -2,6 +2,7 @@
 // Sources are content-addressed and live on the shard their URI hashes to. Provenance walks
 // from an assertion through its sources and their `derived_from` assertions (bounded depth and
 // node count, cycles marked, never followed twice), and along its supersession chain.
+import { Type } from "@sinclair/typebox";
 import {
   MAX_PROVENANCE_DEPTH,
   MAX_PROVENANCE_NODES,
@@ -13,6 +14,7 @@ import type { RecordFacts, StateWriteResult } from "../../shard/protocol.js";
 import type { VoteEntry } from "../../store/state_reads.js";
 import type { ServerContext } from "../context.js";
 import { badRequest, notFound } from "../errors.js";
+import { queryParams } from "../query_params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import { parseBody, SourceRequest, sourceRecord } from "../state_schemas.js";
 import { recordOr404 } from "./state.js";
@@ -23,6 +25,22 @@ const MAX_SUPERSESSION_CHAIN = 64;
 function shardOf(server: ServerContext, id: string): number {
   return shardForAssertionId(id, server.pool.shardCount);
 }
+
+const ProvenanceParams = queryParams(
+  Type.Object({
+    assertion_id: Type.String({
+      pattern: ROUTABLE_ID_PATTERN.source,
+      description: "The assertion whose provenance is walked",
+    }),
+  }),
+  {
+    assertion_id: {
+      code: "invalid_id",
+      status: 400,
+      message: "assertion_id must be 32 lowercase hex digits.",
+    },
+  },
+);
 
 function checkId(id: string | null, what: string): string {
   if (id === null || !ROUTABLE_ID_PATTERN.test(id))
@@ -146,7 +164,7 @@ async function chain(
 }
 
 async function provenance(server: ServerContext, ctx: RouteContext): Promise<Reply> {
-  const id = checkId(ctx.query.get("assertion_id"), "assertion_id");
+  const id = ProvenanceParams.parse(ctx.query).assertion_id;
   const rec = await recordOr404(server, id);
   const w: Walk = { server, visited: new Set([id]), nodes: 1, truncated: false };
   const path = new Set([id]);
@@ -193,6 +211,7 @@ export function sourceRoutes(server: ServerContext): Route[] {
       role: "reader",
       jsonBody: false,
       summary: "Provenance of an assertion: author trust then/now, sources, votes, supersession",
+      queryParams: ProvenanceParams.docs,
       handler: (ctx) => provenance(server, ctx),
     },
     {
