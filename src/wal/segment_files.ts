@@ -129,6 +129,38 @@ export interface LiveSegment {
 }
 
 /** Writes the header into a spare, syncs it, and renames it to the next segment's name. */
+/** The last segment, reopened to append where recovery found its records end. */
+export function reopenTail(
+  info: { seq: number; path: string; firstLsn: number; lastLsn: number; sizeBytes: number },
+  writeOffsetBytes: number,
+  direct: boolean,
+  dsync: boolean,
+): LiveSegment {
+  const handle = nativeWal.openFile(info.path, { create: false, direct, dsync });
+  return {
+    seq: info.seq,
+    path: info.path,
+    handle,
+    firstLsn: info.firstLsn,
+    lastLsn: info.lastLsn,
+    writeOffsetBytes,
+    sizeBytes: info.sizeBytes,
+  };
+}
+
+/**
+ * Closes a segment the log no longer writes to (rotated away, or abandoned after a failure).
+ * Its acknowledged records were synced before; Linux releases the descriptor even when
+ * close reports an error, so an error here changes nothing and must not escape a callback.
+ */
+export function closeRetiredSegment(handle: WalFileHandle): void {
+  try {
+    nativeWal.close(handle);
+  } catch {
+    // See above: nothing to undo, nothing lost.
+  }
+}
+
 export function activateSpare(
   dir: string,
   spare: Spare,

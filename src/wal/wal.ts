@@ -9,84 +9,26 @@
 // it starts at (recovery ignores whatever the abandoned segment holds beyond that).
 import fs from "node:fs";
 import { WalCorruptionError, WalUnavailableError } from "./errors.js";
-import {
-  alignUp,
-  BLOCK_SIZE_BYTES,
-  MAX_RECORD_PAYLOAD_BYTES,
-  MIN_SEGMENT_SIZE_BYTES,
-  RECORD_HEADER_BYTES,
-  writeRecord,
-} from "./format.js";
-import {
-  nativeWal,
-  type WalFileHandle,
-  type WalNativeError,
-  type WalWriteResult,
-} from "./native.js";
+import { alignUp, RECORD_HEADER_BYTES, writeRecord } from "./format.js";
+import { nativeWal, type WalNativeError, type WalWriteResult } from "./native.js";
 import { type RecoveryResult, recoverWal, type SegmentInfo } from "./recovery.js";
-import { type LiveSegment, removeLeftoverTemps, type SyncMode } from "./segment_files.js";
+import {
+  closeRetiredSegment,
+  type LiveSegment,
+  removeLeftoverTemps,
+  reopenTail,
+  type SyncMode,
+} from "./segment_files.js";
 import { SegmentSet } from "./segment_set.js";
 import { type DurableCallback, DurableWaiters } from "./waiters.js";
+import {
+  resolveWalOptions,
+  type WalFlushMode,
+  type WalObserver,
+  type WalOptions,
+} from "./wal_options.js";
 
-export interface WalObserver {
-  onFlush(records: number, bytes: number, writeNs: number, syncNs: number, flushNs: number): void;
-  onError(code: string): void;
-  onRotate(): void;
-  onSegments(count: number, diskBytes: number): void;
-}
-
-export interface WalOptions {
-  dir: string;
-  shardId: number;
-  segmentSizeBytes: number;
-  /** Upper bound of one flushed batch; two staging buffers of this size are kept. */
-  maxBatchBytes?: number;
-  maxBatchRecords?: number;
-  /** O_DIRECT (falls back to buffered when the filesystem refuses). */
-  direct?: boolean;
-  /** "dsync": O_DSYNC on the segment; "fdatasync": a separate fdatasync after each write. */
-  syncMode?: "dsync" | "fdatasync";
-  checkpointLsn: number;
-  repair?: boolean;
-  onRecord: (kind: number, lsn: number, payload: Buffer) => void;
-  observer?: WalObserver;
-  maxSpares?: number;
-  retryDelayMs?: number;
-  /** Segments behind a checkpoint are copied here (fsynced) before they are recycled. */
-  archiveDir?: string | null;
-  /**
-   * "pool": write + sync on a libuv worker thread, the calling thread stays free (default).
-   * "inline": on the calling thread, for a thread that has nothing else to do meanwhile; it
-   * saves two thread wake-ups per flush. Either way a batch gathers while one is in flight.
-   */
-  flushMode?: WalFlushMode;
-}
-
-export type WalFlushMode = "pool" | "inline";
-
-const DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024;
-const DEFAULT_MAX_BATCH_RECORDS = 65_536;
-const MAX_RETRY_DELAY_MS = 5_000;
-
-const noopObserver: WalObserver = {
-  onFlush() {},
-  onError() {},
-  onRotate() {},
-  onSegments() {},
-};
-
-/**
- * Closes a segment the log no longer writes to (rotated away, or abandoned after a failure).
- * Its acknowledged records were synced before; Linux releases the descriptor even when
- * close reports an error, so an error here changes nothing and must not escape a callback.
- */
-function closeRetiredSegment(handle: WalFileHandle): void {
-  try {
-    nativeWal.close(handle);
-  } catch {
-    // See above: nothing to undo, nothing lost.
-  }
-}
+export type { WalFlushMode, WalObserver, WalOptions } from "./wal_options.js";
 
 export class Wal {
   readonly shardId: number;
@@ -101,6 +43,7 @@ export class Wal {
 
   private readonly observer: WalObserver;
   private readonly baseRetryDelayMs: number;
+  private readonly maxRetryDelayMs: number;
   private retryDelayMs: number;
   /** Written segments and spares (segment_set.ts); `tail` is the live one, if any. */
   private readonly segmentSet: SegmentSet;
@@ -162,44 +105,30 @@ export class Wal {
   }
 
   private constructor(opts: WalOptions, recovery: RecoveryResult) {
-    if (
-      opts.segmentSizeBytes % BLOCK_SIZE_BYTES !== 0 ||
-      opts.segmentSizeBytes < MIN_SEGMENT_SIZE_BYTES
-    ) {
-      throw new RangeError(
-        `segmentSizeBytes must be a multiple of 4096 and >= ${MIN_SEGMENT_SIZE_BYTES}`,
-      );
-    }
+    const o = resolveWalOptions(opts);
     this.shardId = opts.shardId;
     this.dir = opts.dir;
-    this.segmentSizeBytes = opts.segmentSizeBytes;
-    this.maxBatchBytes = Math.min(
-      alignUp(opts.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES),
-      opts.segmentSizeBytes - BLOCK_SIZE_BYTES,
-    );
-    this.maxPayloadBytes = Math.min(
-      MAX_RECORD_PAYLOAD_BYTES,
-      this.maxBatchBytes - RECORD_HEADER_BYTES,
-    );
-    this.maxBatchRecords = opts.maxBatchRecords ?? DEFAULT_MAX_BATCH_RECORDS;
-    const observer = opts.observer ?? noopObserver;
+    this.segmentSizeBytes = o.segmentSizeBytes;
+    this.maxBatchBytes = o.maxBatchBytes;
+    this.maxPayloadBytes = o.maxPayloadBytes;
+    this.maxBatchRecords = o.maxBatchRecords;
+    const observer = o.observer;
     this.observer = observer;
-    this.flushMode = opts.flushMode ?? "pool";
-    this.baseRetryDelayMs = opts.retryDelayMs ?? 250;
-    this.retryDelayMs = this.baseRetryDelayMs;
+    this.flushMode = o.flushMode;
+    this.baseRetryDelayMs = o.retryDelayMs;
+    this.retryDelayMs = o.retryDelayMs;
+    this.maxRetryDelayMs = o.maxRetryDelayMs;
     this.recovery = recovery;
     this.fillBuf = nativeWal.allocAligned(this.maxBatchBytes);
     this.flushBuf = nativeWal.allocAligned(this.maxBatchBytes);
 
-    const wantDirect = opts.direct ?? true;
-    const dsync = (opts.syncMode ?? "dsync") === "dsync";
     this.segmentSet = new SegmentSet(
       {
         dir: opts.dir,
         shardId: opts.shardId,
-        segmentSizeBytes: opts.segmentSizeBytes,
-        maxSpares: opts.maxSpares ?? 2,
-        archiveDir: opts.archiveDir ?? null,
+        segmentSizeBytes: o.segmentSizeBytes,
+        maxSpares: o.maxSpares,
+        archiveDir: o.archiveDir,
       },
       recovery.segments,
       {
@@ -228,23 +157,10 @@ export class Wal {
 
     const lastInfo = this.segmentSet.last;
     if (lastInfo !== undefined && recovery.tailWriteOffsetBytes !== null) {
-      const handle = nativeWal.openFile(lastInfo.path, {
-        create: false,
-        direct: wantDirect,
-        dsync,
-      });
-      this.mode = { direct: handle.direct, dsync };
-      this.tail = {
-        seq: lastInfo.seq,
-        path: lastInfo.path,
-        handle,
-        firstLsn: lastInfo.firstLsn,
-        lastLsn: lastInfo.lastLsn,
-        writeOffsetBytes: recovery.tailWriteOffsetBytes,
-        sizeBytes: lastInfo.sizeBytes,
-      };
+      this.tail = reopenTail(lastInfo, recovery.tailWriteOffsetBytes, o.direct, o.dsync);
+      this.mode = { direct: this.tail.handle.direct, dsync: o.dsync };
     } else {
-      this.mode = { direct: wantDirect, dsync };
+      this.mode = { direct: o.direct, dsync: o.dsync };
       this.tail = null;
     }
     this.segmentSet.report();
@@ -471,7 +387,7 @@ export class Wal {
         this.failure = null;
         return;
       }
-      this.retryDelayMs = Math.min(this.retryDelayMs * 2, MAX_RETRY_DELAY_MS);
+      this.retryDelayMs = Math.min(this.retryDelayMs * 2, this.maxRetryDelayMs);
       this.scheduleResume();
     }, this.retryDelayMs);
     this.retryTimer.unref();
