@@ -15,12 +15,14 @@ let dataDir: string;
 let server: ServerProcess;
 let admin: Api;
 let reader: Api;
+let agent: Api;
 
 beforeAll(async () => {
-  const started = await startServerWithKeys();
+  const started = await startServerWithKeys("list-agent");
   ({ dataDir, server } = started);
   admin = api(server.baseUrl, started.adminKey);
   reader = api(server.baseUrl, started.readerKey);
+  agent = api(server.baseUrl, started.agentKey);
   for (const label of ["one", "two", "three"]) {
     expect((await admin.request("POST", "/v1/epoch", { label })).status).toBe(201);
   }
@@ -84,9 +86,14 @@ describe("list and lookup routes validate their query parameters from one schema
       cursor = page.next_cursor;
     }
     expect(seen).toEqual(all.items.map((e) => e.seq));
-    const epochs = (await admin.request("GET", "/v1/audit?action=epoch.create&actor=system"))
+    // The filters apply: the startup trust decay is the system's, the key creations are not.
+    const decays = (await admin.request("GET", "/v1/audit?action=trust.decay&actor=system"))
       .json as Page;
-    expect(epochs.items.every((e) => e.action === "epoch.create")).toBe(true);
+    expect(decays.items.length).toBeGreaterThan(0);
+    expect(decays.items.every((e) => e.action === "trust.decay")).toBe(true);
+    const none = (await admin.request("GET", "/v1/audit?action=api_key.create&actor=system"))
+      .json as Page;
+    expect(none.items).toEqual([]);
   });
 
   it("GET /v1/admin/escalations: status, limit, cursor", async () => {
@@ -115,9 +122,24 @@ describe("list and lookup routes validate their query parameters from one schema
     await expectError(admin, "/v1/admin/quarantine?concept=", 422, "invalid_concept_path");
     await expectError(admin, "/v1/admin/quarantine?concept=a//b", 422, "invalid_concept_path");
     await expectError(admin, "/v1/admin/quarantine?cursor=zz", 400, "invalid_cursor");
-    const res = await admin.request("GET", "/v1/admin/quarantine?agent=someone&cursor=");
-    expect(res.status).toBe(200);
-    expect(res.json).toEqual({ items: [], next_cursor: null });
+    // A write that contradicts a gold standard is held: the filters find it, or not.
+    const gold = await admin.request("POST", "/v1/gold_standard", { concept: "held/x", value: 1 });
+    expect(gold.status).toBe(201);
+    const held = await agent.request("POST", "/v1/assert", {
+      concept: "held/x",
+      value: 2,
+      confidence: 0.9,
+    });
+    expect(held.json).toMatchObject({ status: "quarantined" });
+    const list = async (query: string) => {
+      const res = await admin.request("GET", `/v1/admin/quarantine?${query}`);
+      expect(res.status).toBe(200);
+      return (res.json as { items: Array<{ concept: string }> }).items.map((a) => a.concept);
+    };
+    expect(await list("agent=list-agent&cursor=")).toEqual(["held/x"]);
+    expect(await list("agent=someone")).toEqual([]);
+    expect(await list("concept=HELD/x&limit=")).toEqual(["held/x"]);
+    expect(await list("concept=held/y")).toEqual([]);
   });
 
   it("GET and DELETE /v1/gold_standard: concept, limit, cursor", async () => {
@@ -131,14 +153,24 @@ describe("list and lookup routes validate their query parameters from one schema
       expect(res.status).toBe(201);
     }
     type Page = { items: Array<{ concept: string }>; next_cursor: string | null };
-    const first = (await reader.request("GET", "/v1/gold_standard?limit=2&cursor=")).json as Page;
-    expect(first.items.map((g) => g.concept)).toEqual(["g/a", "g/b"]);
-    const next = `/v1/gold_standard?limit=2&cursor=${encodeURIComponent(first.next_cursor ?? "")}`;
-    const second = (await reader.request("GET", next)).json as Page;
-    expect(second).toEqual({
-      items: [expect.objectContaining({ concept: "g/c" })],
-      next_cursor: null,
-    });
+    const all = (await reader.request("GET", "/v1/gold_standard?cursor=")).json as Page;
+    const concepts = all.items.map((g) => g.concept);
+    expect(concepts).toEqual(expect.arrayContaining(["g/a", "g/b", "g/c"]));
+    expect(concepts).toEqual([...concepts].sort());
+    const paged: string[] = [];
+    let cursor = "";
+    for (let pages = 0; pages < 10; pages++) {
+      const res = await reader.request(
+        "GET",
+        `/v1/gold_standard?limit=2&cursor=${encodeURIComponent(cursor)}`,
+      );
+      const page = res.json as Page;
+      expect(page.items.length).toBeLessThanOrEqual(2);
+      paged.push(...page.items.map((g) => g.concept));
+      if (page.next_cursor === null) break;
+      cursor = page.next_cursor;
+    }
+    expect(paged).toEqual(concepts);
   });
 
   it("GET /v1/source/provenance: assertion_id", async () => {
@@ -175,7 +207,10 @@ describe("list and lookup routes validate their query parameters from one schema
 
   it("/v1/openapi.json lists exactly the parameters each route reads", async () => {
     const doc = (await api(server.baseUrl, null).request("GET", "/v1/openapi.json")).json as {
-      paths: Record<string, Record<string, { parameters?: Array<{ name: string; in: string }> }>>;
+      paths: Record<
+        string,
+        Record<string, { parameters?: Array<{ name: string; in: string; [k: string]: unknown }> }>
+      >;
     };
     const names = (path: string, method: string) =>
       (doc.paths[path]?.[method]?.parameters ?? [])
@@ -193,5 +228,38 @@ describe("list and lookup routes validate their query parameters from one schema
     expect(names("/v1/concepts/aliases", "get")).toEqual(["limit", "cursor"]);
     expect(names("/v1/concepts/suggest", "get")).toEqual(["q", "limit"]);
     expect(names("/v1/concepts/parse", "get")).toEqual(["path"]);
+    // The schemas are the validating ones: bounds, defaults, choices, and which may be empty.
+    const audit = doc.paths["/v1/audit"]?.get?.parameters ?? [];
+    expect(audit).toEqual([
+      expect.objectContaining({
+        name: "limit",
+        allowEmptyValue: true,
+        schema: expect.objectContaining({
+          type: "integer",
+          minimum: 1,
+          maximum: 1000,
+          default: 100,
+        }),
+      }),
+      expect.objectContaining({ name: "cursor", allowEmptyValue: true }),
+      expect.not.objectContaining({ allowEmptyValue: true }),
+      expect.objectContaining({
+        name: "actor",
+        schema: expect.objectContaining({ pattern: expect.any(String) }),
+      }),
+    ]);
+    expect(doc.paths["/v1/admin/escalations"]?.get?.parameters?.[0]).toMatchObject({
+      name: "status",
+      required: false,
+      schema: {
+        default: "open",
+        anyOf: [{ const: "open" }, { const: "resolved" }, { const: "all" }],
+      },
+    });
+    expect(doc.paths["/v1/source/provenance"]?.get?.parameters?.[0]).toMatchObject({
+      name: "assertion_id",
+      required: true,
+      schema: { pattern: "^[0-9a-f]{32}$" },
+    });
   });
 });

@@ -370,6 +370,7 @@ describe("query parameters from one schema (src/server/query_params.ts)", () => 
         name: "mode",
         required: false,
         description: "",
+        allowEmptyValue: true,
         schema: expect.objectContaining({
           default: "a",
           anyOf: [expect.objectContaining({ const: "a" }), expect.objectContaining({ const: "b" })],
@@ -379,6 +380,7 @@ describe("query parameters from one schema (src/server/query_params.ts)", () => 
         name: "limit",
         required: false,
         description: "",
+        allowEmptyValue: true,
         schema: expect.objectContaining({ type: "integer", minimum: 1, maximum: 50, default: 10 }),
       },
       {

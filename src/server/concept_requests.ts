@@ -12,8 +12,8 @@ import {
   MAX_SUGGEST_LIMIT,
   MAX_SUGGEST_QUERY_CHARS,
 } from "../domain/limits.js";
-import { badRequest, unprocessable } from "./errors.js";
-import { CURSOR_RULE, cursorSchema, LIMIT_RULE, limitSchema } from "./params.js";
+import { unprocessable } from "./errors.js";
+import { CURSOR_RULE, cursorSchema, invalidCursor, LIMIT_RULE, limitSchema } from "./params.js";
 import { type ParamRule, queryParams } from "./query_params.js";
 import { parseJsonBody, validate } from "./schemas.js";
 
@@ -92,7 +92,8 @@ export const SuggestParams = queryParams(
       // A raw bound before normalization; the normalized query has at most
       // MAX_SUGGEST_QUERY_CHARS (normalizeSuggestQuery).
       maxLength: 4 * MAX_SUGGEST_QUERY_CHARS,
-      description: "What to match: typos, transpositions and reordered words are found",
+      description:
+        "What to match: typos, transpositions and reordered words are found (≤ 128 characters once normalized)",
     }),
     limit: limitSchema(DEFAULT_SUGGEST_LIMIT, MAX_SUGGEST_LIMIT),
   }),
@@ -120,10 +121,7 @@ export function encodeAliasCursor(alias: string): string {
 /** The alias a cursor names (400 `invalid_cursor` for anything this server did not issue). */
 export function decodeAliasCursor(cursor: string | undefined): string | null {
   if (cursor === undefined) return null;
-  const invalid = badRequest(
-    "The cursor is not one this server issued for this list.",
-    "invalid_cursor",
-  );
+  const invalid = invalidCursor();
   if (cursor.length > MAX_ALIAS_CURSOR_CHARS || !BASE64URL.test(cursor)) throw invalid;
   const text = Buffer.from(cursor, "base64url").toString("utf8");
   if (!text.startsWith(ALIAS_CURSOR_TAG)) throw invalid;

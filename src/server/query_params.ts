@@ -58,13 +58,15 @@ export function queryParams<T extends TObject>(
       rule: (rules as Record<string, ParamRule>)[name] as ParamRule,
     };
   });
-  const docs = params.map(({ name, schema: prop, required }) => {
+  const docs = params.map(({ name, schema: prop, required, rule }) => {
     const { description, ...rest } = prop;
+    const emptyAccepted = !required && (prop.default !== undefined || rule.emptyIsAbsent === true);
     return {
       name,
       required,
       description: description ?? "",
       schema: JSON.parse(JSON.stringify(rest)) as Record<string, unknown>,
+      ...(emptyAccepted ? { allowEmptyValue: true } : {}),
     };
   });
   return {

@@ -73,6 +73,8 @@ export interface QueryParamDoc {
   description: string;
   /** JSON Schema of the value, e.g. { type: "integer", minimum: 1, maximum: 50 }. */
   schema: Record<string, unknown>;
+  /** `name=` is accepted (it means the default, or the first page) though the schema says no. */
+  allowEmptyValue?: boolean;
 }
 
 /** What the router needs of the circuit breakers (src/safety/circuit_breaker.ts). */

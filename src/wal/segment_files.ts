@@ -128,7 +128,6 @@ export interface LiveSegment {
   sizeBytes: number;
 }
 
-/** Writes the header into a spare, syncs it, and renames it to the next segment's name. */
 /** The last segment, reopened to append where recovery found its records end. */
 export function reopenTail(
   info: { seq: number; path: string; firstLsn: number; lastLsn: number; sizeBytes: number },
@@ -161,6 +160,7 @@ export function closeRetiredSegment(handle: WalFileHandle): void {
   }
 }
 
+/** Writes the header into a spare, syncs it, and renames it to the next segment's name. */
 export function activateSpare(
   dir: string,
   spare: Spare,
