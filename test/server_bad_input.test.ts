@@ -57,6 +57,52 @@ function rawRequest(port: number, bytes: Buffer): Promise<string> {
   });
 }
 
+/**
+ * Sends a chunked body in 1 MiB chunks, never the last one, until the server answers and
+ * closes or 64 MiB went out. Returns what the server answered and how much was sent by then.
+ */
+function endlessChunkedBody(
+  port: number,
+  requestLine: string,
+): Promise<{ response: string; sentBytes: number }> {
+  const chunk = Buffer.concat([
+    Buffer.from(`${(1 << 20).toString(16)}\r\n`),
+    Buffer.alloc(1 << 20, 0x20),
+    Buffer.from("\r\n"),
+  ]);
+  return new Promise((resolve) => {
+    let response = "";
+    let sentBytes = 0;
+    let closed = false;
+    const socket = net.connect(port, "127.0.0.1");
+    const finish = () => {
+      closed = true;
+      resolve({ response, sentBytes });
+    };
+    socket.on("data", (d) => {
+      response += d.toString("latin1");
+    });
+    socket.on("close", finish);
+    socket.on("error", () => {}); // a reset after the answer is what "closed" looks like
+    socket.setTimeout(20_000, () => socket.destroy());
+    const pump = () => {
+      while (!closed && sentBytes < 64 * 1024 * 1024) {
+        sentBytes += chunk.length;
+        if (!socket.write(chunk)) {
+          socket.once("drain", pump);
+          return;
+        }
+      }
+    };
+    socket.once("connect", () => {
+      socket.write(
+        `${requestLine} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`,
+      );
+      pump();
+    });
+  });
+}
+
 describe("bad input gets a clear 4xx in the error format", () => {
   it("malformed, truncated and mistyped JSON", async () => {
     const agent = api(server.baseUrl, agentKey);
@@ -114,6 +160,14 @@ describe("bad input gets a clear 4xx in the error format", () => {
     );
     expect(chunked).toMatch(/^HTTP\/1\.1 413 /);
     expect(chunked).toContain('"code":"payload_too_large"');
+    // Refused before its body is read (no key) and chunked without end: the server reads at
+    // most its drain bound (16 MiB), then answers and closes the connection instead of
+    // reading forever. (Closing with unread input resets the connection, so the client may
+    // or may not get to read the 401 first.)
+    const endless = await endlessChunkedBody(server.port, "POST /v1/assert");
+    expect(endless.sentBytes).toBeGreaterThan(16 * 1024 * 1024);
+    expect(endless.sentBytes).toBeLessThan(48 * 1024 * 1024);
+    if (endless.response !== "") expect(endless.response).toMatch(/^HTTP\/1\.1 401 /);
     const bigBatch = { assertions: Array.from({ length: 10_001 }, () => valid) };
     expectError(await agent.request("POST", "/v1/assert", bigBatch), 413, "batch_too_large");
     expectError(

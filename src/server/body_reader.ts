@@ -54,14 +54,29 @@ export function readBody(
   });
 }
 
-/** Discards a request body; calls done at its end, or at once when it will not be read. */
-export function drainBody(res: HttpResponse, read: boolean, done: () => void): void {
+/**
+ * Discards a request body up to MAX_DRAIN_BYTES, whether declared or chunked. Calls
+ * `done(false)` at its end; `done(true)` at once when it will not be read, or when it grows
+ * past the bound (the caller answers and closes the connection instead of reading on).
+ */
+export function drainBody(
+  res: HttpResponse,
+  read: boolean,
+  done: (closeConnection: boolean) => void,
+): void {
   if (!read) {
-    done();
+    done(true);
     return;
   }
-  res.onData((_chunk, isLast) => {
-    if (isLast) done();
+  let size = 0;
+  let settled = false;
+  res.onData((chunk, isLast) => {
+    if (settled) return;
+    size += chunk.byteLength;
+    if (size > MAX_DRAIN_BYTES || isLast) {
+      settled = true;
+      done(!isLast);
+    }
   });
 }
 

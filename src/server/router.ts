@@ -339,8 +339,7 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
     }
     // Answer after the body is drained (bounded) so the client can read the error; past the
     // drain bound the connection is closed instead of reading on.
-    const drain = declaredBytes <= MAX_DRAIN_BYTES;
-    drainBody(res, drain, () => finish(reply, !drain));
+    drainBody(res, declaredBytes <= MAX_DRAIN_BYTES, (close) => finish(reply, close));
     return;
   }
 
