@@ -204,9 +204,18 @@ export class ShardCore {
       try {
         appended = this.wal.append(WalRecordKind.AssertionInsert, bytes);
       } catch (err) {
-        // Items appended before this one still become durable and are applied; the caller
-        // gets an error for the whole call and a retry reports them as duplicates.
-        if (lastLsn > 0) this.wal.whenDurable(lastLsn, () => this.applyDurable());
+        // The caller gets an error for the whole call. Items appended before this one still
+        // become durable and are applied (a retry reports them as duplicates), unless their
+        // batch fails: then, like any failed batch, they are dropped. The WAL may have failed
+        // inside this very append and already taken their LSNs back.
+        if (lastLsn > 0) {
+          if (lastLsn < this.wal.nextLsn) {
+            this.wal.whenDurable(lastLsn, (failure) => {
+              if (failure === null) this.applyDurable();
+              else this.dropFailedPending();
+            });
+          } else this.dropFailedPending();
+        }
         done(err as Error, null);
         return;
       }

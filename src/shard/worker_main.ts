@@ -182,6 +182,15 @@ function handleWrite(msg: WriteRequest): void {
   }
   const req = msg.req;
   const receivedMs = traceNowMs === null ? 0 : traceNowMs();
+  try {
+    writeRecords(req, records, receivedMs);
+  } catch (err) {
+    // An invariant broke inside the write path: answer this request, keep the shard serving.
+    post({ t: "res", req, ok: false, error: errorBody(err) });
+  }
+}
+
+function writeRecords(req: number, records: Uint8Array[], receivedMs: number): void {
   core.write(records, (err, outcome) => {
     if (err !== null || outcome === null) {
       post({ t: "res", req, ok: false, error: errorBody(err) });
