@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ShardCore, WRITE_DUPLICATE } from "../src/shard/shard_core.js";
-import { sampleAssertion } from "./helpers/records.js";
+import { bigAssertion, sampleAssertion } from "./helpers/records.js";
 import { tempDir } from "./helpers/wal_fixtures.js";
 
 const dirs: string[] = [];
@@ -65,5 +65,45 @@ describe("shard core", () => {
     await core.settled();
     expect(core.store.getAssertion((11).toString(16).padStart(32, "0"))?.lsn).toBe(2);
     await core.close();
+  });
+
+  it("archives every released segment under a new name, across restarts", async () => {
+    const dir = tempDir("stemedb-core-archive-");
+    dirs.push(dir);
+    const archiveDir = path.join(dir, "archive");
+    const options = {
+      shardId: 0,
+      walDir: path.join(dir, "wal"),
+      dbDir: path.join(dir, "db"),
+      segmentSizeBytes: 1024 * 1024,
+      walArchiveDir: archiveDir,
+    };
+    const big = (i: number) => bigAssertion(i, "archive", 2_000);
+    const session = async (first: number) => {
+      const core = await ShardCore.open(options);
+      // ≈ 3 MiB of records: a few segments per session.
+      for (let i = first; i < first + 1_500; i += 100) {
+        const records = Array.from({ length: 100 }, (_, k) => big(i + k));
+        await new Promise<void>((resolve, reject) =>
+          core.write(records, (err) => (err === null ? resolve() : reject(err))),
+        );
+      }
+      await core.close(); // checkpoints, and so archives what it releases
+    };
+    const archived = () =>
+      new Map(
+        fs
+          .readdirSync(archiveDir)
+          .filter((name) => name.endsWith(".seg"))
+          .map((name) => [name, fs.readFileSync(path.join(archiveDir, name)).toString("base64")]),
+      );
+    await session(1);
+    const afterFirst = archived();
+    expect(afterFirst.size).toBeGreaterThan(0);
+    await session(100_001);
+    const afterSecond = archived();
+    expect(afterSecond.size).toBeGreaterThan(afterFirst.size);
+    // Nothing archived by the first session was overwritten by the second.
+    for (const [name, content] of afterFirst) expect(afterSecond.get(name), name).toBe(content);
   });
 });

@@ -6,8 +6,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ShardCore, WRITE_DUPLICATE } from "../src/shard/shard_core.js";
-import { encodeAssertion } from "../src/store/assertion_codec.js";
 import { WalUnavailableError } from "../src/wal/errors.js";
+import { bigAssertion } from "./helpers/records.js";
 import { tempDir } from "./helpers/wal_fixtures.js";
 
 // A real size-limited filesystem for the WAL (needs root); LMDB lives on the normal disk.
@@ -37,35 +37,14 @@ const RECORDS_PER_WRITE = 60; // ≈ 1.2 MiB: more than one WAL batch, so a writ
 
 const idOf = (i: number) => i.toString(16).padStart(32, "0");
 
-function bigAssertion(i: number): Uint8Array {
-  return encodeAssertion({
-    id: idOf(i),
-    concept: `full/c${i}`,
-    agent: "full-agent",
-    valueJson: JSON.stringify("v".repeat(20_000)),
-    confidence: 0.5,
-    sources: [],
-    validFromMs: null,
-    validToMs: null,
-    nonce: null,
-    recordedAtMs: 1_700_000_000_000 + i,
-    epoch: 0,
-    shard: 0,
-    lsn: 0,
-    status: "active",
-    supersedes: null,
-    supersededBy: null,
-    authorTrust: 0.5,
-    quarantineReason: null,
-  });
-}
-
 /** One write call; resolves with its single answer (a second answer fails the test). */
 function write(
   core: ShardCore,
   first: number,
 ): Promise<{ err: Error | null; flags: number[] | null; lsns: number[] | null }> {
-  const records = Array.from({ length: RECORDS_PER_WRITE }, (_, k) => bigAssertion(first + k));
+  const records = Array.from({ length: RECORDS_PER_WRITE }, (_, k) =>
+    bigAssertion(first + k, "full", 20_000),
+  );
   return new Promise((resolve) => {
     let answers = 0;
     core.write(records, (err, outcome) => {

@@ -147,12 +147,16 @@ export class SegmentSet {
   /**
    * Recycles (or deletes, past maxSpares) every segment but the live tail whose records are
    * all <= checkpointLsn; with an archive directory each one is first copied there durably.
+   * The newest segment always stays, even with no live tail (closed, or abandoned after a
+   * failure): the next segment's seq continues from it after a restart, so seqs never repeat
+   * (an archive keyed by seq would otherwise be overwritten). `tailSeq` is asked again for
+   * every segment: archiving awaits, and a new tail may go live meanwhile.
    */
-  async releaseUpTo(checkpointLsn: number, tailSeq: number | null): Promise<number> {
+  async releaseUpTo(checkpointLsn: number, tailSeq: () => number | null): Promise<number> {
     let released = 0;
-    while (this.segments.length > 0) {
+    while (this.segments.length > 1) {
       const first = this.segments[0] as SegmentInfo;
-      if (first.seq === tailSeq) break;
+      if (first.seq === tailSeq()) break;
       if (first.lastLsn > checkpointLsn) break;
       if (this.opts.archiveDir !== null) await archiveSegment(this.opts.archiveDir, first.path);
       if (this.segments[0] !== first) break; // changed while archiving: look again next time

@@ -253,11 +253,12 @@ export class Wal {
   }
 
   /**
-   * Recycles (or deletes, past maxSpares) every closed segment whose records are all
-   * <= checkpointLsn; with an archive directory each one is first copied there durably.
+   * Recycles (or deletes, past maxSpares) every closed segment but the newest whose records
+   * are all <= checkpointLsn; with an archive directory each one is first copied there
+   * durably (segment_set.ts).
    */
   releaseUpTo(checkpointLsn: number): Promise<number> {
-    return this.segmentSet.releaseUpTo(checkpointLsn, this.tail?.seq ?? null);
+    return this.segmentSet.releaseUpTo(checkpointLsn, () => this.tail?.seq ?? null);
   }
 
   segmentsInfo(): SegmentInfo[] {

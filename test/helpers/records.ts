@@ -9,12 +9,13 @@ import { encodeAssertion } from "../../src/store/assertion_codec.js";
  */
 export type SampleIds = "sequential" | "routable";
 
-/** Assertion number i: one of `concepts` concepts, value = i, id as `ids` says. */
+/** Assertion number i: one of `concepts` concepts, value i (or `valueJson`), id as `ids` says. */
 export function sampleAssertion(
   i: number,
   concepts = 10_000,
   prefix = "bench",
   ids: SampleIds = "sequential",
+  valueJson = String(i),
 ): Uint8Array {
   const concept = `${prefix}/c${i % concepts}`;
   return encodeAssertion({
@@ -24,7 +25,7 @@ export function sampleAssertion(
         : conceptHashHex(concept) + conceptHashHex(`content-${i}`),
     concept,
     agent: `${prefix}-agent`,
-    valueJson: String(i),
+    valueJson,
     confidence: 0.5,
     sources: [],
     validFromMs: null,
@@ -40,4 +41,15 @@ export function sampleAssertion(
     authorTrust: 0.5,
     quarantineReason: null,
   });
+}
+
+/** Assertion number i of its own concept, its value a JSON string of `valueChars` characters. */
+export function bigAssertion(i: number, prefix: string, valueChars: number): Uint8Array {
+  return sampleAssertion(
+    i,
+    Number.MAX_SAFE_INTEGER,
+    prefix,
+    "sequential",
+    JSON.stringify("v".repeat(valueChars)),
+  );
 }
