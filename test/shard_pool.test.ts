@@ -96,3 +96,59 @@ describe("shard pool", () => {
     await expect(pool.request(1, once)).rejects.toThrow("sent twice");
   });
 });
+
+describe("shard pool request timeouts", () => {
+  it("fails a request that waits too long, but frees its queue capacity only when the shard answers", async () => {
+    const timeoutDir = tempDir("stemedb-pool-timeout-");
+    const slow = await ShardPool.start(
+      {
+        shardCount: 1,
+        segmentSizeBytes: 16 * 1024 * 1024,
+        syncMode: "dsync",
+        direct: true,
+        repair: false,
+        walArchiveRoot: null,
+        queueMaxItems: 100_000,
+        applyDelayMs: 20,
+        youngGenMb: 96,
+        walFlushMode: "inline",
+        requestTimeoutMs: 1, // every request still unanswered at a sweep (each 50 ms) times out
+        stageTrace: null,
+      },
+      (id) => shardDirs(path.join(timeoutDir, "wal"), path.join(timeoutDir, "db"), id),
+    );
+    try {
+      // 30 writes of 1,000 records in one turn: two messages in flight, the rest queued.
+      const depthsAtTimeout: number[] = [];
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 30 }, (_, w) =>
+          slow
+            .write(
+              0,
+              Array.from({ length: 1_000 }, (_, k) =>
+                sampleAssertion(w * 1_000 + k, 1_000, "slow"),
+              ),
+            )
+            .catch((err: unknown) => {
+              // Runs right after the sweep failed it, before any later answer is handled.
+              depthsAtTimeout.push(slow.queueDepth(0));
+              throw err;
+            }),
+        ),
+      );
+      const timedOut = outcomes.filter((o) => o.status === "rejected");
+      expect(timedOut.length).toBeGreaterThan(0);
+      for (const o of timedOut)
+        expect((o as PromiseRejectedResult).reason).toMatchObject({ reason: "timeout" });
+      // The shard still held every timed-out write's records when its caller was failed.
+      for (const depth of depthsAtTimeout) expect(depth).toBeGreaterThanOrEqual(1_000);
+      // Every late answer gives its capacity back, and no more.
+      for (let i = 0; i < 400 && slow.queueDepth(0) !== 0; i++)
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      expect(slow.queueDepth(0)).toBe(0);
+    } finally {
+      await slow.close();
+      fs.rmSync(timeoutDir, { recursive: true, force: true });
+    }
+  });
+});

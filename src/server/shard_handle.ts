@@ -41,6 +41,8 @@ interface Pending {
   startedMs: number;
   items: number;
   write?: boolean;
+  /** Its caller already had the timeout error; the shard still holds the work. */
+  expired?: boolean;
 }
 
 interface QueuedWrite {
@@ -269,10 +271,11 @@ export class ShardHandle {
 
   private onResponse(msg: ShardResponse): void {
     const p = this.pending.get(msg.req);
-    if (p === undefined) return; // timed out earlier
+    if (p === undefined) return;
     this.pending.delete(msg.req);
     this.depthItems -= p.items;
     if (p.write === true) this.writeAnswered();
+    if (p.expired === true) return; // its caller had the timeout error
     if (msg.ok) p.resolve(msg.value);
     else
       p.reject(
@@ -294,12 +297,15 @@ export class ShardHandle {
     }
   }
 
+  /**
+   * Fails the callers of requests older than timeoutMs. Their queue capacity (items, write
+   * slots, pending entries) is given back only when the shard answers: it still holds the
+   * work, and a stuck shard must push back (503) rather than be sent more.
+   */
   expire(nowMs: number, timeoutMs: number): void {
-    for (const [req, p] of this.pending) {
-      if (nowMs - p.startedMs < timeoutMs) continue;
-      this.pending.delete(req);
-      this.depthItems -= p.items;
-      if (p.write === true) this.writeAnswered();
+    for (const p of this.pending.values()) {
+      if (p.expired === true || nowMs - p.startedMs < timeoutMs) continue;
+      p.expired = true;
       p.reject(
         new ShardRequestError(
           this.shardId,
