@@ -82,7 +82,7 @@ export const CONFIG_VARS: readonly ConfigVar[] = [
   {
     name: "STEMEDB_SHARD_QUEUE_MAX",
     default: String(DEFAULT_SHARD_QUEUE_MAX_ITEMS),
-    meaning: `most queued write items per shard before writes get 503 (1..${MAX_SHARD_QUEUE_MAX_ITEMS})`,
+    meaning: `most queued write items per shard before writes get 503 (1..${MAX_SHARD_QUEUE_MAX_ITEMS}); a larger batch is taken only when nothing else is queued`,
   },
   {
     name: "STEMEDB_WAL_FLUSH",

@@ -269,10 +269,15 @@ export async function startServer(
       // WS connections outlive the listen socket: end them once their last acks are queued.
       stream.closeAll();
       await reads.close();
-      await pool.close();
+      const shardFailures = await pool.close();
       await safety.close();
       await meta.close();
       if (stageTrace !== null) logger.info({ stage_trace: stageTrace.summary() }, "write stages");
+      if (shardFailures.length > 0) {
+        throw new Error(
+          `not every shard checkpointed (nothing is lost: the WAL replays at the next start): ${shardFailures.join("; ")}`,
+        );
+      }
     })();
     return stopping;
   };

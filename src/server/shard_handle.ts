@@ -138,7 +138,9 @@ export class ShardHandle {
       return Promise.reject(
         new ShardRequestError(this.shardId, "exited", `shard ${this.shardId} is not running`),
       );
-    if (this.depthItems + records.length > this.queueMaxItems) {
+    // A batch larger than the whole bound is taken when nothing else waits: otherwise a valid
+    // batch could never be written. So the depth stays ≤ max(bound, MAX_BATCH_ITEMS).
+    if (this.depthItems > 0 && this.depthItems + records.length > this.queueMaxItems) {
       return Promise.reject(
         new ShardRequestError(
           this.shardId,

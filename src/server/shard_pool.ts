@@ -38,6 +38,17 @@ export interface ShardPoolOptions {
   stageTrace: StageTrace | null;
 }
 
+/** Longest wait for one shard to drain its writes and checkpoint at shutdown. */
+const SHARD_CLOSE_TIMEOUT_MS = 60_000;
+
+function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
+}
+
 export class ShardPool {
   private readonly shards: ShardHandle[];
   private readonly sweepTimer: NodeJS.Timeout;
@@ -158,11 +169,20 @@ export class ShardPool {
     return this.shard(shardId).depthItems;
   }
 
-  /** Drains in-flight writes, checkpoints every shard and stops the threads. */
-  async close(): Promise<void> {
+  /**
+   * Drains in-flight writes, checkpoints every shard and stops the threads, waiting at most
+   * SHARD_CLOSE_TIMEOUT_MS for each. Returns what failed ("shard N: why"); a shard that did
+   * not checkpoint loses nothing (its WAL replays at the next start), but the caller says so.
+   */
+  async close(): Promise<string[]> {
     clearInterval(this.sweepTimer);
-    await Promise.allSettled(this.shards.map((s) => s.query({ t: "close" })));
+    const closed = await Promise.allSettled(
+      this.shards.map((s) => withTimeout(s.query({ t: "close" }), SHARD_CLOSE_TIMEOUT_MS)),
+    );
     await Promise.allSettled(this.shards.map((s) => s.worker.terminate()));
+    return closed.flatMap((r, id) =>
+      r.status === "rejected" ? [`shard ${id}: ${(r.reason as Error).message}`] : [],
+    );
   }
 
   get options(): ShardPoolOptions {

@@ -258,7 +258,8 @@ async function handleQuery(msg: QueryRequest): Promise<unknown> {
       return core.backup(msg.walDir, msg.dbDir);
     case "close":
       await core.close();
-      return info();
+      // The store is closed now: only what the WAL and the checkpoint say.
+      return { durableLsn: core.wal.durableLsn, checkpointLsn: core.checkpointLsn };
   }
 }
 
