@@ -293,6 +293,9 @@ export function createStreamProtocol(opts: StreamProtocolOptions): StreamProtoco
     flush,
     closed(conn) {
       conn.ws = null;
+      // Admitted but never sent to a shard: each gives its breaker probe slot back.
+      for (let i = conn.waitingHead; i < conn.waiting.length; i++)
+        server.breakers.release(conn.agent);
       conn.waiting = [];
       conn.waitingHead = 0;
       conn.outbox = [];
@@ -303,6 +306,7 @@ export function createStreamProtocol(opts: StreamProtocolOptions): StreamProtoco
         for (let i = conn.waitingHead; i < conn.waiting.length; i++) {
           const msg = conn.waiting[i] as Accepted;
           conn.unacked.delete(msg.seq);
+          server.breakers.release(conn.agent);
           reject(conn, msg.seq, shuttingDown(), "failed");
         }
         conn.waiting = [];
