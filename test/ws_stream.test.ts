@@ -99,6 +99,35 @@ describe("WS /v1/stream", () => {
     expect((plain.json as ErrorFrame).error.code).toBe("upgrade_required");
   });
 
+  it("stops taking messages on an open connection once its key is revoked (1008)", async () => {
+    const key = await createKey(server.baseUrl, adminKey, "agent", "ws-revoked");
+    const client = await StreamClient.connect(server.baseUrl, key);
+    client.send(1, assertion("ws/revoked/before", 1));
+    expect(await client.waitFrames(1)).toEqual([expect.objectContaining({ seq: 1 })]);
+    const keyId = key.slice("stm_".length, "stm_".length + 12);
+    const revoked = await api(server.baseUrl, adminKey).request(
+      "DELETE",
+      `/v1/admin/api_keys/${keyId}`,
+    );
+    expect(revoked.status).toBe(200);
+    client.send(2, assertion("ws/revoked/after", 2));
+    const frames = await client.waitFrames(2);
+    expect(frames[1]).toEqual({
+      seq: null,
+      error: expect.objectContaining({ code: "invalid_api_key" }),
+    });
+    for (let i = 0; i < 200 && client.closed === null; i++)
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(client.closed?.code).toBe(1008);
+    // The message before the revocation was written, the one after was not.
+    const reader = api(server.baseUrl, readerKey);
+    const before = await reader.request("GET", "/v1/query?concept=ws/revoked/before");
+    expect(JSON.stringify(before.json)).toContain('"agent":"ws-revoked"');
+    const after = await reader.request("GET", "/v1/query?concept=ws/revoked/after");
+    expect(after.status).toBe(200);
+    expect(JSON.stringify(after.json)).not.toContain('"agent":"ws-revoked"');
+  });
+
   it("acks each message after fsync with its seq, id, shard and lsn, like POST /v1/assert", async () => {
     const client = await StreamClient.connect(server.baseUrl, agentKey, {
       "x-request-id": "ws-basic",

@@ -84,7 +84,7 @@ export function registerStream(app: TemplatedApp, opts: StreamOptions): Stream {
           "too_many_connections",
         );
       }
-      const conn = newConn(principal.principal, requestId);
+      const conn = newConn(principal.principal, principal.keyId, requestId);
       // Custom headers on a 101 need the status line written first (uWS docs).
       res.writeStatus("101 Switching Protocols");
       res.writeHeader("x-request-id", requestId);

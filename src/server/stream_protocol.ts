@@ -8,7 +8,7 @@ import type { WsMessageOutcome } from "../metrics/main_metrics.js";
 import type { WriteResult } from "../shard/protocol.js";
 import { WRITE_DUPLICATE } from "../shard/shard_core.js";
 import type { ServerContext } from "./context.js";
-import { ApiError, internalError, unavailable, unprocessable } from "./errors.js";
+import { ApiError, internalError, unauthorized, unavailable, unprocessable } from "./errors.js";
 import {
   checkNew,
   countsAsBad,
@@ -40,8 +40,13 @@ interface Accepted {
 }
 
 /** Per-connection state; uWS copies the upgrade's user data onto the WebSocket object. */
+/** WebSocket close code 1008: the key of the connection is no longer valid. */
+const CLOSE_POLICY_VIOLATION = 1008;
+
 export interface Conn {
   readonly agent: string;
+  /** The key the connection authenticated with: each message checks it is still active. */
+  readonly keyId: string;
   readonly requestId: string;
   ws: WebSocket<UserData> | null;
   /** Messages handed to the shard pool and not yet answered. */
@@ -61,9 +66,10 @@ export interface UserData {
 }
 
 /** A connection's state before uWS opens it (`ws` is set by the open handler). */
-export function newConn(agent: string, requestId: string): Conn {
+export function newConn(agent: string, keyId: string, requestId: string): Conn {
   return {
     agent,
+    keyId,
     requestId,
     ws: null,
     inflight: 0,
@@ -217,6 +223,17 @@ export function createStreamProtocol(opts: StreamProtocolOptions): StreamProtoco
   const onMessage = (ws: WebSocket<UserData>, message: ArrayBuffer, isBinary: boolean) => {
     const conn = ws.getUserData().conn;
     const receivedMs = performance.now();
+    if (!server.meta.isActive(conn.keyId, Date.now())) {
+      // Revoked or expired since the upgrade: nothing more is taken on this connection.
+      const err = unauthorized(
+        "The API key of this connection was revoked or has expired; reconnect with a valid key.",
+        "invalid_api_key",
+      );
+      reject(conn, null, err, "failed");
+      flush(conn);
+      ws.end(CLOSE_POLICY_VIOLATION, "api key revoked or expired");
+      return;
+    }
     if (isBinary) {
       const err = unprocessable(
         "Send each message as a text frame of JSON; binary frames are not read.",

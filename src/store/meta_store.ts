@@ -193,6 +193,13 @@ export class MetaStore {
     return true;
   }
 
+  /** Whether a key verified earlier may still be used: known, not revoked, not expired. */
+  isActive(keyId: string, nowMs: number): boolean {
+    const info = this.cache.get(keyId)?.info;
+    if (info === undefined || info.revokedAtMs !== null) return false;
+    return info.expiresAtMs === null || nowMs < info.expiresAtMs;
+  }
+
   /** One key's public record, or null. */
   get(keyId: string): ApiKeyInfo | null {
     return this.cache.get(keyId)?.info ?? null;
