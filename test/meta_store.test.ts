@@ -78,12 +78,33 @@ describe("MetaStore keys", () => {
     expect(store.verify(key, NOW + 1000)).toBeNull();
   });
 
+  it("refuses to revoke the last active admin key, even two at once", async () => {
+    const first = await store.createKey({ role: "admin" }, NOW);
+    await expect(store.revoke(first.record.keyId, NOW)).rejects.toMatchObject({
+      code: "last_admin_key",
+    });
+    // An expired admin key does not count as another one.
+    await store.createKey({ role: "admin", expiresAtMs: NOW + 10 }, NOW);
+    await expect(store.revoke(first.record.keyId, NOW + 20)).rejects.toMatchObject({
+      code: "last_admin_key",
+    });
+    const second = await store.createKey({ role: "admin" }, NOW);
+    // Revoked one at a time: the second revocation finds the first done and refuses.
+    const both = await Promise.allSettled([
+      store.revoke(first.record.keyId, NOW + 20),
+      store.revoke(second.record.keyId, NOW + 20),
+    ]);
+    expect(both.map((r) => r.status)).toEqual(["fulfilled", "rejected"]);
+    expect(store.isActive(second.record.keyId, NOW + 20)).toBe(true);
+  });
+
   it("never exposes secret hashes from list(), and persists across reopen", async () => {
     const a = await store.createKey({ role: "agent" }, NOW);
     const b = await store.createKey({ role: "admin" }, NOW);
+    await store.createKey({ role: "admin" }, NOW); // so that b is not the last admin key
     await store.revoke(b.record.keyId, NOW);
     const listed = store.list();
-    expect(listed).toHaveLength(2);
+    expect(listed).toHaveLength(3);
     const secretHash = hashSecretHex(parseApiKey(a.key)?.secret ?? "");
     const text = JSON.stringify(listed);
     expect(text).not.toContain("secretHash");

@@ -28,6 +28,17 @@ import {
 import { MAX_API_KEY_LABELS, MAX_API_KEYS, MAX_TIME_MS } from "../domain/limits.js";
 import { writeFileAtomic } from "./manifest.js";
 
+/** A key change the rules refuse: `code` is the API's error code (409). */
+export class KeyRuleError extends Error {
+  constructor(
+    readonly code: "key_limit" | "last_admin_key",
+    message: string,
+  ) {
+    super(message);
+    this.name = "KeyRuleError";
+  }
+}
+
 export const META_DIR = "meta";
 export const ADMIN_KEY_FILE = "admin.key";
 const ADMIN_KEY_FILE_MODE = 0o600;
@@ -73,6 +84,7 @@ export class MetaStore {
   readonly root: RootDatabase;
   private readonly keys: Database<ApiKeyRecord, string>;
   private cache: ReadonlyMap<string, CachedKey> = new Map();
+  private revoking: Promise<unknown> = Promise.resolve();
 
   private constructor(root: RootDatabase) {
     this.root = root;
@@ -140,7 +152,10 @@ export class MetaStore {
       throw new RangeError(`expiresAtMs must be an integer ms timestamp, got ${expiresAtMs}`);
     }
     if (this.cache.size >= MAX_API_KEYS) {
-      throw new RangeError(`the meta store holds the maximum of ${MAX_API_KEYS} API keys`);
+      throw new KeyRuleError(
+        "key_limit",
+        `The meta store holds the maximum of ${MAX_API_KEYS} API keys (revoked ones count).`,
+      );
     }
     let keyId = imported?.keyId ?? generateKeyId();
     for (let attempt = 1; this.cache.has(keyId); attempt++) {
@@ -184,11 +199,33 @@ export class MetaStore {
     return info;
   }
 
-  /** Revoke a key. Returns false if there is no such key; revoking twice keeps the first time. */
-  async revoke(keyId: string, nowMs: number = Date.now()): Promise<boolean> {
+  /**
+   * Revoke a key. Returns false if there is no such key; revoking twice keeps the first time.
+   * The last active admin key cannot be revoked (KeyRuleError `last_admin_key`): nothing
+   * could create another. Revocations run one at a time, so two cannot both pass that check.
+   */
+  revoke(keyId: string, nowMs: number = Date.now()): Promise<boolean> {
+    const run = this.revoking.then(() => this.revokeNow(keyId, nowMs));
+    this.revoking = run.catch(() => {});
+    return run;
+  }
+
+  private async revokeNow(keyId: string, nowMs: number): Promise<boolean> {
     const current = this.keys.get(keyId);
     if (current === undefined) return false;
     if (current.revokedAtMs !== null) return true;
+    if (current.role === "admin") {
+      let otherAdmins = 0;
+      for (const { info } of this.cache.values())
+        if (info.role === "admin" && info.keyId !== keyId && this.isActive(info.keyId, nowMs))
+          otherAdmins++;
+      if (otherAdmins === 0) {
+        throw new KeyRuleError(
+          "last_admin_key",
+          "This is the last active admin key: create another admin key before revoking it.",
+        );
+      }
+    }
     await this.commit({ ...current, revokedAtMs: nowMs });
     return true;
   }

@@ -1,8 +1,9 @@
 // GET /v1/health, GET /metrics, and the first API-key routes (POST/GET/DELETE).
 import { collectMerged } from "../../metrics/merge.js";
 import type { ShardInfo } from "../../shard/protocol.js";
+import { KeyRuleError } from "../../store/meta_store.js";
 import type { ServerContext } from "../context.js";
-import { notFound } from "../errors.js";
+import { conflict, notFound } from "../errors.js";
 import type { Reply, Route, RouteContext } from "../router.js";
 import { CreateApiKeyRequest, parseCreateApiKeyRequest } from "../schemas.js";
 import { auditWho } from "./audit.js";
@@ -84,14 +85,22 @@ async function metricsRoute(server: ServerContext): Promise<Reply> {
   };
 }
 
+/** A refused key change as the API's 409; anything else as it is. */
+function keyRuleToApiError(err: unknown): never {
+  if (err instanceof KeyRuleError) throw conflict(err.message, err.code);
+  throw err;
+}
+
 async function createKey(server: ServerContext, ctx: RouteContext): Promise<Reply> {
   const input = parseCreateApiKeyRequest(ctx.body as Buffer, Date.now());
-  const { key, record } = await server.meta.createKey({
-    role: input.role,
-    principal: input.principal,
-    labels: input.labels,
-    expiresAtMs: input.expiresAtMs,
-  });
+  const { key, record } = await server.meta
+    .createKey({
+      role: input.role,
+      principal: input.principal,
+      labels: input.labels,
+      expiresAtMs: input.expiresAtMs,
+    })
+    .catch(keyRuleToApiError);
   server.logger.info(
     { request_id: ctx.requestId, key_id: record.keyId, role: record.role },
     "api key created",
@@ -129,7 +138,8 @@ function keyJson(r: {
 async function revokeKey(server: ServerContext, ctx: RouteContext): Promise<Reply> {
   const keyId = ctx.params[0] ?? "";
   // Key ids are 12 base32 characters; anything else is unknown without touching the store.
-  const existed = KEY_ID_PATTERN.test(keyId) && (await server.meta.revoke(keyId));
+  const existed =
+    KEY_ID_PATTERN.test(keyId) && (await server.meta.revoke(keyId).catch(keyRuleToApiError));
   if (!existed) throw notFound(`No API key has id ${JSON.stringify(keyId.slice(0, 40))}.`);
   server.logger.info({ request_id: ctx.requestId, key_id: keyId }, "api key revoked");
   await server.audit.append({
