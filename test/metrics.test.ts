@@ -170,6 +170,22 @@ describe("metrics merge across worker threads", () => {
     expect(silent.listenerCount("message")).toBe(0);
   });
 
+  it("keeps a missing shard's last answer, so its counters never drop (no false reset)", async () => {
+    const [w0, w1] = workers as [Worker, Worker, Worker];
+    const lastGood: Array<MetricObjectWithValues[] | undefined> = [];
+    await collectMerged(main, [collectorFor(w0), collectorFor(w1)], 2000, lastGood);
+    const { text, missingShards } = await collectMerged(
+      main,
+      [collectorFor(w0), () => Promise.reject(new Error("shard 1 busy"))],
+      300,
+      lastGood,
+    );
+    expect(missingShards).toEqual([1]);
+    const fams = parseExposition(text);
+    expect(value(fams, MISSING_SHARDS_METRIC, {})).toBe(1);
+    expect(value(fams, "stemedb_wal_writes_total", { shard: "1" })).toBe(20);
+  });
+
   it("treats failing and malformed collectors as missing", async () => {
     const junk = [{ name: "x", help: "", type: "counter", aggregator: "nope", values: [] }];
     const { missingShards } = await collectMerged(

@@ -127,11 +127,17 @@ function missingShardsFamily(count: number): MetricObjectWithValues {
  * Collects `main` plus every collector concurrently, waits at most `timeoutMs` for the
  * collectors (one shared deadline, so the whole scrape is bounded by ~timeoutMs), and
  * merges what arrived. Late replies are ignored.
+ *
+ * With `lastGood` (kept by the caller across scrapes), each collector's last answer is
+ * remembered and stands in for it while it is missing: a series the main thread and a shard
+ * both feed would otherwise drop to the main thread's part, and Prometheus reads a drop in a
+ * counter as a reset. The shard still counts in `missingShards`.
  */
 export async function collectMerged(
   main: Registry,
   collectors: ReadonlyArray<MetricsCollector>,
   timeoutMs: number,
+  lastGood?: Array<MetricObjectWithValues[] | undefined>,
 ): Promise<MergedMetrics> {
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_SCRAPE_TIMEOUT_MS) {
     throw new Error(`timeoutMs must be in (0, ${MAX_SCRAPE_TIMEOUT_MS}], got ${timeoutMs}`);
@@ -170,8 +176,14 @@ export async function collectMerged(
   const missingShards: number[] = [];
   const shardJsons: MetricObjectWithValues[][] = [];
   results.forEach((json, shard) => {
-    if (json === undefined) missingShards.push(shard);
-    else shardJsons.push(json);
+    if (json !== undefined) {
+      shardJsons.push(json);
+      if (lastGood !== undefined) lastGood[shard] = json;
+      return;
+    }
+    missingShards.push(shard);
+    const stale = lastGood?.[shard];
+    if (stale !== undefined) shardJsons.push(stale);
   });
 
   const mainJson = mainFamiliesForMerge(await mainJsonPromise);

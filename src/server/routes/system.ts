@@ -1,5 +1,5 @@
 // GET /v1/health, GET /metrics, and the first API-key routes (POST/GET/DELETE).
-import { collectMerged } from "../../metrics/merge.js";
+import { collectMerged, type MetricObjectWithValues } from "../../metrics/merge.js";
 import type { ShardInfo } from "../../shard/protocol.js";
 import { KeyRuleError } from "../../store/meta_store.js";
 import type { ServerContext } from "../context.js";
@@ -72,11 +72,15 @@ async function health(server: ServerContext): Promise<Reply> {
   return { status: healthy ? 200 : 503, body: JSON.stringify(body) };
 }
 
-async function metricsRoute(server: ServerContext): Promise<Reply> {
+async function metricsRoute(
+  server: ServerContext,
+  lastGood: Array<MetricObjectWithValues[] | undefined>,
+): Promise<Reply> {
   const merged = await collectMerged(
     server.registry,
     server.pool.metricsCollectors(),
     SCRAPE_TIMEOUT_MS,
+    lastGood,
   );
   return {
     status: 200,
@@ -155,6 +159,8 @@ async function revokeKey(server: ServerContext, ctx: RouteContext): Promise<Repl
 }
 
 export function systemRoutes(server: ServerContext): Route[] {
+  /** Each shard's last metrics answer, standing in for it while it misses a scrape. */
+  const lastGoodMetrics: Array<MetricObjectWithValues[] | undefined> = [];
   return [
     {
       method: "get",
@@ -168,7 +174,7 @@ export function systemRoutes(server: ServerContext): Route[] {
       pattern: "/metrics",
       role: server.config.metricsPublic ? null : "reader",
       jsonBody: false,
-      handler: () => metricsRoute(server),
+      handler: () => metricsRoute(server, lastGoodMetrics),
     },
     {
       method: "post",
