@@ -106,6 +106,27 @@ describe("votes and consensus", () => {
     expect((g.winner as Json).value).toBe("B");
   });
 
+  it("says truncated when more active assertions exist than consensus and trusted look at", async () => {
+    const batch = (from: number, count: number) =>
+      Array.from({ length: count }, (_, i) => ({
+        concept: "cons/many",
+        value: from + i,
+        confidence: 0.5,
+      }));
+    await assert("v2", { assertions: batch(0, 1000) });
+    const exact = await query("concept=cons/many&lens=consensus");
+    expect(exact).toMatchObject({ considered: 1000, truncated: false });
+    await assert("v2", { assertions: batch(1000, 1) });
+    const more = await query("concept=cons/many&lens=consensus");
+    expect(more).toMatchObject({ considered: 1000, truncated: true });
+    // No author is that trusted among the newest 1,000, and older ones were not looked at.
+    const trusted = await query("concept=cons/many&lens=trusted&min_trust=0.99");
+    expect(trusted).toMatchObject({ items: [], truncated: true });
+    const found = await query("concept=cons/many&lens=trusted&min_trust=0");
+    expect((found.items as Json[]).length).toBe(1);
+    expect(found.truncated).toBe(false);
+  });
+
   it("refuses self-votes, votes on unknown ids, and bad bodies", async () => {
     const mine = await assert("a1", { concept: "cons/self", value: 1, confidence: 1 });
     const self = await as("a1").request("POST", "/v1/vote", { assertion_id: mine.id, vote: "up" });

@@ -53,7 +53,10 @@ function activeList(
   limit: number,
   render: boolean,
 ): ActiveList {
-  const { items, truncated } = activeAsOf(dbs, concept, asOfLsn, limit, MAX_LENS_SCAN_ASSERTIONS);
+  // One more than asked for tells whether more exist (docs/semantics.md: `truncated`).
+  const found = activeAsOf(dbs, concept, asOfLsn, limit + 1, MAX_LENS_SCAN_ASSERTIONS);
+  const items = found.items.length > limit ? found.items.slice(0, limit) : found.items;
+  const truncated = found.truncated || found.items.length > limit;
   return { concept, items: items.map((r) => activeItem(dbs, r, asOfLsn, render)), truncated };
 }
 

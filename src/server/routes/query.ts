@@ -375,7 +375,12 @@ async function queryHandler(server: ServerContext, ctx: RouteContext): Promise<R
       });
       const pick = trustedPick(list.items, b, minTrust);
       const body = pageBody(lens, concept, b, pick?.json == null ? [] : [pick.json], null);
-      return { status: 200, body: `${body.slice(0, -1)},"min_trust":${minTrust}}` };
+      // No trusted author among the newest active assertions, and older ones exist.
+      const truncated = pick?.json == null && list.truncated;
+      return {
+        status: 200,
+        body: `${body.slice(0, -1)},"min_trust":${minTrust},"truncated":${truncated}}`,
+      };
     }
     case "consensus":
     case "gold": {
