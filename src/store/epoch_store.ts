@@ -44,8 +44,12 @@ export class EpochStore {
     return this.last + 1;
   }
 
+  /**
+   * A closed epoch. One being created is not shown until it is durable (create() resolves):
+   * LMDB shows a commit before its sync, and an answer as of an epoch must never change.
+   */
   get(epoch: number): EpochRecord | undefined {
-    return this.epochs.get(epoch);
+    return epoch <= this.last ? this.epochs.get(epoch) : undefined;
   }
 
   /** Trust of `agent` when `epoch` was created (undefined: the agent had no evidence then). */
@@ -56,7 +60,9 @@ export class EpochStore {
   /** Oldest first, after `after` (exclusive), at most `limit`. */
   list(after: number, limit: number): EpochRecord[] {
     const out: EpochRecord[] = [];
-    for (const { value } of this.epochs.getRange({ start: after + 1, limit })) out.push(value);
+    if (after >= this.last) return out;
+    const range = { start: after + 1, end: this.last + 1, limit };
+    for (const { value } of this.epochs.getRange(range)) out.push(value);
     return out;
   }
 
