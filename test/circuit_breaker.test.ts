@@ -2,6 +2,7 @@
 // persistence), then over HTTP with a real server and a test clock: 429 + Retry-After, half-open,
 // close, re-open on a failed probe, audited reset, and an open breaker surviving kill -9.
 import fs from "node:fs";
+import net from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config.js";
 import {
@@ -303,5 +304,40 @@ describe("circuit breakers over HTTP (real server, test clock)", () => {
     expect(still.status).toBe(429);
     expect(still.headers.get("retry-after")).toBeTruthy();
     expect(await metric('stemedb_circuit_breaker_state{state="open"}')).toBe(1);
+  });
+
+  it("counts the quarantined writes of a request whose client hung up before the answer", async () => {
+    // The server of the test above, still running.
+    const adminKey = readAdminKeyFile(dataDir);
+    const admin = api(server.baseUrl, adminKey);
+    const key = await createKey(server.baseUrl, adminKey, "agent", "agent-gone");
+    const gold = await admin.request("POST", "/v1/gold_standard", { concept: "gone/x", value: 0 });
+    expect(gold.status).toBe(201);
+    // Three writes contradicting the gold standard (all quarantined: bad outcomes), sent in
+    // one request whose socket is closed as soon as it is sent.
+    const body = JSON.stringify({
+      assertions: [1, 2, 3].map((value) => ({ concept: "gone/x", value, confidence: 0.5 })),
+    });
+    const port = Number(new URL(server.baseUrl).port);
+    await new Promise<void>((resolve) => {
+      const socket = net.connect(port, "127.0.0.1", () => {
+        socket.write(
+          `POST /v1/assert HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\n` +
+            `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+          () => {
+            socket.destroy();
+            resolve();
+          },
+        );
+      });
+      socket.on("error", () => resolve());
+    });
+    let state = "";
+    for (let i = 0; i < 100 && state !== "open"; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const view = await admin.request("GET", "/v1/agents/agent-gone");
+      state = (view.json as { breaker?: { state: string } }).breaker?.state ?? "";
+    }
+    expect(state).toBe("open");
   });
 });

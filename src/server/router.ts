@@ -232,6 +232,8 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
   const accept = req.getHeader("accept");
   let aborted = false;
   let finished = false;
+  /** The handler has started: its work (a write) goes on even if the client goes away. */
+  let handlerRunning = false;
   const trace = route.traced === true ? (deps.stageTrace ?? null) : null;
   /** Set once the body is in: refused requests take no row of the trace. */
   let traceSeq = 0;
@@ -263,7 +265,7 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
     deps.metrics.recordHttp(
       METHOD_NAME[route.method],
       route.pattern,
-      reply.status,
+      aborted ? 499 : reply.status,
       (performance.now() - started) / 1000,
     );
     if (reply.status >= 400) deps.metrics.errors(errorCodeOf(reply)).inc();
@@ -288,7 +290,9 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
   };
   res.onAborted(() => {
     aborted = true;
-    if (!finished) {
+    // A running handler still ends in finish(): its outcome (quarantined writes included)
+    // counts for the breaker, and the request counts in flight until then.
+    if (!finished && !handlerRunning) {
       finished = true;
       deps.inflight.count--;
       settleBreaker(499);
@@ -348,6 +352,7 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
       traceSeq = trace.begin(started);
       trace.stamp(traceSeq, "body_read");
     }
+    handlerRunning = true;
     const ctx: RouteContext = {
       requestId,
       params,
