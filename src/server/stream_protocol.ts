@@ -151,16 +151,26 @@ export function createStreamProtocol(opts: StreamProtocolOptions): StreamProtoco
   ): void => {
     metrics.wsMessages[outcome].inc();
     metrics.errors(err.code).inc();
+    const frame = `{"seq":${seq === null ? "null" : seq},"error":${JSON.stringify({ code: err.code, message: err.message })}}`;
     // The agent's own faults count against its circuit breaker, as on POST /v1/assert.
-    if (outcome === "invalid") recordOutcome(conn, "bad");
-    schedule(
-      conn,
-      `{"seq":${seq === null ? "null" : seq},"error":${JSON.stringify({ code: err.code, message: err.message })}}`,
-    );
+    if (outcome === "invalid") recordThen(conn, "bad", () => schedule(conn, frame));
+    else schedule(conn, frame);
   };
 
-  const recordOutcome = (conn: Conn, outcome: "ok" | "bad") => {
-    void server.breakers.record(conn.agent, outcome, server.clock.nowMs());
+  /**
+   * Records an outcome for the agent's breaker; `then` runs once a state change it caused
+   * (a trip) is on disk, as the router does for HTTP: a client told about a trip must not
+   * find the breaker closed after a crash.
+   */
+  const recordThen = (conn: Conn, outcome: "ok" | "bad", then: () => void) => {
+    const write = server.breakers.record(conn.agent, outcome, server.clock.nowMs());
+    if (write === null) then();
+    else
+      write
+        .then(then, then)
+        .catch((err: unknown) =>
+          logger.error({ err, request_id: conn.requestId, route: STREAM_PATH }, "stream ack"),
+        );
   };
 
   const finished = (conn: Conn, seq: number) => {
@@ -176,14 +186,15 @@ export function createStreamProtocol(opts: StreamProtocolOptions): StreamProtoco
       .write(msg.shard, [msg.record])
       .then(
         (result: WriteResult) => {
-          finished(conn, msg.seq);
-          recordOutcome(conn, msg.bad ? "bad" : "ok");
           watchForContests(server, conn.agent, [msg], [msg]);
           const flag = result.flags[0] as number;
           const fields = itemResultFields(msg, result.lsns[0] as number, flag);
           metrics.wsMessages[(flag & WRITE_DUPLICATE) !== 0 ? "duplicate" : "written"].inc();
-          metrics.wsAckDuration.observe((performance.now() - msg.receivedMs) / 1000);
-          if (conn.ws !== null) schedule(conn, `{"seq":${msg.seq},${fields}}`);
+          recordThen(conn, msg.bad ? "bad" : "ok", () => {
+            finished(conn, msg.seq);
+            metrics.wsAckDuration.observe((performance.now() - msg.receivedMs) / 1000);
+            if (conn.ws !== null) schedule(conn, `{"seq":${msg.seq},${fields}}`);
+          });
         },
         (err: unknown) => {
           finished(conn, msg.seq);
