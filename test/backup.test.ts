@@ -91,6 +91,33 @@ describe("backup and restore", () => {
 
     // A non-empty target is refused without --force.
     expect(await runRestore(["--from", backupDir, "--data-dir", restoredDir])).toBe(1);
+    // A target that holds the backup is refused even with --force, and nothing is deleted.
+    await expect(
+      runRestore(["--from", backupDir, "--data-dir", path.dirname(backupDir), "--force"]),
+    ).rejects.toThrow(/overlap/);
+    expect(fs.existsSync(path.join(backupDir, "backup.json"))).toBe(true);
+    // Separate WAL and LMDB directories (STEMEDB_WAL_DIR / STEMEDB_DB_DIR) get their parts.
+    const split = path.join(scratch, "split");
+    const walDir = path.join(split, "wal-elsewhere");
+    const dbDir = path.join(split, "db-elsewhere");
+    const dataOnly = path.join(split, "data");
+    expect(
+      await runRestore([
+        "--from",
+        backupDir,
+        "--data-dir",
+        dataOnly,
+        "--wal-dir",
+        walDir,
+        "--db-dir",
+        dbDir,
+      ]),
+    ).toBe(0);
+    expect(fs.readdirSync(walDir).some((d) => d.startsWith("shard-"))).toBe(true);
+    expect(fs.readdirSync(dbDir).some((d) => d.startsWith("shard-"))).toBe(true);
+    expect(fs.existsSync(path.join(dataOnly, "wal"))).toBe(false);
+    expect(fs.existsSync(path.join(dataOnly, "db"))).toBe(false);
+    expect(fs.existsSync(path.join(dataOnly, "manifest.json"))).toBe(true);
   });
 
   it("detects a corrupted backup before writing anything", async () => {

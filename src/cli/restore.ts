@@ -6,11 +6,35 @@ import fs from "node:fs";
 import path from "node:path";
 import { BackupError, verifyBackup } from "../store/backup_manifest.js";
 import { fsyncDir } from "../store/manifest.js";
-import { parseCommand } from "./args.js";
+import { type DataDirs, parseCommand, resolveDataDirs, UsageError } from "./args.js";
 
-const USAGE = `usage: stemedb restore --from DIR [--data-dir D] [--force] [--json]
-  Restores a backup made by 'stemedb backup' into D (default STEMEDB_DATA_DIR or ./data).
-  The server must be stopped. A non-empty D is refused unless --force (which empties it).`;
+const USAGE = `usage: stemedb restore --from DIR [--data-dir D] [--wal-dir W] [--db-dir B] [--force] [--json]
+  Restores a backup made by 'stemedb backup' into D (default STEMEDB_DATA_DIR or ./data), its
+  WAL into W and its LMDB files into B (defaults STEMEDB_WAL_DIR / STEMEDB_DB_DIR, else D/wal
+  and D/db, as the server reads them). The server must be stopped. Non-empty targets are
+  refused unless --force (which empties them). The backup may not lie inside a target.`;
+
+/** A path with symlinks resolved as far as it exists. */
+function realPath(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
+}
+
+function within(inner: string, outer: string): boolean {
+  const rel = path.relative(outer, inner);
+  return rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel));
+}
+
+/** Where a backup file goes: wal/… and db/… into their own directories, the rest into data. */
+function targetOf(dirs: DataDirs, file: string): string {
+  const [top, ...rest] = file.split("/");
+  if (top === "wal") return path.join(dirs.walDir, ...rest);
+  if (top === "db") return path.join(dirs.dbDir, ...rest);
+  return path.join(dirs.dataDir, file);
+}
 
 function copyDurably(from: string, to: string): void {
   fs.mkdirSync(path.dirname(to), { recursive: true });
@@ -29,6 +53,8 @@ export async function runRestore(argv: string[]): Promise<number> {
     {
       from: { type: "string" },
       "data-dir": { type: "string" },
+      "wal-dir": { type: "string" },
+      "db-dir": { type: "string" },
       force: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
     },
@@ -39,10 +65,19 @@ export async function runRestore(argv: string[]): Promise<number> {
     process.stderr.write(`${USAGE}\n`);
     return 2;
   }
-  const from = path.resolve(values.from);
-  const target = path.resolve(
-    (values["data-dir"] as string | undefined) ?? process.env.STEMEDB_DATA_DIR ?? "./data",
+  const from = realPath(values.from);
+  const dirs = resolveDataDirs(
+    values as { "data-dir"?: string; "wal-dir"?: string; "db-dir"?: string },
   );
+  const targets = [...new Set([dirs.dataDir, dirs.walDir, dirs.dbDir])];
+  for (const t of targets) {
+    const real = realPath(t);
+    if (within(from, real) || within(real, from)) {
+      throw new UsageError(
+        `the backup ${from} and the target ${t} overlap; restore from a copy outside the data directories`,
+      );
+    }
+  }
   const started = Date.now();
   let manifest: Awaited<ReturnType<typeof verifyBackup>>;
   try {
@@ -54,29 +89,38 @@ export async function runRestore(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  if (fs.existsSync(target) && fs.readdirSync(target).length > 0) {
-    if (values.force !== true) {
-      process.stderr.write(
-        `restore refused: ${target} is not empty (use --force to replace its contents)\n`,
-      );
-      return 1;
-    }
-    for (const entry of fs.readdirSync(target))
-      fs.rmSync(path.join(target, entry), { recursive: true, force: true });
+  const filled = targets.filter((t) => fs.existsSync(t) && fs.readdirSync(t).length > 0);
+  if (filled.length > 0 && values.force !== true) {
+    process.stderr.write(
+      `restore refused: ${filled.join(", ")} not empty (use --force to replace the contents)\n`,
+    );
+    return 1;
   }
-  fs.mkdirSync(target, { recursive: true });
-  const dirs = new Set<string>([target]);
+  // Innermost first: D/wal is emptied as itself, not as part of D.
+  for (const t of [...filled].sort((a, b) => b.length - a.length)) {
+    if (!fs.existsSync(t)) continue;
+    for (const entry of fs.readdirSync(t))
+      fs.rmSync(path.join(t, entry), { recursive: true, force: true });
+  }
+  for (const t of targets) fs.mkdirSync(t, { recursive: true });
+  const synced = new Set<string>(targets);
   let bytes = 0;
   for (const f of manifest.files) {
-    const to = path.join(target, f.path);
+    const to = targetOf(dirs, f.path);
     copyDurably(path.join(from, f.path), to);
     bytes += f.size_bytes;
-    for (let d = path.dirname(to); d.startsWith(target); d = path.dirname(d)) dirs.add(d);
+    const root = targets.find((t) => within(to, t)) ?? path.dirname(to);
+    for (let d = path.dirname(to); within(d, root); d = path.dirname(d)) {
+      synced.add(d);
+      if (d === root) break;
+    }
   }
-  for (const d of [...dirs].sort((a, b) => b.length - a.length)) fsyncDir(d);
+  for (const d of [...synced].sort((a, b) => b.length - a.length)) fsyncDir(d);
   const ms = Date.now() - started;
   const summary = {
-    to: target,
+    to: dirs.dataDir,
+    wal_dir: dirs.walDir,
+    db_dir: dirs.dbDir,
     files: manifest.files.length,
     bytes,
     duration_ms: ms,
@@ -85,7 +129,7 @@ export async function runRestore(argv: string[]): Promise<number> {
   if (values.json === true) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else {
     process.stdout.write(
-      `restored ${manifest.files.length} files (${(bytes / 1e6).toFixed(1)} MB) into ${target} in ${ms} ms; ` +
+      `restored ${manifest.files.length} files (${(bytes / 1e6).toFixed(1)} MB) into ${dirs.dataDir} in ${ms} ms; ` +
         "start the server to replay each shard's WAL\n",
     );
   }
