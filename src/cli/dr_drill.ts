@@ -141,13 +141,25 @@ export async function runDrDrill(argv: string[]): Promise<number> {
       return [undefined, dataDir];
     });
     await timed(steps, "restore", async () => {
-      const code = await runRestore(["--from", backupDir, "--data-dir", dataDir, "--json"]);
+      // Explicit directories: never a STEMEDB_WAL_DIR / STEMEDB_DB_DIR the shell has loaded.
+      const code = await runRestore([
+        "--from",
+        backupDir,
+        "--data-dir",
+        dataDir,
+        "--wal-dir",
+        path.join(dataDir, "wal"),
+        "--db-dir",
+        path.join(dataDir, "db"),
+        "--json",
+      ]);
       if (code !== 0) throw new Error(`restore exited ${code}`);
       return [undefined, "backup verified (sizes, SHA-256) and copied"];
     });
     await timed(steps, "verify (offline)", async () => {
       const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), "main.js");
-      const out = spawnSync(process.execPath, [cli, "verify", "--data-dir", dataDir], {
+      const dirs = ["--wal-dir", path.join(dataDir, "wal"), "--db-dir", path.join(dataDir, "db")];
+      const out = spawnSync(process.execPath, [cli, "verify", "--data-dir", dataDir, ...dirs], {
         encoding: "utf8",
       });
       if (out.status !== 0)

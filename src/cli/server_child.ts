@@ -39,11 +39,23 @@ function waitExit(child: ChildProcess): Promise<number | null> {
   return new Promise((resolve) => child.once("exit", (code) => resolve(code)));
 }
 
+/**
+ * The caller's environment without its STEMEDB_* variables: a scratch server (tests, the DR
+ * drill) is configured only by its options, never pointed at a production STEMEDB_WAL_DIR,
+ * STEMEDB_DB_DIR or STEMEDB_WAL_ARCHIVE_DIR that the calling shell happens to have loaded.
+ */
+function scratchEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env))
+    if (!name.startsWith("STEMEDB_")) env[name] = value;
+  return env;
+}
+
 /** Starts the server and resolves once it logs "listening"; rejects with its output if it exits first. */
 export function startServerProcess(opts: StartOptions): Promise<ServerProcess> {
   const child = spawn(process.execPath, [MAIN], {
     env: {
-      ...process.env,
+      ...scratchEnv(),
       STEMEDB_DATA_DIR: opts.dataDir,
       STEMEDB_BIND_ADDR: "127.0.0.1:0",
       STEMEDB_SHARDS: String(opts.shards ?? 2),
