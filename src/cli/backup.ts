@@ -8,7 +8,7 @@ import { parseCommand } from "./args.js";
 
 const USAGE = `usage: stemedb backup --to DIR [--url URL] [--key-file FILE | --key KEY] [--data-dir D] [--json]
   Online backup of the running server into DIR (an absolute path on the server's machine,
-  absent or empty). The key defaults to <data-dir>/admin.key.`;
+  absent or empty). The key defaults to STEMEDB_ADMIN_KEY, else <data-dir>/admin.key.`;
 
 export function serverUrl(explicit: string | undefined): string {
   if (explicit !== undefined) return explicit.replace(/\/$/, "");
@@ -23,6 +23,9 @@ export function adminKey(
   dataDir: string,
 ): string {
   if (key !== undefined) return key;
+  // The server's own first admin key, when it came from the environment (no admin.key then).
+  const envKey = process.env.STEMEDB_ADMIN_KEY?.trim();
+  if (keyFile === undefined && envKey !== undefined && envKey !== "") return envKey;
   const file = keyFile ?? path.join(dataDir, "admin.key");
   return fs.readFileSync(file, "utf8").trim();
 }

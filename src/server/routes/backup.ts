@@ -13,7 +13,7 @@ import {
   type BackupManifest,
   describeFiles,
 } from "../../store/backup_manifest.js";
-import { MANIFEST_FILE, writeFileAtomic } from "../../store/manifest.js";
+import { fsyncDir, MANIFEST_FILE, writeFileAtomic } from "../../store/manifest.js";
 import type { ServerContext } from "../context.js";
 import { conflict, echo, notFound, unprocessable } from "../errors.js";
 import type { Reply, Route, RouteContext } from "../router.js";
@@ -58,6 +58,26 @@ function jobJson(job: BackupJob): string {
   });
 }
 
+/**
+ * fsyncs every file under `dir` (on the thread pool: segments and LMDB copies are large) and
+ * every directory, children first. The copies (copyFile, LMDB's env copy) do not sync.
+ */
+async function fsyncTree(dir: string): Promise<void> {
+  for (const entry of await fs.promises.readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    if (entry.isDirectory()) await fsyncTree(p);
+    else if (entry.isFile()) {
+      const handle = await fs.promises.open(p, "r");
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    }
+  }
+  fsyncDir(dir);
+}
+
 export async function runBackup(server: ServerContext, to: string): Promise<BackupManifest> {
   const { config, pool } = server;
   fs.mkdirSync(path.join(to, "meta"), { recursive: true });
@@ -77,7 +97,10 @@ export async function runBackup(server: ServerContext, to: string): Promise<Back
     shards,
     files: await describeFiles(to),
   };
+  // Everything on disk before backup.json says the backup is complete.
+  await fsyncTree(to);
   writeFileAtomic(to, BACKUP_MANIFEST_FILE, `${JSON.stringify(manifest, null, 2)}\n`);
+  fsyncDir(path.dirname(path.resolve(to)));
   return manifest;
 }
 
