@@ -2,6 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ShardCore, WRITE_DUPLICATE } from "../src/shard/shard_core.js";
+import { archiveSegment } from "../src/wal/segment_files.js";
 import { bigAssertion, sampleAssertion } from "./helpers/records.js";
 import { tempDir } from "./helpers/wal_fixtures.js";
 
@@ -105,5 +106,23 @@ describe("shard core", () => {
     expect(afterSecond.size).toBeGreaterThan(afterFirst.size);
     // Nothing archived by the first session was overwritten by the second.
     for (const [name, content] of afterFirst) expect(afterSecond.get(name), name).toBe(content);
+  });
+
+  it("never replaces an archived segment: a taken name gets a numbered one", async () => {
+    const dir = tempDir("stemedb-archive-names-");
+    dirs.push(dir);
+    const segment = path.join(dir, "wal-0000000000000001.seg");
+    const archive = path.join(dir, "archive");
+    fs.writeFileSync(segment, "first life");
+    await archiveSegment(archive, segment);
+    fs.writeFileSync(segment, "after a restore, the same seq again");
+    await archiveSegment(archive, segment);
+    expect(fs.readdirSync(archive).sort()).toEqual([
+      "wal-0000000000000001.1.seg",
+      "wal-0000000000000001.seg",
+    ]);
+    expect(fs.readFileSync(path.join(archive, "wal-0000000000000001.seg"), "utf8")).toBe(
+      "first life",
+    );
   });
 });

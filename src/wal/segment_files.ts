@@ -94,10 +94,25 @@ export function createZeroSpare(
   });
 }
 
-/** Copies a released segment into the archive directory: temp name, fsync, rename, fsync dir. */
+/** Suffixed names tried for an archived segment whose name is taken, at most. */
+const MAX_ARCHIVE_NAME_TRIES = 1000;
+
+/**
+ * Copies a released segment into the archive directory: temp name, fsync, rename, fsync dir.
+ * An archived segment is never replaced: a server restored from a backup reuses seqs, so a
+ * taken `wal-<seq>.seg` makes this copy `wal-<seq>.<n>.seg` (rename it back to replay it).
+ */
 export async function archiveSegment(archiveDir: string, segmentPath: string): Promise<void> {
   await fs.promises.mkdir(archiveDir, { recursive: true });
-  const target = path.join(archiveDir, path.basename(segmentPath));
+  const base = path.basename(segmentPath);
+  let target = path.join(archiveDir, base);
+  for (let n = 1; fs.existsSync(target); n++) {
+    if (n > MAX_ARCHIVE_NAME_TRIES)
+      throw new Error(
+        `archive ${archiveDir} already holds ${MAX_ARCHIVE_NAME_TRIES} copies of ${base}`,
+      );
+    target = path.join(archiveDir, base.replace(/\.seg$/, `.${n}.seg`));
+  }
   const temp = target + TEMP_SUFFIX;
   await fs.promises.copyFile(segmentPath, temp);
   const handle = await fs.promises.open(temp, "r");
