@@ -283,6 +283,19 @@ describe("server", () => {
     expect((refused as ServerExitError).exitCode).toBe(2);
     expect((refused as ServerExitError).output).toContain("STEMEDB_SHARDS=2");
 
+    // Shard data without the meta store (keys, agents, trust, …) is refused, not started
+    // over with an empty one.
+    const metaFile = path.join(dataDir, "meta", "data.mdb");
+    fs.renameSync(metaFile, `${metaFile}.aside`);
+    const noMeta = await startServerProcess({ dataDir }).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    fs.renameSync(`${metaFile}.aside`, metaFile);
+    expect(noMeta).toBeInstanceOf(ServerExitError);
+    expect((noMeta as ServerExitError).exitCode).toBe(2);
+    expect((noMeta as ServerExitError).output).toContain("Restore meta/ from a backup");
+
     server = await startServerProcess({ dataDir });
     expect(server.printedAdminKey).toBeNull();
     const after = (

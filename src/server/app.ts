@@ -3,6 +3,7 @@
 
 import type { us_listen_socket } from "uWebSockets.js";
 import fs from "node:fs";
+import path from "node:path";
 import { type Logger, pino } from "pino";
 import { Registry } from "prom-client";
 import type { Config } from "../config.js";
@@ -17,7 +18,7 @@ import { AliasStore } from "../store/alias_store.js";
 import { EpochStore } from "../store/epoch_store.js";
 import { GoldStore } from "../store/gold_store.js";
 import { ensureManifest, readManifest } from "../store/manifest.js";
-import { MetaStore } from "../store/meta_store.js";
+import { META_DIR, MetaStore } from "../store/meta_store.js";
 import type { ServerContext } from "./context.js";
 import { buildOpenApi } from "./openapi.js";
 import { type Route, registerRoutes } from "./router.js";
@@ -86,6 +87,20 @@ function checkDataDirectory(config: Config): void {
       "manifest_missing",
       `The data directory ${config.dataDir} has no manifest.json but ${config.walDir} or ${config.dbDir} holds data. ` +
         "Restore manifest.json from a backup (it records the shard count) rather than starting over it.",
+    );
+  }
+  const metaFile = path.join(config.dataDir, META_DIR, "data.mdb");
+  if (
+    readManifest(config.dataDir) !== null &&
+    !fs.existsSync(metaFile) &&
+    (nonEmptyDir(config.walDir) || nonEmptyDir(config.dbDir))
+  ) {
+    // Opening it would create an empty one: every key, agent, trust figure, alias, epoch and
+    // audit entry would be gone without a word.
+    throw new StartupError(
+      "meta_missing",
+      `The data directory ${config.dataDir} holds shard data but no ${metaFile} (API keys, agents, trust, aliases, epochs, audit). ` +
+        "Restore meta/ from a backup rather than starting without it.",
     );
   }
   ensureManifest(config.dataDir, config.shardCount);
