@@ -235,6 +235,16 @@ describe("stemedb verify", () => {
     expect(human.stdout).toContain(`problem: by_concept entry missing for record ${removed.id}`);
   });
 
+  it("fails when the meta store is missing beside shard data", () => {
+    const dir = copyOfPristine();
+    const metaFile = path.join(dir, "meta", "data.mdb");
+    expect(fs.existsSync(metaFile)).toBe(true);
+    fs.rmSync(metaFile);
+    const { status, report } = verifyJson(dir);
+    expect(status).toBe(1);
+    expect(report.problems).toContain(`${metaFile} is missing`);
+  });
+
   it("fails when the manifest's shard count does not match the shard directories", () => {
     const dir = copyOfPristine();
     const file = path.join(dir, "manifest.json");

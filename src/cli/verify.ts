@@ -276,6 +276,10 @@ export function verifyDataDir(dirs: DataDirs): VerifyReport {
       );
     }
   }
+  // The server refuses shard data without its meta store (keys, agents, trust, …), and so
+  // does this check (its contents are the server's to read: it is opened on start).
+  const metaFile = path.join(dirs.dataDir, "meta", "data.mdb");
+  if (found.length > 0 && !fs.existsSync(metaFile)) report.problems.push(`${metaFile} is missing`);
   for (const id of ids) report.shards.push(verifyShard(dirs, id));
   report.ok = report.problems.length === 0 && report.shards.every((s) => s.ok);
   return report;
