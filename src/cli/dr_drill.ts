@@ -107,8 +107,11 @@ export async function runDrDrill(argv: string[]): Promise<number> {
   const work = ownWorkDir
     ? fs.mkdtempSync(path.join(os.tmpdir(), "stemedb-drill-"))
     : path.resolve(values["work-dir"] as string);
-  const dataDir = path.join(work, "data");
-  const backupDir = path.join(work, "backup");
+  // A fresh directory per run: a second drill in the same --work-dir starts clean too.
+  fs.mkdirSync(work, { recursive: true });
+  const runDir = ownWorkDir ? work : fs.mkdtempSync(path.join(work, "run-"));
+  const dataDir = path.join(runDir, "data");
+  const backupDir = path.join(runDir, "backup");
   fs.mkdirSync(dataDir, { recursive: true });
   const steps: Step[] = [];
   let server: ServerProcess | null = null;
