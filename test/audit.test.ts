@@ -91,13 +91,24 @@ describe("AuditLog (in-process)", () => {
       details: { blob: "y".repeat(MAX_AUDIT_DETAILS_BYTES) },
     });
     expect(big.details).toEqual({ truncated: true, size_bytes: MAX_AUDIT_DETAILS_BYTES + 11 });
+    // A value at a request body's depth bound (a gold standard's) sits one level deeper in an
+    // entry than the bound allows: it is replaced, and the append still succeeds.
+    let deep: unknown = 1;
+    for (let i = 0; i < 31; i++) deep = [deep];
+    const nested = await log.append({
+      actor: "admin",
+      action: "x",
+      outcome: "ok",
+      details: { value: deep },
+    });
+    expect(nested.details).toEqual({ invalid_details: true });
     await expect(log.append({ actor: "a", action: "Bad Action", outcome: "ok" })).rejects.toThrow(
       RangeError,
     );
     await expect(log.append({ actor: "a", action: "x", outcome: "OK!" })).rejects.toThrow(
       RangeError,
     );
-    expect(log.head.seq).toBe(1);
+    expect(log.head.seq).toBe(2);
   });
 
   it("pages by seq with filters", async () => {

@@ -288,7 +288,10 @@ describe("server", () => {
     const metaFile = path.join(dataDir, "meta", "data.mdb");
     fs.renameSync(metaFile, `${metaFile}.aside`);
     const noMeta = await startServerProcess({ dataDir }).then(
-      () => null,
+      async (started) => {
+        await started.kill9(); // it should not have started: do not leave it running
+        return null;
+      },
       (err: unknown) => err,
     );
     fs.renameSync(`${metaFile}.aside`, metaFile);

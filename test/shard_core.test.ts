@@ -115,6 +115,7 @@ describe("shard core", () => {
     const archive = path.join(dir, "archive");
     fs.writeFileSync(segment, "first life");
     await archiveSegment(archive, segment);
+    await archiveSegment(archive, segment); // archived again after a crash: nothing new
     fs.writeFileSync(segment, "after a restore, the same seq again");
     await archiveSegment(archive, segment);
     expect(fs.readdirSync(archive).sort()).toEqual([

@@ -108,7 +108,7 @@ describe("shard pool request timeouts", () => {
         direct: true,
         repair: false,
         walArchiveRoot: null,
-        queueMaxItems: 100_000,
+        queueMaxItems: 200_000,
         applyDelayMs: 20,
         youngGenMb: 96,
         walFlushMode: "inline",
@@ -118,24 +118,24 @@ describe("shard pool request timeouts", () => {
       (id) => shardDirs(path.join(timeoutDir, "wal"), path.join(timeoutDir, "db"), id),
     );
     try {
-      // 30 writes of 1,000 records in one turn: two messages in flight, the rest queued.
+      // 150 writes of 1,000 records, one per turn: two messages in flight, the rest queued
+      // behind them, far more than the shard can write before the first sweep (50 ms).
       const depthsAtTimeout: number[] = [];
-      const outcomes = await Promise.allSettled(
-        Array.from({ length: 30 }, (_, w) =>
-          slow
-            .write(
-              0,
-              Array.from({ length: 1_000 }, (_, k) =>
-                sampleAssertion(w * 1_000 + k, 1_000, "slow"),
-              ),
-            )
-            .catch((err: unknown) => {
-              // Runs right after the sweep failed it, before any later answer is handled.
-              depthsAtTimeout.push(slow.queueDepth(0));
-              throw err;
-            }),
-        ),
-      );
+      const writes: Array<Promise<unknown>> = [];
+      for (let w = 0; w < 150; w++) {
+        const records = Array.from({ length: 1_000 }, (_, k) =>
+          sampleAssertion(w * 1_000 + k, 1_000, "slow"),
+        );
+        writes.push(
+          slow.write(0, records).catch((err: unknown) => {
+            // Runs right after the sweep failed it, before any later answer is handled.
+            depthsAtTimeout.push(slow.queueDepth(0));
+            throw err;
+          }),
+        );
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      const outcomes = await Promise.allSettled(writes);
       const timedOut = outcomes.filter((o) => o.status === "rejected");
       expect(timedOut.length).toBeGreaterThan(0);
       for (const o of timedOut)

@@ -87,6 +87,9 @@ function boundedDetails(details: Record<string, unknown> | undefined): Record<st
   if (details === undefined) return {};
   let text: string;
   try {
+    // Checked as it sits in the entry, one level down: a value at the body's depth bound
+    // (a gold standard's) must not make the entry's own canonical form fail after the change.
+    canonicalJson({ details });
     text = canonicalJson(details);
   } catch {
     return { invalid_details: true };

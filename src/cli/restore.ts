@@ -10,8 +10,8 @@ import { type DataDirs, parseCommand, resolveDataDirs, UsageError } from "./args
 
 const USAGE = `usage: stemedb restore --from DIR [--data-dir D] [--wal-dir W] [--db-dir B] [--force] [--json]
   Restores a backup made by 'stemedb backup' into D (default STEMEDB_DATA_DIR or ./data), its
-  WAL into W and its LMDB files into B (defaults STEMEDB_WAL_DIR / STEMEDB_DB_DIR, else D/wal
-  and D/db, as the server reads them). The server must be stopped. Non-empty targets are
+  WAL into W and its LMDB files into B (default D/wal and D/db; without --data-dir,
+  STEMEDB_WAL_DIR / STEMEDB_DB_DIR as the server reads them). The server must be stopped. Non-empty targets are
   refused unless --force (which empties them). The backup may not lie inside a target.`;
 
 /** A path with symlinks resolved as far as it exists. */
@@ -25,7 +25,8 @@ function realPath(p: string): string {
 
 function within(inner: string, outer: string): boolean {
   const rel = path.relative(outer, inner);
-  return rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel));
+  if (rel === "") return true;
+  return rel !== ".." && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
 }
 
 /** Where a backup file goes: wal/… and db/… into their own directories, the rest into data. */
@@ -66,9 +67,11 @@ export async function runRestore(argv: string[]): Promise<number> {
     return 2;
   }
   const from = realPath(values.from);
-  const dirs = resolveDataDirs(
-    values as { "data-dir"?: string; "wal-dir"?: string; "db-dir"?: string },
-  );
+  const named = values as { "data-dir"?: string; "wal-dir"?: string; "db-dir"?: string };
+  // A data directory named here takes D/wal and D/db unless those are named too: never the
+  // STEMEDB_WAL_DIR / STEMEDB_DB_DIR of a production environment the shell has loaded.
+  const dataDirNamed = (named["data-dir"] ?? "").trim() !== "";
+  const dirs = resolveDataDirs(named, dataDirNamed ? {} : process.env);
   const targets = [...new Set([dirs.dataDir, dirs.walDir, dirs.dbDir])];
   for (const t of targets) {
     const real = realPath(t);

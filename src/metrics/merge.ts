@@ -129,7 +129,7 @@ function missingShardsFamily(count: number): MetricObjectWithValues {
  * merges what arrived. Late replies are ignored.
  *
  * With `lastGood` (kept by the caller across scrapes), each collector's last answer is
- * remembered and stands in for it while it is missing: a series the main thread and a shard
+ * remembered and its counters and histograms stand in for it while it is missing: a series the main thread and a shard
  * both feed would otherwise drop to the main thread's part, and Prometheus reads a drop in a
  * counter as a reset. The shard still counts in `missingShards`.
  */
@@ -182,7 +182,9 @@ export async function collectMerged(
       return;
     }
     missingShards.push(shard);
-    const stale = lastGood?.[shard];
+    // Counters and histograms only: a stuck shard's gauges (queue depth, disk) must not be
+    // shown as if current; they drop out until it answers.
+    const stale = lastGood?.[shard]?.filter((f) => f.type !== "gauge");
     if (stale !== undefined) shardJsons.push(stale);
   });
 

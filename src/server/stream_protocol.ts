@@ -231,6 +231,17 @@ export function createStreamProtocol(opts: StreamProtocolOptions): StreamProtoco
     }
   };
 
+  /** Forgets messages admitted but never sent to a shard; each gives its probe slot back. */
+  const dropWaiting = (conn: Conn) => {
+    for (let i = conn.waitingHead; i < conn.waiting.length; i++) {
+      const msg = conn.waiting[i] as Accepted;
+      conn.unacked.delete(msg.seq);
+      server.breakers.release(conn.agent);
+    }
+    conn.waiting = [];
+    conn.waitingHead = 0;
+  };
+
   const onMessage = (ws: WebSocket<UserData>, message: ArrayBuffer, isBinary: boolean) => {
     const conn = ws.getUserData().conn;
     const receivedMs = performance.now();
@@ -241,8 +252,11 @@ export function createStreamProtocol(opts: StreamProtocolOptions): StreamProtoco
         "invalid_api_key",
       );
       reject(conn, null, err, "failed");
+      // Nothing queued under the dead key starts; the frames go out, then the close (flush
+      // may already have closed a connection that stopped reading: hence conn.ws?.).
+      dropWaiting(conn);
       flush(conn);
-      ws.end(CLOSE_POLICY_VIOLATION, "api key revoked or expired");
+      conn.ws?.end(CLOSE_POLICY_VIOLATION, "api key revoked or expired");
       return;
     }
     if (isBinary) {
@@ -321,11 +335,7 @@ export function createStreamProtocol(opts: StreamProtocolOptions): StreamProtoco
     flush,
     closed(conn) {
       conn.ws = null;
-      // Admitted but never sent to a shard: each gives its breaker probe slot back.
-      for (let i = conn.waitingHead; i < conn.waiting.length; i++)
-        server.breakers.release(conn.agent);
-      conn.waiting = [];
-      conn.waitingHead = 0;
+      dropWaiting(conn);
       conn.outbox = [];
     },
     stop(conns) {

@@ -94,6 +94,28 @@ export function createZeroSpare(
   });
 }
 
+/** Whether two files hold the same bytes (read in 1 MiB chunks). */
+async function sameContent(a: string, b: string): Promise<boolean> {
+  const [sa, sb] = await Promise.all([fs.promises.stat(a), fs.promises.stat(b)]);
+  if (sa.size !== sb.size) return false;
+  const [fa, fb] = await Promise.all([fs.promises.open(a, "r"), fs.promises.open(b, "r")]);
+  try {
+    const ba = Buffer.alloc(1 << 20);
+    const bb = Buffer.alloc(1 << 20);
+    for (let at = 0; at < sa.size; at += ba.length) {
+      const [ra, rb] = await Promise.all([
+        fa.read(ba, 0, ba.length, at),
+        fb.read(bb, 0, bb.length, at),
+      ]);
+      if (ra.bytesRead !== rb.bytesRead) return false;
+      if (!ba.subarray(0, ra.bytesRead).equals(bb.subarray(0, rb.bytesRead))) return false;
+    }
+    return true;
+  } finally {
+    await Promise.all([fa.close(), fb.close()]);
+  }
+}
+
 /** Suffixed names tried for an archived segment whose name is taken, at most. */
 const MAX_ARCHIVE_NAME_TRIES = 1000;
 
@@ -107,6 +129,8 @@ export async function archiveSegment(archiveDir: string, segmentPath: string): P
   const base = path.basename(segmentPath);
   let target = path.join(archiveDir, base);
   for (let n = 1; fs.existsSync(target); n++) {
+    // Archived before and not yet recycled (a crash, a retry): the copy is already there.
+    if (await sameContent(target, segmentPath)) return;
     if (n > MAX_ARCHIVE_NAME_TRIES)
       throw new Error(
         `archive ${archiveDir} already holds ${MAX_ARCHIVE_NAME_TRIES} copies of ${base}`,

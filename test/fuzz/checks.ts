@@ -84,6 +84,12 @@ export function successShapeProblem(c: FuzzCase, res: RawResponse): string | nul
     case "query":
       if (typeof body.lens !== "string" || typeof body.concept !== "string")
         return "no lens/concept";
+      // One concept's consensus (gold falls back to it) has groups, not items.
+      if (body.source === "gold_standard") return isObject(body.gold) ? null : "gold without gold";
+      if (body.lens === "consensus" || body.source === "consensus") {
+        if (!Array.isArray(body.runners_up)) return "consensus without runners_up";
+        return Number.isInteger(body.considered) ? null : "consensus without considered";
+      }
       if (!Array.isArray(body.items)) return "items is not an array";
       return body.next_cursor === null || typeof body.next_cursor === "string"
         ? null

@@ -233,6 +233,11 @@ function applyAll(draft: Draft, muts: readonly Mutation[]): Buffer {
   return Buffer.from(text.replace(JSON.stringify(NEST_MARK), nestText(nest)));
 }
 
+/** The body field a mutation touches (an unknown field's key for that kind). */
+function fieldOf(m: Mutation): string {
+  return m.kind === "unknown_field" ? m.key : m.field;
+}
+
 function describe(m: Mutation): string {
   switch (m.kind) {
     case "drop":
@@ -280,7 +285,15 @@ export function routeBody(route: BodyRoute): fc.Arbitrary<BodyRecipe> {
     })
     .map(({ draft, muts }) => {
       const label = muts.length === 0 ? "valid-ish" : muts.map(describe).join(", ");
-      const sure = muts.length > 0 && muts.some((m) => surelyInvalid(route, m));
+      // A dropped field that a later mutation puts back (nested, huge, …) is not missing.
+      const sure = muts.some(
+        (m, i) =>
+          surelyInvalid(route, m) &&
+          !(
+            m.kind === "drop" &&
+            muts.slice(i + 1).some((n) => n.kind !== "drop" && fieldOf(n) === m.field)
+          ),
+      );
       const huge = muts.some((m) => m.kind === "huge" || m.kind === "nested");
       return {
         label: `${route.path} ${label}`,
