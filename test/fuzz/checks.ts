@@ -170,7 +170,8 @@ function checkResponse(c: FuzzCase, res: RawResponse, head: boolean, failures: s
     if (!c.protocolLevel) failures.push(`${res.status} without x-request-id`);
     return false;
   }
-  if (c.requestId?.echo === true && rid !== c.requestId.value)
+  // Broken header syntax may hide the headers after it from uWS (docs/api.md): no echo then.
+  if (c.requestId?.echo === true && !c.protocolLevel && rid !== c.requestId.value)
     failures.push(`x-request-id ${rid} does not echo ${c.requestId.value}`);
   if (c.requestId?.echo === false && rid === c.requestId.value)
     failures.push(`invalid x-request-id ${JSON.stringify(rid)} was echoed`);
