@@ -154,3 +154,44 @@ describe("shard pool request timeouts", () => {
     }
   });
 });
+
+describe("shard pool write messages", () => {
+  it("splits a burst too big for one WAL batch into messages that fit, and writes all of it", async () => {
+    const burstDir = tempDir("stemedb-pool-burst-");
+    const burst = await ShardPool.start(
+      {
+        shardCount: 1,
+        segmentSizeBytes: 1024 * 1024, // a WAL batch of ≈ 1 MiB
+        syncMode: "dsync",
+        direct: true,
+        repair: false,
+        walArchiveRoot: null,
+        queueMaxItems: 100_000,
+        applyDelayMs: 20,
+        youngGenMb: 96,
+        walFlushMode: "inline",
+        requestTimeoutMs: 60_000,
+        stageTrace: null,
+      },
+      (id) => shardDirs(path.join(burstDir, "wal"), path.join(burstDir, "db"), id),
+    );
+    try {
+      // 40 writes of 1,000 records (≈ 9 MiB framed) in one turn: as one message the WAL
+      // would refuse them all as backpressure.
+      const acks = await Promise.all(
+        Array.from({ length: 40 }, (_, w) =>
+          burst.write(
+            0,
+            Array.from({ length: 1_000 }, (_, k) => sampleAssertion(w * 1_000 + k, 1_000, "burst")),
+          ),
+        ),
+      );
+      const lsns = acks.flatMap((a) => [...a.lsns]);
+      expect(lsns).toHaveLength(40_000);
+      expect(new Set(lsns).size).toBe(40_000);
+    } finally {
+      await burst.close();
+      fs.rmSync(burstDir, { recursive: true, force: true });
+    }
+  });
+});

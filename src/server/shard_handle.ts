@@ -15,6 +15,8 @@ import type {
   WriteResult,
 } from "../shard/protocol.js";
 import { ReadVisibility } from "../shard/read_visibility.js";
+import { RECORD_HEADER_BYTES } from "../wal/format.js";
+import { walBatchBounds } from "../wal/wal_options.js";
 
 const WORKER_PATH = path.join(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -82,6 +84,13 @@ export class ShardHandle {
   exited = false;
 
   private readonly flush = () => this.flushWrites();
+  /**
+   * One write message carries at most this much (framed, as the WAL counts it): half the
+   * shard's WAL batch, so a message always fits (a larger one would be refused as WAL
+   * backpressure). The rest of the queue goes in the next message.
+   */
+  private readonly maxMessageBytes: number;
+  private readonly maxMessageRecords: number;
   private queuedQueries: QueryRequest[] = [];
   private readonly flushQueriesNow = () => this.flushQueries();
 
@@ -92,6 +101,9 @@ export class ShardHandle {
     youngGenMb: number,
     private readonly trace: StageTrace | null,
   ) {
+    const bounds = walBatchBounds(data.segmentSizeBytes);
+    this.maxMessageBytes = Math.floor(bounds.maxBatchBytes / 2);
+    this.maxMessageRecords = Math.floor(bounds.maxBatchRecords / 2);
     const workerData: ShardWorkerData = {
       ...data,
       readVisibility: this.visibility.buffer,
@@ -167,14 +179,28 @@ export class ShardHandle {
   private flushWrites(): void {
     this.flushScheduled = false;
     if (this.queued.length === 0) return;
-    const batch = this.queued;
-    this.queued = [];
+    // Whole requests, oldest first, up to the message bound (always at least one).
     let total = 0;
     let bytes = 0;
-    for (const q of batch) {
+    let framed = 0;
+    let take = 0;
+    for (const q of this.queued) {
+      let qBytes = 0;
+      for (const r of q.records) qBytes += r.byteLength;
+      const qFramed = qBytes + RECORD_HEADER_BYTES * q.records.length;
+      if (
+        take > 0 &&
+        (framed + qFramed > this.maxMessageBytes ||
+          total + q.records.length > this.maxMessageRecords)
+      )
+        break;
+      take++;
       total += q.records.length;
-      for (const r of q.records) bytes += r.byteLength;
+      bytes += qBytes;
+      framed += qFramed;
     }
+    const batch = take === this.queued.length ? this.queued : this.queued.slice(0, take);
+    this.queued = take === this.queued.length ? [] : this.queued.slice(take);
     const buf = new ArrayBuffer(bytes);
     const view = new Uint8Array(buf);
     const offsets = new Uint32Array(total + 1);
@@ -217,6 +243,15 @@ export class ShardHandle {
       },
     });
     this.worker.postMessage({ t: "write", req, buf, offsets }, [buf, offsets.buffer]);
+    // What did not fit goes now if another message may be out, else after the next answer.
+    if (
+      this.queued.length > 0 &&
+      !this.flushScheduled &&
+      this.writesInFlight < MAX_WRITES_IN_FLIGHT
+    ) {
+      this.flushScheduled = true;
+      queueMicrotask(this.flush);
+    }
   }
 
   private stampAnswer(batch: QueuedWrite[], shardStamps: Float64Array): void {

@@ -100,3 +100,21 @@ export function resolveWalOptions(opts: WalOptions): ResolvedWalOptions {
     maxRetryDelayMs: MAX_RETRY_DELAY_MS,
   };
 }
+
+/**
+ * The batch bounds a shard's WAL runs with for this segment size (default batch options), for
+ * the main thread, which sizes its write messages so that one always fits.
+ */
+export function walBatchBounds(segmentSizeBytes: number): {
+  maxBatchBytes: number;
+  maxBatchRecords: number;
+} {
+  const o = resolveWalOptions({
+    dir: "",
+    shardId: 0,
+    segmentSizeBytes,
+    checkpointLsn: 0,
+    onRecord: () => {},
+  });
+  return { maxBatchBytes: o.maxBatchBytes, maxBatchRecords: o.maxBatchRecords };
+}
