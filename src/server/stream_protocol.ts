@@ -341,14 +341,9 @@ export function createStreamProtocol(opts: StreamProtocolOptions): StreamProtoco
     stop(conns) {
       stopping = true;
       for (const conn of conns) {
-        for (let i = conn.waitingHead; i < conn.waiting.length; i++) {
-          const msg = conn.waiting[i] as Accepted;
-          conn.unacked.delete(msg.seq);
-          server.breakers.release(conn.agent);
-          reject(conn, msg.seq, shuttingDown(), "failed");
-        }
-        conn.waiting = [];
-        conn.waitingHead = 0;
+        for (let i = conn.waitingHead; i < conn.waiting.length; i++)
+          reject(conn, (conn.waiting[i] as Accepted).seq, shuttingDown(), "failed");
+        dropWaiting(conn);
       }
     },
     get stopping() {
