@@ -88,6 +88,17 @@ describe("gold standards and quarantine", () => {
     }
     const wrong = await post("bad", "/v1/assert", { concept: "gold/c1", value: 99, confidence: 1 });
     expect(wrong.status).toBe("quarantined");
+    // Retries answer as the first write did and do not count against the breaker again
+    // (threshold 3: four bad outcomes would trip it).
+    for (let i = 0; i < 3; i++) {
+      const retry = await post("bad", "/v1/assert", {
+        concept: "gold/c1",
+        value: 99,
+        confidence: 1,
+      });
+      expect(retry).toMatchObject({ id: wrong.id, status: "quarantined", duplicate: true });
+    }
+    expect(((await get("/v1/agents/bad")).breaker as Json).state).toBe("closed");
     // Invisible to lenses, visible in history and in the admin's list.
     const latest = await get("/v1/query?concept=gold/c1&lens=latest");
     expect((latest.items as Json[])[0]?.agent).toBe("rival");
@@ -181,6 +192,10 @@ describe("gold standards and quarantine", () => {
     await post("admin", "/v1/admin/test/clock", { advance_ms: 600_000 }, 200);
     const free = await post("flaky", "/v1/assert", { concept: "p/x", value: 10, confidence: 1 });
     expect(free.status).toBe("active");
+    // A retry of a held write is answered "quarantined" as it was first, though a new write
+    // would now be active.
+    const retried = await post("flaky", "/v1/assert", { concept: "p/x", value: 9, confidence: 1 });
+    expect(retried).toMatchObject({ id: still.id, status: "quarantined", duplicate: true });
   });
 });
 

@@ -11,6 +11,7 @@ import type { ServerContext } from "./context.js";
 import { ApiError, internalError, unauthorized, unavailable, unprocessable } from "./errors.js";
 import {
   checkNew,
+  countsAgainstBreaker,
   countsAsBad,
   encodeNew,
   itemResultFields,
@@ -190,7 +191,7 @@ export function createStreamProtocol(opts: StreamProtocolOptions): StreamProtoco
           const flag = result.flags[0] as number;
           const fields = itemResultFields(msg, result.lsns[0] as number, flag);
           metrics.wsMessages[(flag & WRITE_DUPLICATE) !== 0 ? "duplicate" : "written"].inc();
-          recordThen(conn, msg.bad ? "bad" : "ok", () => {
+          recordThen(conn, countsAgainstBreaker(msg.bad, flag) ? "bad" : "ok", () => {
             finished(conn, msg.seq);
             metrics.wsAckDuration.observe((performance.now() - msg.receivedMs) / 1000);
             if (conn.ws !== null) schedule(conn, `{"seq":${msg.seq},${fields}}`);

@@ -6,6 +6,10 @@
 // Here: the write/apply pipeline and the reads that must see it. Opening and replay are in
 // shard_open.ts, state between append and commit in pending_state.ts, checkpoints and backups
 // in checkpointer.ts.
+import {
+  AssertionStatus,
+  type Assertion as AssertionView,
+} from "../schema/generated/stemedb_generated.js";
 import { type ApplyEntry, WalRecordKind } from "../store/apply.js";
 import {
   type AssertionRecord,
@@ -57,15 +61,25 @@ export interface ShardCoreOptions {
 
 export const WRITE_NEW = 0;
 export const WRITE_DUPLICATE = 1;
+/**
+ * With WRITE_DUPLICATE: the stored record was written quarantined. A retry is answered with
+ * the status its first write got, not with what the checks would decide now.
+ */
+export const WRITE_STORED_QUARANTINED = 2;
 
 export interface WriteOutcome {
   /** LSN per item (the original LSN for a duplicate). */
   lsns: Float64Array;
-  /** WRITE_NEW or WRITE_DUPLICATE per item. */
+  /** WRITE_NEW, or WRITE_DUPLICATE with WRITE_STORED_QUARANTINED when it applies, per item. */
   flags: Uint8Array;
 }
 
 export type WriteCallback = (err: Error | null, outcome: WriteOutcome | null) => void;
+
+/** Whether a stored record was written active (its status field is the one at write). */
+function wasWrittenActive(view: AssertionView): boolean {
+  return view.status() === AssertionStatus.Active;
+}
 
 /** Acknowledged records held in memory until LMDB commits them, at most. */
 const MAX_OVERLAY_RECORDS = 1_000_000;
@@ -188,7 +202,12 @@ export class ShardCore {
             : undefined;
       if (existing !== undefined) {
         outcome.lsns[i] = existing;
-        outcome.flags[i] = WRITE_DUPLICATE;
+        const writtenActive =
+          uncommitted !== undefined
+            ? uncommitted.decoded?.active
+            : this.store.withAssertion(id, wasWrittenActive);
+        outcome.flags[i] =
+          writtenActive === false ? WRITE_DUPLICATE | WRITE_STORED_QUARANTINED : WRITE_DUPLICATE;
         // A duplicate of a record not yet durable is acknowledged only with that record.
         if (
           uncommitted !== undefined &&

@@ -14,7 +14,7 @@ import { WalRecordKind } from "../store/shard_store.js";
 import { LIVE_LSN, votesAsOf } from "../store/state_reads.js";
 import type { RecordFacts, StateRequest, StateWriteResult } from "./protocol.js";
 import { renderAssertion } from "./render.js";
-import type { ShardCore } from "./shard_core.js";
+import { type ShardCore, WRITE_DUPLICATE } from "./shard_core.js";
 
 /** A rule broken: becomes the HTTP status and code on the main thread. */
 export class ShardDomainError extends Error {
@@ -202,7 +202,10 @@ function supersede(core: ShardCore, bytes: Uint8Array, done: Done): void {
       done(err, null);
       return;
     }
-    done(null, { lsn: outcome.lsns[0] as number, duplicate: outcome.flags[0] === 1 });
+    done(null, {
+      lsn: outcome.lsns[0] as number,
+      duplicate: ((outcome.flags[0] as number) & WRITE_DUPLICATE) !== 0,
+    });
   });
 }
 

@@ -7,7 +7,7 @@ import {
 } from "../../domain/routable_id.js";
 import { shardForConcept } from "../../domain/shard_hash.js";
 import type { WriteResult } from "../../shard/protocol.js";
-import { WRITE_DUPLICATE } from "../../shard/shard_core.js";
+import { WRITE_DUPLICATE, WRITE_STORED_QUARANTINED } from "../../shard/shard_core.js";
 import { type AssertionRecord, encodeAssertion } from "../../store/assertion_codec.js";
 import type { ServerContext } from "../context.js";
 import { badRequest, notFound } from "../errors.js";
@@ -103,16 +103,17 @@ function encodeItems(
   stamp: WriteStamp,
 ): {
   placed: Placed[];
-  bad: number;
+  /** 1 where the item's quarantine counts against the author's breaker (if it is new). */
+  bad: Uint8Array;
   perShard: Map<number, { records: Uint8Array[]; indexes: number[] }>;
 } {
   const placed: Placed[] = new Array(items.length);
   const perShard = new Map<number, { records: Uint8Array[]; indexes: number[] }>();
-  let bad = 0;
+  const bad = new Uint8Array(items.length);
   for (let i = 0; i < items.length; i++) {
     const item = items[i] as NormalizedAssertion;
     const quarantine = checkNew(server, stamp.agent, item);
-    if (countsAsBad(quarantine)) bad++;
+    if (countsAsBad(quarantine)) bad[i] = 1;
     const { id, shard, status, record } = encodeNew(item, stamp, server.pool.shardCount, {
       quarantine,
     });
@@ -134,7 +135,18 @@ function encodeItems(
  */
 export function itemResultFields(p: Placed, lsn: number, flag: number): string {
   const duplicate = (flag & WRITE_DUPLICATE) !== 0;
-  return `"id":"${p.id}","status":"${p.status}","shard":${p.shard},"lsn":${lsn},"duplicate":${duplicate}`;
+  return `"id":"${p.id}","status":"${answeredStatus(p, flag)}","shard":${p.shard},"lsn":${lsn},"duplicate":${duplicate}`;
+}
+
+/** A new item's status from the checks; a duplicate's is the one its first write got. */
+function answeredStatus(p: Placed, flag: number): Placed["status"] {
+  if ((flag & WRITE_DUPLICATE) === 0) return p.status;
+  return (flag & WRITE_STORED_QUARANTINED) !== 0 ? "quarantined" : "active";
+}
+
+/** Whether a written item counts against the breaker: a bad quarantine, and not a retry. */
+export function countsAgainstBreaker(bad: boolean, flag: number): boolean {
+  return bad && (flag & WRITE_DUPLICATE) === 0;
 }
 
 /**
@@ -183,7 +195,11 @@ async function assertHandler(server: ServerContext, ctx: RouteContext): Promise<
   // Every part must be durable before the answer; the first failure fails the request
   // (parts already written are durable, and a retry reports them as duplicates).
   await Promise.all(writes);
-  if (bad > 0) ctx.reportBad(bad);
+  // A retry was counted by its first write (the router counts even when that client left).
+  let badNew = 0;
+  for (let i = 0; i < items.length; i++)
+    if (countsAgainstBreaker(bad[i] === 1, flags[i] as number)) badNew++;
+  if (badNew > 0) ctx.reportBad(badNew);
   watchForContests(server, agent, items, placed);
   if (!batch) {
     return {
