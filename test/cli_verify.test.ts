@@ -140,6 +140,7 @@ describe("stemedb verify", () => {
     expect(sum((s) => s.lmdb?.by_concept ?? 0)).toBe(TOTAL);
     expect(sum((s) => s.lmdb?.by_agent ?? 0)).toBe(TOTAL);
     expect(sum((s) => s.lmdb?.latest ?? 0)).toBe(CONCEPTS);
+    expect(sum((s) => s.lmdb?.active ?? 0)).toBe(TOTAL); // every insert active, none changed
     expect(sum((s) => s.wal?.records ?? 0)).toBe(TOTAL);
     for (const s of report.shards) {
       expect(s.wal?.torn_tails).toBe(0);
@@ -233,6 +234,29 @@ describe("stemedb verify", () => {
     const human = cli("verify", "--data-dir", dir);
     expect(human.status).toBe(1);
     expect(human.stdout).toContain(`problem: by_concept entry missing for record ${removed.id}`);
+  });
+
+  it("fails when the active index lacks an active record", async () => {
+    const dir = copyOfPristine();
+    const env = open({ path: path.join(dir, "db", "shard-000"), maxDbs: 32, compression: false });
+    const active = env.openDB<Buffer, [string, number]>({
+      name: "active",
+      encoding: "binary",
+      compression: false,
+    });
+    let removed: [string, number] | null = null;
+    for (const key of active.getKeys({ limit: 1 })) removed = key;
+    if (removed === null) throw new Error("active of shard 0 is empty");
+    expect(active.removeSync(removed)).toBe(true);
+    await env.close();
+
+    const { status, report } = verifyJson(dir);
+    expect(status).toBe(1);
+    const problems = report.shards[0]?.problems ?? [];
+    expect(problems).toContain(`active lacks ["${removed[0]}", ${removed[1]}], which is active`);
+    expect(
+      problems.some((p) => /^active has \d+ entries, but \d+ records are active$/.test(p)),
+    ).toBe(true);
   });
 
   it("fails when the meta store is missing beside shard data", () => {

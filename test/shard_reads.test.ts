@@ -137,7 +137,7 @@ describe("snapshot reads on the main thread", () => {
     expect((await latest("snap/b")).includes(first.id)).toBe(true);
   });
 
-  it("hands a latest read to the shard past its scan bound instead of guessing", async () => {
+  it("answers a live latest past retracted ones here, and hands an epoch read past its bound to the shard", async () => {
     const kept = await write("snap/deep", "the one still active");
     const agent = api(server.baseUrl, agentKey);
     // More retracted assertions on top than the main thread looks at (MAX_SNAPSHOT_LATEST_SCAN).
@@ -146,18 +146,26 @@ describe("snapshot reads on the main thread", () => {
       const r = await agent.request("POST", "/v1/retract", { assertion_id: w.id });
       expect(r.status, r.text).toBe(200);
     }
+    // Live reads walk the index of active assertions: one step, on the main thread.
     const before = (await settled())[kept.shard] as ShardHealth;
     const page = JSON.parse(await latest("snap/deep")) as Page;
     expect(page.items.map((i) => i.id)).toEqual([kept.id]);
     const after = (await shards())[kept.shard] as ShardHealth;
-    expect(after.snapshot_reads).toBe(before.snapshot_reads);
-    // A concept whose newest entry is active is still read on the main thread.
-    await write("snap/deep", "newest");
+    expect(after.snapshot_reads).toBe(before.snapshot_reads + 1);
+    // An epoch read walks every assertion up to the epoch: past the main thread's bound the
+    // shard answers it (same answer, no snapshot read counted).
+    const admin = api(server.baseUrl, readAdminKeyFile(dataDir));
+    const epoch = await admin.request("POST", "/v1/epoch", { label: "deep" });
+    expect(epoch.status, epoch.text).toBe(201);
+    const n = (epoch.json as { epoch: number }).epoch;
     await settled();
-    expect(latestValue(await latest("snap/deep"))).toBe("newest");
-    expect(((await shards())[kept.shard] as ShardHealth).snapshot_reads).toBe(
-      after.snapshot_reads + 1,
+    const asOf = await api(server.baseUrl, readerKey).request(
+      "GET",
+      `/v1/query?concept=snap/deep&lens=latest&as_of_epoch=${n}`,
     );
+    expect(asOf.status, asOf.text).toBe(200);
+    expect((asOf.json as Page).items.map((i) => i.id)).toEqual([kept.id]);
+    expect(((await shards())[kept.shard] as ShardHealth).snapshot_reads).toBe(after.snapshot_reads);
   });
 
   it("reads its own writes while commits land between the reads", async () => {

@@ -408,7 +408,7 @@ describe("ShardStore", () => {
     });
     await env.close();
     expect(() => openStore(dir)).toThrow(
-      /store format 1 unsupported \(want 2\).*new data directory/,
+      /store format 1 unsupported \(want 3\).*new data directory/,
     );
   });
 

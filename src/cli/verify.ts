@@ -301,7 +301,7 @@ function shardLine(s: ShardReport): string {
   else {
     parts.push(
       `LMDB applied_lsn ${l.applied_lsn}, ${l.records} records, ${l.ids} ids, ${l.by_concept} by_concept, ` +
-        `${l.by_agent} by_agent, ${l.latest} latest`,
+        `${l.by_agent} by_agent, ${l.latest} latest, ${l.active} active`,
     );
   }
   if (s.wal_records_above_applied > 0) {

@@ -40,6 +40,8 @@ export interface LmdbView {
   byConcept: Database<Buffer, IndexKey>;
   byAgent: Database<Buffer, IndexKey>;
   latest: Database<number, string>;
+  active: Database<Buffer, IndexKey>;
+  statusLog: Database<{ k: string }, IndexKey>;
   close(): void;
 }
 
@@ -51,6 +53,7 @@ export interface LmdbSummary {
   by_concept: number;
   by_agent: number;
   latest: number;
+  active: number;
 }
 
 /** Opens the env read-only; null (with a problem recorded) when it cannot be read. */
@@ -67,7 +70,7 @@ export function openLmdbReadOnly(dir: string, shardId: number, f: Findings): Lmd
     const opt = { compression: false, cache: false } as const;
     const named = <V, K extends string | number | Buffer | IndexKey>(
       name: string,
-      encoding: "binary" | "string" | "ordered-binary",
+      encoding: "binary" | "string" | "ordered-binary" | "msgpack",
       keyEncoding?: "binary",
     ) => {
       try {
@@ -81,6 +84,8 @@ export function openLmdbReadOnly(dir: string, shardId: number, f: Findings): Lmd
     const byConcept = named<Buffer, IndexKey>("by_concept", "binary");
     const byAgent = named<Buffer, IndexKey>("by_agent", "binary");
     const latest = named<number, string>("latest", "ordered-binary");
+    const active = named<Buffer, IndexKey>("active", "binary");
+    const statusLog = named<{ k: string }, IndexKey>("status_log", "msgpack");
     const meta = named<number, string>("meta", "ordered-binary");
     const storedShard = meta.get("shard_id");
     const version = meta.get("format_version");
@@ -96,7 +101,18 @@ export function openLmdbReadOnly(dir: string, shardId: number, f: Findings): Lmd
       close();
       return null;
     }
-    return { dir, appliedLsn: applied, records, ids, byConcept, byAgent, latest, close };
+    return {
+      dir,
+      appliedLsn: applied,
+      records,
+      ids,
+      byConcept,
+      byAgent,
+      latest,
+      active,
+      statusLog,
+      close,
+    };
   } catch (err) {
     f.fail(`LMDB env ${dir}: ${(err as Error).message}`);
     close();
@@ -209,7 +225,18 @@ function isIndexKey(key: unknown): key is IndexKey {
   );
 }
 
-/** Checks records, the id index, both time indexes and latest. `walAbove`: walCrossCheck's map. */
+/** An assertion's status now: its insert status folded with its status log (state_reads.ts). */
+function activeAfterStatusLog(lmdb: LmdbView, id: string, insertedActive: boolean): boolean {
+  let active = insertedActive;
+  for (const { value } of lmdb.statusLog.getRange({
+    start: [id, -1],
+    end: [id, Number.MAX_SAFE_INTEGER],
+  }))
+    active = value.k === "approve";
+  return active;
+}
+
+/** Checks records, the id index, both time indexes, latest and active. `walAbove`: walCrossCheck's map. */
 export function checkLmdb(
   lmdb: LmdbView,
   shardId: number,
@@ -225,7 +252,10 @@ export function checkLmdb(
     by_concept: 0,
     by_agent: 0,
     latest: 0,
+    active: 0,
   };
+  /** Records pass 3 found active now (the `active` index must hold exactly these). */
+  let activeNow = 0;
   /** The record at `lsn` as a view (valid until the next read), or a reason it is unusable. */
   const at = (lsn: number): ReturnType<typeof assertionView> | "missing" | "corrupt" => {
     const buf = lmdb.records.getBinaryFast(lsn);
@@ -318,7 +348,17 @@ export function checkLmdb(
         f.fail(
           `by_concept ["${key[0]}", ${key[1]}] points to ${v.id()} of concept "${v.concept()}"`,
         );
-      } else if (v.status() === AssertionStatus.Active) newestActive = key[1];
+      } else {
+        const insertedActive = v.status() === AssertionStatus.Active;
+        if (insertedActive) newestActive = key[1];
+        // v is only valid until the next read: take the id before reading the status log.
+        const isActive = activeAfterStatusLog(lmdb, v.id() ?? "", insertedActive);
+        if (isActive) activeNow++;
+        if (isActive !== lmdb.active.doesExist(key))
+          f.fail(
+            `active ${isActive ? "lacks" : "holds"} ["${key[0]}", ${key[1]}], which is ${isActive ? "" : "not "}active`,
+          );
+      }
     }
   }
   finishConcept();
@@ -350,6 +390,13 @@ export function checkLmdb(
     else if (!lmdb.byConcept.doesExist([c, lsn]))
       f.fail(`latest["${c}"] points to lsn ${lsn}, which by_concept does not index`);
   }
+  // 6. active holds nothing else (pass 3 checked every entry it should hold).
+  for (const key of lmdb.active.getKeys({})) {
+    s.active++;
+    if (!isIndexKey(key)) f.fail(`active has a malformed key ${JSON.stringify(key)}`);
+  }
+  if (s.active !== activeNow)
+    f.fail(`active has ${s.active} entries, but ${activeNow} records are active`);
   if (s.by_concept !== s.records || s.by_agent !== s.records || s.ids !== s.records) {
     f.fail(
       `index sizes differ from the record count: ${s.records} records, ${s.ids} ids, ${s.by_concept} by_concept, ${s.by_agent} by_agent`,

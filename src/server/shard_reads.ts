@@ -36,10 +36,10 @@ function isSmallRead(
 }
 
 /**
- * Most index entries a `latest` read looks at on the main thread. The newest active
- * assertion is nearly always the newest entry; a concept whose newest entries were
- * superseded, retracted or held can need the shard's longer scan (MAX_LENS_SCAN_ASSERTIONS),
- * which then runs on the shard thread instead.
+ * Most index entries a `latest` read looks at on the main thread. A live read walks the
+ * `active` index and needs one; a read as of an epoch walks by_concept, where a concept whose
+ * newest entries were superseded, retracted or held can need the shard's longer scan
+ * (MAX_LENS_SCAN_ASSERTIONS), which then runs on the shard thread instead.
  */
 export const MAX_SNAPSHOT_LATEST_SCAN = 64;
 

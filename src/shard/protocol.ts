@@ -39,6 +39,7 @@ export interface ShardInfo {
     tornTailTruncations: number;
     droppedRecords: number;
     durationMs: number;
+    formatUpgradedFrom: number | null;
   };
 }
 

@@ -240,11 +240,14 @@ export class ShardCore {
       }
       if (appended !== lsn) throw new Error(`WAL assigned LSN ${appended}, expected ${lsn}`);
       this.onAppend(id, lsn);
+      const decoded = assertionFacts(view, id);
+      // LMDB may not hold the superseded record yet, so its LSN goes along (apply.ts).
+      if (decoded.supersedes !== null) decoded.supersedesLsn = this.lsnOf(decoded.supersedes);
       pendingState.addInsert(id, {
         lsn,
         kind: WalRecordKind.AssertionInsert,
         payload: bytes,
-        decoded: assertionFacts(view, id),
+        decoded,
       });
       // After addInsert: a rebuild inside add() takes the uncommitted ids, this one included.
       this.idFilter.add(id);
@@ -265,6 +268,11 @@ export class ShardCore {
       done(null, outcome);
       this.applyDurable();
     });
+  }
+
+  /** LSN of an assertion held uncommitted or stored, undefined when there is none. */
+  private lsnOf(id: string): number | undefined {
+    return this.pending.uncommitted(id)?.lsn ?? this.store.assertionLsn(id);
   }
 
   /** Hands every durable pending entry to LMDB (batched commits) and serves it from memory meanwhile. */

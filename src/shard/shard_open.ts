@@ -15,7 +15,7 @@ import { ShardStore } from "../store/shard_store.js";
 import { Wal } from "../wal/wal.js";
 import type { ShardCoreOptions } from "./shard_core.js";
 
-/** Records handed to LMDB per async apply during replay. */
+/** Records per LMDB transaction during replay. */
 const REPLAY_BATCH_RECORDS = 4096;
 
 export interface RecoveryReport {
@@ -23,6 +23,8 @@ export interface RecoveryReport {
   tornTailTruncations: number;
   droppedRecords: number;
   durationMs: number;
+  /** Store format this open upgraded from (2), or null (shard_store.ts formatUpgrade). */
+  formatUpgradedFrom: number | null;
 }
 
 export interface OpenedShard {
@@ -37,12 +39,13 @@ export async function openShard(opts: ShardCoreOptions): Promise<OpenedShard> {
   fs.mkdirSync(opts.dbDir, { recursive: true });
   const store = ShardStore.open({ dir: opts.dbDir, shardId: opts.shardId });
   let replay: ApplyEntry[] = [];
-  // Replay uses the async apply too (lmdb-js commits on its own thread, in order); the WAL
-  // never holds one id twice (writes are deduplicated before append), and re-putting a
-  // record that LMDB already has at the same LSN is idempotent.
+  // Replay applies in synchronous transactions: a replayed status event or supersession
+  // finds its target's concept and LSN in LMDB (apply.ts), which the live writer passes
+  // along instead, and only a synchronous transaction sees its own and earlier batches'
+  // puts. The WAL never holds one id twice (writes are deduplicated before append), and
+  // re-putting a record that LMDB already has at the same LSN is idempotent.
   const flushReplay = () => {
-    // Failures surface in the settled() awaited after replay; catch here so none is unhandled.
-    if (replay.length > 0) store.applyBatchAsync(replay).catch(() => {});
+    if (replay.length > 0) store.applyBatch(replay);
     replay = [];
   };
   const wal = await Wal.open({
@@ -69,6 +72,7 @@ export async function openShard(opts: ShardCoreOptions): Promise<OpenedShard> {
     tornTailTruncations: wal.recovery.tornTailTruncations,
     droppedRecords: wal.recovery.droppedRecords,
     durationMs: performance.now() - started,
+    formatUpgradedFrom: store.formatUpgrade?.from ?? null,
   };
   return { store, wal, recovery };
 }

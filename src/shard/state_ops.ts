@@ -164,7 +164,12 @@ function statusEvent(
     ev.by = msg.by;
   }
   core.appendRecord(
-    { kind: WalRecordKind.StateEvent, payload: encodeJsonRecord(ev), event: ev },
+    {
+      kind: WalRecordKind.StateEvent,
+      payload: encodeJsonRecord(ev),
+      event: ev,
+      targetConcept: rec.concept,
+    },
     { target: msg.target, status: after, supersededBy: msg.by ?? rec.supersededBy },
     (err, lsn) => done(err, { lsn, duplicate: false, previousStatus: rec.status }),
   );

@@ -21,7 +21,9 @@ import {
 } from "./assertion_codec.js";
 import {
   EMPTY_INDEX_VALUE,
+  type IndexKey,
   idKeyOfChecked,
+  lsnOfId,
   type ShardDbs,
   type StatusLogValue,
 } from "./shard_dbs.js";
@@ -38,6 +40,11 @@ export interface AssertionFacts {
   agent: string;
   active: boolean;
   supersedes: string | null;
+  /**
+   * LSN of the `supersedes` target when the writer knows it (it may not be committed yet, so
+   * apply cannot look it up); undefined: apply reads it from `ids` (replay, one transaction).
+   */
+  supersedesLsn?: number;
 }
 
 export interface ApplyEntry {
@@ -52,6 +59,11 @@ export interface ApplyEntry {
   decoded?: AssertionFacts;
   /** StateEvent entries: the decoded event (replay decodes it from the payload). */
   event?: StateEvent;
+  /**
+   * Status events: the target's concept, set by the writer (the target may not be committed
+   * yet); replay reads it from the target's record.
+   */
+  targetConcept?: string;
   /** SourceInsert entries: the decoded source. */
   source?: SourceRecord;
 }
@@ -98,6 +110,12 @@ export function applyEntry(dbs: ShardDbs, shardId: number, e: ApplyEntry): void 
       dbs.statusLog.put([ev.target, e.lsn], value);
       // Any decision on a quarantined assertion takes it out of the pending list.
       dbs.held.remove(ev.target_lsn);
+      const concept = e.targetConcept ?? conceptAt(dbs, ev.target_lsn);
+      if (concept !== null) {
+        const key: IndexKey = [concept, ev.target_lsn];
+        if (ev.k === "approve") dbs.active.put(key, EMPTY_INDEX_VALUE);
+        else dbs.active.remove(key);
+      }
     }
   } else {
     const src = e.source ?? decodeSourceRecord(e.payload);
@@ -113,15 +131,29 @@ function indexAssertion(dbs: ShardDbs, e: ApplyEntry, d: AssertionFacts): void {
   dbs.byConcept.put([d.concept, e.lsn], EMPTY_INDEX_VALUE);
   dbs.byAgent.put([d.agent, e.lsn], EMPTY_INDEX_VALUE);
   // LSNs only grow, so a new active assertion is always the newest active insert.
-  if (d.active) dbs.latest.put(d.concept, e.lsn);
-  else {
+  if (d.active) {
+    dbs.latest.put(d.concept, e.lsn);
+    dbs.active.put([d.concept, e.lsn], EMPTY_INDEX_VALUE);
+  } else {
     dbs.conceptsHeld.put(d.concept, 1);
     dbs.held.put(e.lsn, d.id);
   }
   if (d.supersedes !== null) {
     const at = Number(assertionView(e.payload).recordedAtMs());
     dbs.statusLog.put([d.supersedes, e.lsn], { k: "supersede", a: d.agent, o: d.id, at });
+    // The writer checked that both are about one concept.
+    const oldLsn = d.supersedesLsn ?? lsnOfId(dbs.ids, d.supersedes);
+    if (oldLsn !== undefined) dbs.active.remove([d.concept, oldLsn]);
   }
+}
+
+/**
+ * Concept of the record at `lsn`, read from LMDB: only replay needs it, and it runs in one
+ * synchronous transaction, which sees its own puts. null when there is no such record.
+ */
+function conceptAt(dbs: ShardDbs, lsn: number): string | null {
+  const buf = dbs.records.getBinaryFast(lsn);
+  return buf === undefined ? null : scratchAssertionView(buf).concept();
 }
 
 /** Runs inside the apply's write transaction or batch; throwing aborts the whole batch. */

@@ -8,6 +8,9 @@
 //   ids         id (its 16 bytes) -> lsn      (the duplicate check and reads by id)
 //   by_concept  [concept, lsn] -> (empty)     (time order per concept)
 //   by_agent    [agent, lsn] -> (empty)       (time order per agent)
+//   active      [concept, lsn] -> (empty)     assertions active now: the live lenses read it,
+//               so any number of newer held, retracted or superseded ones cannot hide them
+//               (format 3; a format 2 env gets it built at open, format_upgrade.ts)
 //   latest      concept -> lsn of the newest assertion inserted ACTIVE (a hint: its status
 //               may have changed since; lenses check, see state_reads.ts)
 //   concepts_held  concept -> 1 for concepts whose assertions arrived quarantined (so subtree
@@ -36,13 +39,13 @@ import type { Database, RootDatabase } from "lmdb";
 import { ROUTABLE_ID_PATTERN } from "../domain/routable_id.js";
 import type { SourceRecord } from "../domain/state_events.js";
 
-export const STORE_FORMAT_VERSION = 2;
-// Six dbs today; room for votes, supersession links, sources... without reopening.
+export const STORE_FORMAT_VERSION = 3;
+// Thirteen named dbs today (openShardDbs); room for more without reopening the env.
 export const MAX_DBS = 32;
 
 export const META_APPLIED_LSN = "applied_lsn";
 export const APPLY_CHAIN_KEY = "chain";
-const META_FORMAT_VERSION = "format_version";
+export const META_FORMAT_VERSION = "format_version";
 const META_SHARD_ID = "shard_id";
 
 export interface StatusLogValue {
@@ -122,6 +125,8 @@ export interface StateDbs {
   records: Database<Buffer, number>;
   ids: Database<number, Buffer>;
   byConcept: Database<Buffer, IndexKey>;
+  /** [concept, lsn] of every assertion active now (maintained by apply.ts). */
+  active: Database<Buffer, IndexKey>;
   latest: Database<number, string>;
   conceptsHeld: Database<number, string>;
   statusLog: Database<StatusLogValue, IndexKey>;
@@ -152,6 +157,7 @@ export function openShardDbs(root: RootDatabase): ShardDbs {
     }),
     byConcept: root.openDB<Buffer, IndexKey>({ name: "by_concept", encoding: "binary", ...opt }),
     byAgent: root.openDB<Buffer, IndexKey>({ name: "by_agent", encoding: "binary", ...opt }),
+    active: root.openDB<Buffer, IndexKey>({ name: "active", encoding: "binary", ...opt }),
     latest: root.openDB<number, string>({ name: "latest", encoding: "ordered-binary", ...opt }),
     meta: root.openDB<number, string>({ name: "meta", encoding: "ordered-binary", ...opt }),
     conceptsHeld: root.openDB<number, string>({
@@ -182,6 +188,7 @@ export function stateDbsOf(dbs: ShardDbs): StateDbs {
     records: dbs.records,
     ids: dbs.ids,
     byConcept: dbs.byConcept,
+    active: dbs.active,
     latest: dbs.latest,
     conceptsHeld: dbs.conceptsHeld,
     statusLog: dbs.statusLog,
@@ -216,7 +223,7 @@ export function initMeta(
   if (storedVersion !== STORE_FORMAT_VERSION) {
     throw new Error(
       `shard ${shardId}: store format ${String(storedVersion)} unsupported (want ${STORE_FORMAT_VERSION}). ` +
-        "Format 1 (records keyed by id) was written by builds before 2026-12-04 and has no in-place " +
+        "Format 2 is upgraded at open; format 1 (records keyed by id) was written by builds before 2026-12-04 and has no in-place " +
         "upgrade: start this version on a new data directory (STEMEDB_DATA_DIR).",
     );
   }

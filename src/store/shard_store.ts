@@ -21,6 +21,7 @@ import {
   encodeCursor,
   InvalidCursorError,
 } from "./cursor.js";
+import { type UpgradeReport, upgradeStoreFormat } from "./format_upgrade.js";
 import {
   APPLY_CHAIN_KEY,
   type IndexKey,
@@ -109,6 +110,8 @@ export class ShardStore {
   /** Highest LSN whose LMDB commit finished: what reads of the env see. */
   private committed: number;
   private closed = false;
+  /** What this open upgraded (format 2 -> 3), or null. */
+  readonly formatUpgrade: UpgradeReport | null;
   private lastWrite: Promise<void> = Promise.resolve();
   /** The first failed async apply: later applies, checkpoints and backups are refused. */
   private applyFailure: Error | null = null;
@@ -118,6 +121,7 @@ export class ShardStore {
     this.shardId = shardId;
     this.all = openShardDbs(root);
     this.dbs = stateDbsOf(this.all);
+    this.formatUpgrade = upgradeStoreFormat(root, this.all);
     this.applied = initMeta(root, this.all.meta, shardId);
     this.committed = this.applied;
     initApplyChain(root, this.all.applyChain, this.applied);

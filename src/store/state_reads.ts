@@ -168,14 +168,17 @@ export function activeAsOf(
 ): { items: AssertionRecord[]; truncated: boolean } {
   const items: AssertionRecord[] = [];
   let scanned = 0;
-  for (const key of dbs.byConcept.getKeys({
+  // Live: the index of active assertions, so held or retracted ones cannot use up the scan.
+  // At an epoch: every assertion of the concept up to then, checked one by one.
+  const live = asOfLsn === LIVE_LSN;
+  for (const key of (live ? dbs.active : dbs.byConcept).getKeys({
     start: through(concept, asOfLsn),
     end: [concept, LSN_FLOOR],
     reverse: true,
   })) {
     if (key[0] !== concept) continue;
     if (++scanned > maxScan) return { items, truncated: true };
-    const rec = mustReadAt(dbs, key[1], "by_concept");
+    const rec = mustReadAt(dbs, key[1], live ? "active" : "by_concept");
     const s = statusAsOf(dbs, rec, asOfLsn);
     if (s.status !== "active") continue;
     items.push(withStatus(rec, s));

@@ -56,6 +56,7 @@ async function health(server: ServerContext): Promise<Reply> {
             torn_tail_truncations: info.recovery.tornTailTruncations,
             dropped_records: info.recovery.droppedRecords,
             duration_ms: Math.round(info.recovery.durationMs),
+            format_upgraded_from: info.recovery.formatUpgradedFrom,
           },
         },
   );

@@ -1,0 +1,53 @@
+// In-place upgrade of a shard's LMDB env from store format 2 to 3: format 3 adds the
+// `active` index (shard_dbs.ts), built here from the records and their status log. Runs at
+// open, before initMeta checks the version, in transactions of a bounded size; the version
+// is stamped by the last one, so a crash part-way leaves format 2 and the next open starts
+// over (the puts are idempotent).
+import type { RootDatabase } from "lmdb";
+import {
+  EMPTY_INDEX_VALUE,
+  type IndexKey,
+  META_FORMAT_VERSION,
+  type ShardDbs,
+  STORE_FORMAT_VERSION,
+  stateDbsOf,
+} from "./shard_dbs.js";
+import { LIVE_LSN, mustReadAt, statusAsOf } from "./state_reads.js";
+
+/** by_concept entries looked at per upgrade transaction (bounds its dirty pages). */
+const UPGRADE_BATCH_ENTRIES = 20_000;
+
+export interface UpgradeReport {
+  from: number;
+  to: number;
+  indexed: number;
+}
+
+/** Upgrades a format 2 env to format 3; null when the env is not format 2 (nothing done). */
+export function upgradeStoreFormat(root: RootDatabase, dbs: ShardDbs): UpgradeReport | null {
+  if (dbs.meta.get(META_FORMAT_VERSION) !== 2) return null;
+  if (STORE_FORMAT_VERSION !== 3) throw new Error("format_upgrade.ts knows format 2 -> 3 only");
+  const state = stateDbsOf(dbs);
+  let after: IndexKey | null = null;
+  let indexed = 0;
+  for (;;) {
+    let seen = 0;
+    root.transactionSync(() => {
+      const range = dbs.byConcept.getKeys(
+        after === null
+          ? { limit: UPGRADE_BATCH_ENTRIES }
+          : { start: after, exclusiveStart: true, limit: UPGRADE_BATCH_ENTRIES },
+      );
+      for (const key of range) {
+        seen++;
+        after = [key[0], key[1]];
+        const rec = mustReadAt(state, key[1], "by_concept");
+        if (statusAsOf(state, rec, LIVE_LSN).status !== "active") continue;
+        dbs.active.put([key[0], key[1]], EMPTY_INDEX_VALUE);
+        indexed++;
+      }
+      if (seen < UPGRADE_BATCH_ENTRIES) dbs.meta.put(META_FORMAT_VERSION, 3);
+    });
+    if (seen < UPGRADE_BATCH_ENTRIES) return { from: 2, to: 3, indexed };
+  }
+}
