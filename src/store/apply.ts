@@ -41,8 +41,9 @@ export interface AssertionFacts {
   active: boolean;
   supersedes: string | null;
   /**
-   * LSN of the `supersedes` target when the writer knows it (it may not be committed yet, so
-   * apply cannot look it up); undefined: apply reads it from `ids` (replay, one transaction).
+   * LSN of the `supersedes` target. An async apply cannot look it up (the target may not be
+   * committed yet), so the live writer and replay pass it; when unset, apply reads `ids`,
+   * which only a synchronous transaction sees complete.
    */
   supersedesLsn?: number;
 }
@@ -59,10 +60,7 @@ export interface ApplyEntry {
   decoded?: AssertionFacts;
   /** StateEvent entries: the decoded event (replay decodes it from the payload). */
   event?: StateEvent;
-  /**
-   * Status events: the target's concept, set by the writer (the target may not be committed
-   * yet); replay reads it from the target's record.
-   */
+  /** Status events: the target's concept (passed along as `supersedesLsn` is, and why). */
   targetConcept?: string;
   /** SourceInsert entries: the decoded source. */
   source?: SourceRecord;
@@ -148,8 +146,8 @@ function indexAssertion(dbs: ShardDbs, e: ApplyEntry, d: AssertionFacts): void {
 }
 
 /**
- * Concept of the record at `lsn`, read from LMDB: only replay needs it, and it runs in one
- * synchronous transaction, which sees its own puts. null when there is no such record.
+ * Concept of the record at `lsn`, read from LMDB for an entry that came without it (see
+ * targetConcept); null when there is no such record.
  */
 function conceptAt(dbs: ShardDbs, lsn: number): string | null {
   const buf = dbs.records.getBinaryFast(lsn);

@@ -13,7 +13,7 @@
 import { type Database, open, type RootDatabase } from "lmdb";
 import type * as fb from "../schema/generated/stemedb_generated.js";
 import { type ApplyEntry, applyEntry, checkBatch } from "./apply.js";
-import { type AssertionRecord, assertionView } from "./assertion_codec.js";
+import { type AssertionRecord, assertionView, scratchAssertionView } from "./assertion_codec.js";
 import {
   checkLimit,
   decodeConceptCursor,
@@ -225,6 +225,13 @@ export class ShardStore {
   getAssertion(id: string): AssertionRecord | undefined {
     this.checkOpen();
     return readRecord(this.dbs, id);
+  }
+
+  /** Concept of the assertion stored at `lsn`, undefined when none is. */
+  conceptAt(lsn: number): string | undefined {
+    this.checkOpen();
+    const buf = this.all.records.getBinaryFast(lsn);
+    return buf === undefined ? undefined : (scratchAssertionView(buf).concept() ?? undefined);
   }
 
   /** LSN of a stored assertion (the duplicate check of every write: no closure, no copy). */
