@@ -2,7 +2,6 @@
 // retractions, quarantine decisions) and for sources. Each rule is checked against the live
 // state (including writes not yet durable) on the one thread that owns the shard, so two
 // concurrent supersessions of one claim cannot both pass: the second sees the first.
-import { MAX_VOTES_PER_ASSERTION } from "../domain/limits.js";
 import {
   ALLOWED_FROM,
   encodeJsonRecord,
@@ -11,7 +10,6 @@ import {
 } from "../domain/state_events.js";
 import { type AssertionRecord, assertionView } from "../store/assertion_codec.js";
 import { WalRecordKind } from "../store/shard_store.js";
-import { LIVE_LSN, votesAsOf } from "../store/state_reads.js";
 import type { RecordFacts, StateRequest, StateWriteResult } from "./protocol.js";
 import { renderAssertion } from "./render.js";
 import { type ShardCore, WRITE_DUPLICATE } from "./shard_core.js";
@@ -95,7 +93,7 @@ function vote(core: ShardCore, msg: Extract<StateRequest, { t: "vote" }>, done: 
   // Whether this voter voted before, decided now (an in-flight vote of its own counts).
   const replaced =
     core.hasUncommittedVote(msg.target, msg.actor) ||
-    votesAsOf(core.store.dbs, msg.target, LIVE_LSN, MAX_VOTES_PER_ASSERTION).byVoter.has(msg.actor);
+    core.store.dbs.voteNow.doesExist([msg.target, msg.actor]);
   const ev: StateEvent = {
     k: "vote",
     target: msg.target,

@@ -102,6 +102,7 @@ export function applyEntry(dbs: ShardDbs, shardId: number, e: ApplyEntry): void 
     const ev = e.event ?? decodeStateEvent(e.payload);
     if (ev.k === "vote") {
       dbs.votes.put([ev.target, e.lsn], { a: ev.actor, d: ev.dir, w: ev.weight, at: ev.at });
+      dbs.voteNow.put([ev.target, ev.actor], { d: ev.dir, w: ev.weight, l: e.lsn, at: ev.at });
     } else {
       const value: StatusLogValue = { k: ev.k, a: ev.actor, r: ev.reason, at: ev.at };
       if (ev.by !== undefined) value.o = ev.by;

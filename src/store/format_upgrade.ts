@@ -1,9 +1,9 @@
 // In-place upgrade of a shard's LMDB env from store format 2 to 3: format 3 adds the
-// `active` index (shard_dbs.ts), built here from the records and their status log. Runs at
-// open, before initMeta checks the version, in transactions of a bounded size; the version
-// is stamped by the last one, so a crash part-way leaves format 2 and the next open starts
-// over (the puts are idempotent).
-import type { RootDatabase } from "lmdb";
+// `active` and `vote_now` indexes (shard_dbs.ts), built here from the records, their status
+// log and the vote log. Runs at open, before initMeta checks the version, in transactions
+// of a bounded size; the version is stamped in a last one, so a crash part-way leaves
+// format 2 and the next open starts over (the puts are idempotent).
+import type { Database, RootDatabase } from "lmdb";
 import {
   EMPTY_INDEX_VALUE,
   type IndexKey,
@@ -11,6 +11,7 @@ import {
   type ShardDbs,
   STORE_FORMAT_VERSION,
   stateDbsOf,
+  type VoteValue,
 } from "./shard_dbs.js";
 import { LIVE_LSN, mustReadAt, statusAsOf } from "./state_reads.js";
 
@@ -28,12 +29,36 @@ export function upgradeStoreFormat(root: RootDatabase, dbs: ShardDbs): UpgradeRe
   if (dbs.meta.get(META_FORMAT_VERSION) !== 2) return null;
   if (STORE_FORMAT_VERSION !== 3) throw new Error("format_upgrade.ts knows format 2 -> 3 only");
   const state = stateDbsOf(dbs);
+  const indexed = inBatches(root, dbs.byConcept, (key) => {
+    const rec = mustReadAt(state, key[1], "by_concept");
+    if (statusAsOf(state, rec, LIVE_LSN).status !== "active") return false;
+    dbs.active.put([key[0], key[1]], EMPTY_INDEX_VALUE);
+    return true;
+  });
+  // Votes in key order ([id, lsn] ascending): each voter's newest vote is put last.
+  inBatches(root, dbs.votes, (key) => {
+    const v = dbs.votes.get(key) as VoteValue;
+    dbs.voteNow.put([key[0], v.a], { d: v.d, w: v.w, l: key[1], at: v.at });
+    return true;
+  });
+  root.transactionSync(() => {
+    dbs.meta.put(META_FORMAT_VERSION, 3);
+  });
+  return { from: 2, to: 3, indexed };
+}
+
+/** Calls `visit` on every key of `db` in order, UPGRADE_BATCH_ENTRIES per transaction. */
+function inBatches<V>(
+  root: RootDatabase,
+  db: Database<V, IndexKey>,
+  visit: (key: IndexKey) => boolean,
+): number {
   let after: IndexKey | null = null;
-  let indexed = 0;
+  let counted = 0;
   for (;;) {
     let seen = 0;
     root.transactionSync(() => {
-      const range = dbs.byConcept.getKeys(
+      const range = db.getKeys(
         after === null
           ? { limit: UPGRADE_BATCH_ENTRIES }
           : { start: after, exclusiveStart: true, limit: UPGRADE_BATCH_ENTRIES },
@@ -41,13 +66,9 @@ export function upgradeStoreFormat(root: RootDatabase, dbs: ShardDbs): UpgradeRe
       for (const key of range) {
         seen++;
         after = [key[0], key[1]];
-        const rec = mustReadAt(state, key[1], "by_concept");
-        if (statusAsOf(state, rec, LIVE_LSN).status !== "active") continue;
-        dbs.active.put([key[0], key[1]], EMPTY_INDEX_VALUE);
-        indexed++;
+        if (visit(after)) counted++;
       }
-      if (seen < UPGRADE_BATCH_ENTRIES) dbs.meta.put(META_FORMAT_VERSION, 3);
     });
-    if (seen < UPGRADE_BATCH_ENTRIES) return { from: 2, to: 3, indexed };
+    if (seen < UPGRADE_BATCH_ENTRIES) return counted;
   }
 }

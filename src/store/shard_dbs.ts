@@ -17,6 +17,9 @@
 //               scans find concepts that have no active insert)
 //   status_log  [id, lsn] -> {k, a, o?, r?, at}  supersede/retract/approve/reject of id
 //   votes       [id, lsn] -> {a, d, w, at}       every vote on id (newest per voter counts)
+//   vote_now    [id, voter] -> {d, w, l, at}      each voter's newest vote on id (format 3):
+//               live tallies and the "voted before" check read it, so no number of vote
+//               changes by one agent pushes other voters (or its own first vote) out of reach
 //   sources     id -> SourceRecord
 //   held        lsn -> id of assertions waiting in quarantine (removed by any decision)
 //   meta        "applied_lsn" | "format_version" | "shard_id" -> number
@@ -65,6 +68,14 @@ export interface VoteValue {
 }
 
 export type IndexKey = [string, number];
+
+/** vote_now's value: the voter's newest vote (`l`: its LSN). */
+export interface VoteNowValue {
+  d: 1 | -1;
+  w: number;
+  l: number;
+  at: number;
+}
 
 /**
  * The value of every by_concept and by_agent entry: the key says everything. One shared
@@ -131,6 +142,8 @@ export interface StateDbs {
   conceptsHeld: Database<number, string>;
   statusLog: Database<StatusLogValue, IndexKey>;
   votes: Database<VoteValue, IndexKey>;
+  /** [id, voter] -> that voter's newest vote on id (maintained by apply.ts). */
+  voteNow: Database<VoteNowValue, [string, string]>;
   sources: Database<SourceRecord, string>;
   /** lsn -> id of assertions quarantined and not yet decided (the admin's pending list). */
   held: Database<string, number>;
@@ -171,6 +184,11 @@ export function openShardDbs(root: RootDatabase): ShardDbs {
       ...opt,
     }),
     votes: root.openDB<VoteValue, IndexKey>({ name: "votes", encoding: "msgpack", ...opt }),
+    voteNow: root.openDB<VoteNowValue, [string, string]>({
+      name: "vote_now",
+      encoding: "msgpack",
+      ...opt,
+    }),
     sources: root.openDB<SourceRecord, string>({ name: "sources", encoding: "msgpack", ...opt }),
     held: root.openDB<string, number>({ name: "held", encoding: "string", ...opt }),
     applyChain: root.openDB<number, string>({
@@ -193,6 +211,7 @@ export function stateDbsOf(dbs: ShardDbs): StateDbs {
     conceptsHeld: dbs.conceptsHeld,
     statusLog: dbs.statusLog,
     votes: dbs.votes,
+    voteNow: dbs.voteNow,
     sources: dbs.sources,
     held: dbs.held,
   };

@@ -109,8 +109,8 @@ export interface VoteEntry {
 
 /**
  * Each voter's newest vote on `id` up to asOfLsn (one vote per agent: a new one replaces).
- * Read newest first, so when more than `maxVotes` vote records exist the oldest are the ones
- * ignored (an agent flipping its vote many times cannot hide later votes).
+ * Live: from vote_now, at most `maxVotes` voters. At an epoch: the vote log read newest
+ * first, so when more than `maxVotes` vote records exist the oldest are the ones ignored.
  */
 export function votesAsOf(
   dbs: StateDbs,
@@ -119,6 +119,7 @@ export function votesAsOf(
   maxVotes: number,
 ): { byVoter: Map<string, VoteEntry>; truncated: boolean } {
   const byVoter = new Map<string, VoteEntry>();
+  if (asOfLsn === LIVE_LSN) return votesNow(dbs, id, maxVotes, byVoter);
   let read = 0;
   for (const { key, value } of dbs.votes.getRange({
     start: through(id, asOfLsn),
@@ -134,6 +135,28 @@ export function votesAsOf(
       vote: value.d === 1 ? "up" : "down",
       weight: value.w,
       lsn: key[1],
+      at: value.at,
+    });
+  }
+  return { byVoter, truncated: false };
+}
+
+/** Live votes: one vote_now entry per voter (in voter order), at most maxVotes voters. */
+function votesNow(
+  dbs: StateDbs,
+  id: string,
+  maxVotes: number,
+  byVoter: Map<string, VoteEntry>,
+): { byVoter: Map<string, VoteEntry>; truncated: boolean } {
+  // [id] sorts before every [id, voter]; ids all have 32 digits, so the next id follows.
+  for (const { key, value } of dbs.voteNow.getRange({ start: [id], limit: maxVotes + 1 })) {
+    if (key[0] !== id) break;
+    if (byVoter.size === maxVotes) return { byVoter, truncated: true };
+    byVoter.set(key[1], {
+      voter: key[1],
+      vote: value.d === 1 ? "up" : "down",
+      weight: value.w,
+      lsn: value.l,
       at: value.at,
     });
   }

@@ -1,18 +1,19 @@
-// The `active` index (store format 3): live lenses read it, so any number of newer held,
-// retracted or superseded assertions cannot hide an active one. Checked on a real LMDB env
-// through the hot-path apply, the replay apply and the format 2 -> 3 upgrade, and through a
-// real server with a flood bigger than the lenses' scan bound.
+// Store format 3's indexes on a real LMDB env: `active` (live lenses read it, so any number
+// of newer held, retracted or superseded assertions cannot hide an active one), checked
+// through the hot-path apply, the replay apply, the format 2 -> 3 upgrade and a real server
+// with a flood bigger than the lenses' scan bound; and `vote_now` (each voter's newest vote,
+// so vote changes cannot push other votes out of the live tally).
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { open } from "lmdb";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { MAX_LENS_SCAN_ASSERTIONS } from "../src/domain/limits.js";
+import { MAX_LENS_SCAN_ASSERTIONS, MAX_VOTES_PER_ASSERTION } from "../src/domain/limits.js";
 import { encodeJsonRecord, type StatusEvent } from "../src/domain/state_events.js";
 import { ShardCore } from "../src/shard/shard_core.js";
 import { type AssertionRecord, encodeAssertion } from "../src/store/assertion_codec.js";
 import { type ApplyEntry, ShardStore, WalRecordKind } from "../src/store/shard_store.js";
-import { activeAsOf, LIVE_LSN } from "../src/store/state_reads.js";
+import { activeAsOf, LIVE_LSN, tallyVotes, votesAsOf } from "../src/store/state_reads.js";
 import { Wal } from "../src/wal/wal.js";
 import {
   api,
@@ -92,6 +93,18 @@ function statusEvent(
     e.targetConcept = targetConcept;
   }
   return e;
+}
+
+function vote(lsn: number, targetLsn: number, voter: string, dir: 1 | -1): ApplyEntry {
+  const ev = {
+    k: "vote",
+    target: idOf(targetLsn),
+    actor: voter,
+    dir,
+    weight: 0.5,
+    at: lsn,
+  } as const;
+  return { lsn, kind: WalRecordKind.StateEvent, payload: encodeJsonRecord(ev) };
 }
 
 /** [lsn] of the active index's entries for `concept`, newest first. */
@@ -194,26 +207,70 @@ describe("active index (store)", () => {
     }
   });
 
-  it("upgrades a format 2 env by building the index, once", async () => {
+  it("tallies each voter's newest vote live however often one voter changed its vote", () => {
+    const s = openStore(tempDir());
+    const entries: ApplyEntry[] = [insert(1), vote(2, 1, "early", 1)];
+    // One voter flips more often than the vote log is read at an epoch.
+    const flips = MAX_VOTES_PER_ASSERTION + 10;
+    for (let i = 0; i < flips; i++) entries.push(vote(3 + i, 1, "flipper", i % 2 === 0 ? 1 : -1));
+    for (let i = 0; i < entries.length; i += 5000) s.applyBatch(entries.slice(i, i + 5000));
+    const last = 2 + flips;
+    const live = votesAsOf(s.dbs, idOf(1), LIVE_LSN, MAX_VOTES_PER_ASSERTION);
+    expect(live.truncated).toBe(false);
+    expect([...live.byVoter.values()]).toEqual([
+      { voter: "early", vote: "up", weight: 0.5, lsn: 2, at: 2 },
+      {
+        voter: "flipper",
+        vote: (flips - 1) % 2 === 0 ? "up" : "down",
+        weight: 0.5,
+        lsn: last,
+        at: last,
+      },
+    ]);
+    expect(tallyVotes(s.dbs, idOf(1), LIVE_LSN, MAX_VOTES_PER_ASSERTION)).toMatchObject({
+      up: 1,
+      down: 1,
+    });
+    // The "voted before" check of a new vote (state_ops.ts) reads the same index.
+    expect(s.dbs.voteNow.doesExist([idOf(1), "early"])).toBe(true);
+    expect(s.dbs.voteNow.doesExist([idOf(1), "newcomer"])).toBe(false);
+    // At an epoch the log is read newest first and says when its bound cut older votes off.
+    const asOf = votesAsOf(s.dbs, idOf(1), last, MAX_VOTES_PER_ASSERTION);
+    expect(asOf.truncated).toBe(true);
+    expect(asOf.byVoter.has("early")).toBe(false);
+  });
+
+  it("upgrades a format 2 env by building the indexes, once", async () => {
     const dir = tempDir();
     const first = openStore(dir);
     const entries = history(30_000);
+    const next = entries.length + 1;
+    entries.push(vote(next, 1, "v1", 1), vote(next + 1, 1, "v2", -1), vote(next + 2, 1, "v1", -1));
     for (let i = 0; i < entries.length; i += 5000) first.applyBatch(entries.slice(i, i + 5000));
     const want = activeLsns(first);
+    const wantVotes = votesAsOf(first.dbs, idOf(1), LIVE_LSN, 10);
     await first.close();
     stores.length = 0;
     // Make it a format 2 env: no `active` entries, version 2.
     const env = open({ path: dir, maxDbs: 32 });
     const active = env.openDB({ name: "active", encoding: "binary" });
+    const voteNow = env.openDB({ name: "vote_now", encoding: "msgpack" });
     const meta = env.openDB<number, string>({ name: "meta", encoding: "ordered-binary" });
     await env.transaction(() => {
       active.clearSync();
+      voteNow.clearSync();
       meta.put("format_version", 2);
     });
     await env.close();
     const upgraded = openStore(dir);
     expect(upgraded.formatUpgrade).toEqual({ from: 2, to: 3, indexed: 4 });
     expect(activeLsns(upgraded)).toEqual(want);
+    const votes = votesAsOf(upgraded.dbs, idOf(1), LIVE_LSN, 10);
+    expect(votes).toEqual(wantVotes);
+    expect([...votes.byVoter.values()].map((v) => [v.voter, v.vote, v.lsn])).toEqual([
+      ["v1", "down", next + 2],
+      ["v2", "down", next + 1],
+    ]);
     expect(upgraded.latest("c/x")?.lsn).toBe(30_007);
     await upgraded.close();
     stores.length = 0;
