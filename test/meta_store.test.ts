@@ -3,7 +3,8 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { generateApiKey, hashSecretHex, parseApiKey } from "../src/domain/api_keys.js";
-import { ADMIN_KEY_FILE, MetaStore } from "../src/store/meta_store.js";
+import { ADMIN_KEY_FILE } from "../src/store/admin_key.js";
+import { MetaStore } from "../src/store/meta_store.js";
 
 let dir: string;
 let store: MetaStore;
@@ -114,6 +115,77 @@ describe("MetaStore keys", () => {
     expect(store.list()).toEqual(listed);
     expect(store.verify(a.key, NOW)?.keyId).toBe(a.record.keyId);
     expect(store.verify(b.key, NOW)).toBeNull();
+  });
+});
+
+describe("MetaStore key rotation and updates", () => {
+  it("rotates a secret: the old one works for the grace period, one rotated out before does not", async () => {
+    const { key: v1, record } = await store.createKey({ role: "agent", principal: "a1" }, NOW);
+    const id = record.keyId;
+    const r2 = await store.rotate(id, 1000, NOW + 10);
+    expect(r2?.record).toMatchObject({ keyId: id, principal: "a1", secretVersion: 2 });
+    expect(r2?.record.previousValidUntilMs).toBe(NOW + 1010);
+    const v2 = r2?.key as string;
+    expect(parseApiKey(v2)?.keyId).toBe(id);
+    expect(v2).not.toBe(v1);
+    expect(store.verify(v2, NOW + 20)?.keyId).toBe(id);
+    expect(store.verify(v1, NOW + 1009)?.keyId).toBe(id);
+    expect(store.presentedVersion(v1, NOW + 1009)).toBe(1);
+    expect(store.presentedVersion(v2, NOW + 1009)).toBe(2);
+    expect(store.credentialActive(id, 1, NOW + 1009)?.keyId).toBe(id);
+    // The grace period ends.
+    expect(store.verify(v1, NOW + 1010)).toBeNull();
+    expect(store.credentialActive(id, 1, NOW + 1010)).toBeNull();
+    expect(store.credentialActive(id, 2, NOW + 1010)?.keyId).toBe(id);
+    // A second rotation inside a grace period drops the oldest secret at once.
+    const r3 = await store.rotate(id, 5000, NOW + 20);
+    const v3 = r3?.key as string;
+    expect(store.verify(v1, NOW + 21)).toBeNull();
+    expect(store.verify(v2, NOW + 21)?.keyId).toBe(id);
+    expect(store.verify(v3, NOW + 21)?.keyId).toBe(id);
+    // No grace: only the new secret.
+    const r4 = await store.rotate(id, 0, NOW + 30);
+    expect(store.verify(v3, NOW + 31)).toBeNull();
+    expect(store.verify(r4?.key as string, NOW + 31)?.keyId).toBe(id);
+    // It survives a reopen; the hashes never leave the store.
+    await store.close();
+    store = MetaStore.open(dir);
+    expect(store.verify(r4?.key as string, NOW + 32)?.secretVersion).toBe(4);
+    expect(JSON.stringify(store.list())).not.toContain("ecretHash");
+    expect(await store.rotate("nosuchkeyid0", 0, NOW)).toBeNull();
+    await store.revoke(id, NOW + 40);
+    await expect(store.rotate(id, 0, NOW + 41)).rejects.toMatchObject({ code: "key_revoked" });
+  });
+
+  it("updates role, labels and expiry, and keeps an active admin key", async () => {
+    const admin = await store.createKey({ role: "admin" }, NOW);
+    const { key, record } = await store.createKey({ role: "agent", labels: { team: "x" } }, NOW);
+    const updated = await store.update(record.keyId, { role: "reader" }, NOW + 1);
+    expect(updated).toMatchObject({ role: "reader", labels: { team: "x" }, expiresAtMs: null });
+    expect(store.verify(key, NOW + 2)?.role).toBe("reader");
+    await store.update(record.keyId, { labels: {}, expiresAtMs: NOW + 100 }, NOW + 3);
+    expect(store.get(record.keyId)).toMatchObject({ labels: {}, expiresAtMs: NOW + 100 });
+    expect(store.verify(key, NOW + 100)).toBeNull();
+    await store.update(record.keyId, { expiresAtMs: null }, NOW + 101);
+    expect(store.verify(key, NOW + 102)?.keyId).toBe(record.keyId);
+    // The only admin key may not lose its role nor expire now; a future expiry is allowed.
+    const id = admin.record.keyId;
+    await expect(store.update(id, { role: "agent" }, NOW)).rejects.toMatchObject({
+      code: "last_admin_key",
+    });
+    await expect(store.update(id, { expiresAtMs: NOW }, NOW)).rejects.toMatchObject({
+      code: "last_admin_key",
+    });
+    expect((await store.update(id, { expiresAtMs: NOW + 10_000 }, NOW))?.expiresAtMs).toBe(
+      NOW + 10_000,
+    );
+    await store.createKey({ role: "admin" }, NOW);
+    expect((await store.update(id, { role: "agent" }, NOW))?.role).toBe("agent");
+    expect(await store.update("nosuchkeyid0", { role: "agent" }, NOW)).toBeNull();
+    await store.revoke(record.keyId, NOW);
+    await expect(store.update(record.keyId, { role: "agent" }, NOW)).rejects.toMatchObject({
+      code: "key_revoked",
+    });
   });
 });
 

@@ -17,15 +17,17 @@ import {
   unprocessable,
   unsupportedMediaType,
 } from "../src/server/errors.js";
+import {
+  CreateApiKeyRequest,
+  CreateApiKeyRequestCheck,
+  parseCreateApiKeyRequest,
+} from "../src/server/key_schemas.js";
 import { queryParams } from "../src/server/query_params.js";
 import {
   AssertionInputCheck,
   AssertRequest,
   AssertRequestCheck,
-  CreateApiKeyRequest,
-  CreateApiKeyRequestCheck,
   parseAssertRequest,
-  parseCreateApiKeyRequest,
   parseJsonBody,
   parseStreamMessage,
   StreamMessageError,

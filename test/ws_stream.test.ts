@@ -128,6 +128,53 @@ describe("WS /v1/stream", () => {
     expect(JSON.stringify(after.json)).not.toContain('"agent":"ws-revoked"');
   });
 
+  it("closes a connection whose secret was rotated out or whose key became a reader (1008)", async () => {
+    const adminApi = api(server.baseUrl, adminKey);
+    for (const change of ["rotate", "demote"] as const) {
+      const key = await createKey(server.baseUrl, adminKey, "agent", `ws-${change}`);
+      const keyId = key.slice("stm_".length, "stm_".length + 12);
+      const client = await StreamClient.connect(server.baseUrl, key);
+      client.send(1, assertion(`ws/${change}/before`, 1));
+      expect(await client.waitFrames(1)).toEqual([expect.objectContaining({ seq: 1 })]);
+      const res =
+        change === "rotate"
+          ? await adminApi.request("POST", "/v1/admin/api_keys/rotate", {
+              key_id: keyId,
+              grace_period_s: 0,
+            })
+          : await adminApi.request("PATCH", "/v1/admin/api_keys", {
+              key_id: keyId,
+              role: "reader",
+            });
+      expect(res.status, res.text).toBe(200);
+      client.send(2, assertion(`ws/${change}/after`, 2));
+      const frames = await client.waitFrames(2);
+      expect(frames[1]).toEqual({
+        seq: null,
+        error: expect.objectContaining({ code: "invalid_api_key" }),
+      });
+      for (let i = 0; i < 200 && client.closed === null; i++)
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(client.closed?.code, change).toBe(1008);
+    }
+  });
+
+  it("keeps a connection whose secret was rotated with a grace period", async () => {
+    const key = await createKey(server.baseUrl, adminKey, "agent", "ws-grace");
+    const keyId = key.slice("stm_".length, "stm_".length + 12);
+    const client = await StreamClient.connect(server.baseUrl, key);
+    const res = await api(server.baseUrl, adminKey).request("POST", "/v1/admin/api_keys/rotate", {
+      key_id: keyId,
+      grace_period_s: 600,
+    });
+    expect(res.status, res.text).toBe(200);
+    client.send(1, assertion("ws/grace", 1));
+    expect(await client.waitFrames(1)).toEqual([
+      expect.objectContaining({ seq: 1, duplicate: false }),
+    ]);
+    await client.close();
+  });
+
   it("acks each message after fsync with its seq, id, shard and lsn, like POST /v1/assert", async () => {
     const client = await StreamClient.connect(server.baseUrl, agentKey, {
       "x-request-id": "ws-basic",

@@ -41,10 +41,18 @@ export interface ApiKeyRecord {
   revokedAtMs: number | null;
   /** Lowercase hex SHA-256 of the secret part. */
   secretHash: string;
+  /** 1 for a new key, +1 per rotation (records written before rotation existed: 1). */
+  secretVersion: number;
+  /** When the current secret was made: creation or the last rotation (ms). */
+  secretSetAtMs: number;
+  /** Hex SHA-256 of the secret before the last rotation, while it is still accepted. */
+  previousSecretHash: string | null;
+  /** Until when (ms) the previous secret is accepted; null when there is none. */
+  previousValidUntilMs: number | null;
 }
 
-/** What callers may see of a key: everything except the secret hash. */
-export type ApiKeyInfo = Omit<ApiKeyRecord, "secretHash">;
+/** What callers may see of a key: everything except the secret hashes. */
+export type ApiKeyInfo = Omit<ApiKeyRecord, "secretHash" | "previousSecretHash">;
 
 export interface ParsedApiKey {
   keyId: string;

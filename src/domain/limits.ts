@@ -95,6 +95,10 @@ export const MAX_LABEL_KEY_LENGTH = 64;
 export const MAX_LABEL_VALUE_LENGTH = 256;
 /** Most API keys the meta store holds (revoked ones included); all are cached in memory. */
 export const MAX_API_KEYS = 100_000;
+/** How long a rotated-out secret keeps working unless the rotation says otherwise (24 h). */
+export const DEFAULT_KEY_ROTATION_GRACE_S = 86_400;
+/** Longest grace period a rotation may give the old secret (30 days). */
+export const MAX_KEY_ROTATION_GRACE_S = 2_592_000;
 
 // ---- Shards and storage --------------------------------------------------------------------
 

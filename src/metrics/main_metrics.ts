@@ -38,6 +38,7 @@ export const MAIN_METRIC = {
   wsConnections: "stemedb_ws_connections",
   wsMessages: "stemedb_ws_messages_total",
   wsAckDuration: "stemedb_ws_ack_duration_seconds",
+  apiKeyOldestSecretAge: "stemedb_api_key_oldest_secret_age_seconds",
 } as const;
 export const MAIN_METRIC_NAMES: readonly string[] = Object.freeze(Object.values(MAIN_METRIC));
 
@@ -122,6 +123,8 @@ export interface MainMetrics {
   setCircuitBreakerCounts(counts: Readonly<Record<CircuitBreakerState, number>>): void;
   /** Counts read at every scrape (time alone moves breakers from open to half-open). */
   setCircuitBreakerSource(source: () => Readonly<Record<CircuitBreakerState, number>>): void;
+  /** Read at every scrape: the oldest secret among active API keys, in seconds. */
+  setApiKeyAgeSource(source: () => number): void;
   readonly circuitBreakerTrips: CounterChild;
   /** Time of the last completed trust decay run, ms since the epoch (exported in seconds). */
   setTrustDecayLastRun(ranAtMs: number): void;
@@ -215,6 +218,16 @@ export function createMainMetrics(
       breakerChildren.get(state)?.set(n);
     }
   };
+  let keyAgeSource: (() => number) | null = null;
+  new Gauge({
+    name: MAIN_METRIC.apiKeyOldestSecretAge,
+    help: "Age of the oldest secret among active API keys (since creation or last rotation); 0 with none.",
+    aggregator: "first",
+    registers,
+    collect() {
+      this.set(keyAgeSource === null ? 0 : keyAgeSource());
+    },
+  });
   const tripsC = new Counter({
     name: MAIN_METRIC.circuitBreakerTrips,
     help: "Circuit breaker trips (closed or half-open to open) since the process started.",
@@ -370,6 +383,9 @@ export function createMainMetrics(
     setCircuitBreakerCounts: setBreakerCounts,
     setCircuitBreakerSource(source) {
       breakerSource = source;
+    },
+    setApiKeyAgeSource(source) {
+      keyAgeSource = source;
     },
     circuitBreakerTrips: tripsC,
     setTrustDecayLastRun(ranAtMs) {

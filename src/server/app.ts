@@ -22,6 +22,7 @@ import { META_DIR, MetaStore } from "../store/meta_store.js";
 import type { ServerContext } from "./context.js";
 import { buildOpenApi } from "./openapi.js";
 import { type Route, registerRoutes } from "./router.js";
+import { apiKeyRoutes } from "./routes/api_keys.js";
 import { assertRoutes } from "./routes/assert.js";
 import { backupRoutes } from "./routes/backup.js";
 import { conceptRoutes } from "./routes/concepts.js";
@@ -158,6 +159,7 @@ export async function startServer(
   const inflight = { count: 0, draining: false };
   const metrics = createMainMetrics(registry, { version, inflight });
   metrics.setHttpEngine(engine.engine);
+  metrics.setApiKeyAgeSource(() => meta.oldestActiveSecretAgeS(Date.now()));
   let reads: ShardReads;
   try {
     reads = ShardReads.open(
@@ -213,6 +215,7 @@ export async function startServer(
   const app = uws.App();
   const routes: Route[] = [
     ...systemRoutes(context),
+    ...apiKeyRoutes(context),
     ...assertRoutes(context),
     ...queryRoutes(context),
     ...backupRoutes(context),

@@ -1,8 +1,8 @@
 // Request schemas. One TypeBox schema per request gives: validation (compiled once with
 // TypeCompiler), the TypeScript type (Static<>), and the JSON Schema for /v1/openapi.json.
 // Rules a JSON Schema cannot express (concept path normalization, canonical value size,
-// valid_to ≥ valid_from, expiry in the future) are checked right after, in this file, so
-// every handler gets fully validated, normalized input from one call.
+// valid_to ≥ valid_from) are checked right after, in this file, so every handler gets
+// fully validated, normalized input from one call. API-key requests: key_schemas.ts.
 //
 // Status policy: bytes that are not JSON → 400 `malformed_json`; JSON that breaks the
 // schema or a rule → 422 (`invalid_request` or a specific code); body or batch too big → 413.
@@ -14,17 +14,13 @@ import {
   type ValueError,
   ValueErrorType,
 } from "@sinclair/typebox/compiler";
-import { PRINCIPAL_PATTERN, type Role } from "../domain/api_keys.js";
 import { CanonicalJsonError, canonicalJson, jsonTextDepth } from "../domain/canonical_json.js";
 import { normalizeConceptPath } from "../domain/concept_path.js";
 import {
-  MAX_API_KEY_LABELS,
   MAX_BATCH_ITEMS,
   MAX_BODY_BYTES,
   MAX_ID_LENGTH,
   MAX_JSON_DEPTH,
-  MAX_LABEL_KEY_LENGTH,
-  MAX_LABEL_VALUE_LENGTH,
   MAX_NONCE_LENGTH,
   MAX_RAW_CONCEPT_LENGTH,
   MAX_SOURCES,
@@ -36,7 +32,7 @@ import { ApiError, badRequest, payloadTooLarge, unprocessable } from "./errors.j
 
 // ---- Schemas --------------------------------------------------------------------------
 
-const TimeMs = (description: string) =>
+export const TimeMs = (description: string) =>
   Type.Integer({ minimum: 0, maximum: MAX_TIME_MS, description });
 
 export const AssertionInput = Type.Object(
@@ -91,34 +87,11 @@ export const StreamMessage = Type.Object(
 );
 export type StreamMessage = Static<typeof StreamMessage>;
 
-export const CreateApiKeyRequest = Type.Object(
-  {
-    role: Type.Union([Type.Literal("agent"), Type.Literal("reader"), Type.Literal("admin")]),
-    principal: Type.Optional(
-      Type.String({
-        pattern: PRINCIPAL_PATTERN,
-        description: "Agent id the key acts as; default `<role>-<keyId>`",
-      }),
-    ),
-    labels: Type.Optional(
-      Type.Record(
-        Type.String({ pattern: `^[a-zA-Z0-9_.:-]{1,${MAX_LABEL_KEY_LENGTH}}$` }),
-        Type.String({ maxLength: MAX_LABEL_VALUE_LENGTH }),
-        { maxProperties: MAX_API_KEY_LABELS, additionalProperties: false },
-      ),
-    ),
-    expires_at: Type.Optional(TimeMs("Expiry, ms since the epoch (UTC); must be in the future")),
-  },
-  { additionalProperties: false },
-);
-export type CreateApiKeyRequest = Static<typeof CreateApiKeyRequest>;
-
 // ---- Compiled validators ------------------------------------------------------------------
 
 export const AssertionInputCheck = TypeCompiler.Compile(AssertionInput);
 export const AssertBatchCheck = TypeCompiler.Compile(AssertBatch);
 export const AssertRequestCheck = TypeCompiler.Compile(AssertRequest);
-export const CreateApiKeyRequestCheck = TypeCompiler.Compile(CreateApiKeyRequest);
 export const StreamMessageCheck = TypeCompiler.Compile(StreamMessage);
 
 export type ValidationResult<T> =
@@ -375,30 +348,4 @@ export function parseStreamMessage(bytes: Uint8Array): { seq: number; item: Norm
   } catch (err) {
     throw err instanceof ApiError ? new StreamMessageError(seq, err) : err;
   }
-}
-
-export interface CreateApiKeyInput {
-  role: Role;
-  principal: string | null;
-  labels: Record<string, string>;
-  expiresAtMs: number | null;
-}
-
-/** Parse and validate a POST /v1/admin/api_keys body. Throws ApiError 400/413/422. */
-export function parseCreateApiKeyRequest(bytes: Uint8Array, nowMs: number): CreateApiKeyInput {
-  const checked = validate(CreateApiKeyRequestCheck, parseJsonBody(bytes));
-  if (!checked.ok) throw unprocessable(checked.message);
-  const req = checked.value;
-  if (req.expires_at !== undefined && req.expires_at <= nowMs) {
-    throw unprocessable(
-      `Field /expires_at (${req.expires_at}) is not in the future (now is ${nowMs}).`,
-      "invalid_expiry",
-    );
-  }
-  return {
-    role: req.role,
-    principal: req.principal ?? null,
-    labels: req.labels ?? {},
-    expiresAtMs: req.expires_at ?? null,
-  };
 }

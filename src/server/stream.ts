@@ -21,7 +21,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t } from "uWebSockets.js";
 import { MAX_WS_MESSAGE_BYTES } from "../domain/limits.js";
 import type { ServerContext } from "./context.js";
-import { ApiError, internalError, unavailable } from "./errors.js";
+import { ApiError, internalError, unauthorized, unavailable } from "./errors.js";
 import { errorReply, requestIdOf, send } from "./reply.js";
 import { authenticate, type RouterDeps } from "./router.js";
 import { toApiError } from "./shard_errors.js";
@@ -73,10 +73,17 @@ export function registerStream(app: TemplatedApp, opts: StreamOptions): Stream {
     let status = 101;
     try {
       if (protocol.stopping) throw shuttingDown();
-      const principal = authenticate(req.getHeader("authorization"), "agent", {
+      const authorization = req.getHeader("authorization");
+      const principal = authenticate(authorization, "agent", {
         metrics,
         verifyKey: opts.verifyKey,
       });
+      const secretVersion = opts.server.meta.presentedVersion(
+        authorization.slice(7).trim(),
+        Date.now(),
+      );
+      if (secretVersion === null)
+        throw unauthorized("The API key is unknown, revoked or expired.", "invalid_api_key");
       if (open.size >= maxConnections) {
         throw unavailable(
           1,
@@ -84,7 +91,7 @@ export function registerStream(app: TemplatedApp, opts: StreamOptions): Stream {
           "too_many_connections",
         );
       }
-      const conn = newConn(principal.principal, principal.keyId, requestId);
+      const conn = newConn(principal.principal, principal.keyId, secretVersion, requestId);
       // Custom headers on a 101 need the status line written first (uWS docs).
       res.writeStatus("101 Switching Protocols");
       res.writeHeader("x-request-id", requestId);

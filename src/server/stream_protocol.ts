@@ -40,14 +40,16 @@ interface Accepted {
   receivedMs: number;
 }
 
-/** Per-connection state; uWS copies the upgrade's user data onto the WebSocket object. */
 /** WebSocket close code 1008: the key of the connection is no longer valid. */
 const CLOSE_POLICY_VIOLATION = 1008;
 
+/** Per-connection state; uWS copies the upgrade's user data onto the WebSocket object. */
 export interface Conn {
   readonly agent: string;
-  /** The key the connection authenticated with: each message checks it is still active. */
+  /** The key the connection authenticated with: each message checks it is still accepted. */
   readonly keyId: string;
+  /** Which of the key's secrets it presented (MetaStore.presentedVersion). */
+  readonly secretVersion: number;
   readonly requestId: string;
   ws: WebSocket<UserData> | null;
   /** Messages handed to the shard pool and not yet answered. */
@@ -67,10 +69,16 @@ export interface UserData {
 }
 
 /** A connection's state before uWS opens it (`ws` is set by the open handler). */
-export function newConn(agent: string, keyId: string, requestId: string): Conn {
+export function newConn(
+  agent: string,
+  keyId: string,
+  secretVersion: number,
+  requestId: string,
+): Conn {
   return {
     agent,
     keyId,
+    secretVersion,
     requestId,
     ws: null,
     inflight: 0,
@@ -246,10 +254,11 @@ export function createStreamProtocol(opts: StreamProtocolOptions): StreamProtoco
   const onMessage = (ws: WebSocket<UserData>, message: ArrayBuffer, isBinary: boolean) => {
     const conn = ws.getUserData().conn;
     const receivedMs = performance.now();
-    if (!server.meta.isActive(conn.keyId, Date.now())) {
-      // Revoked or expired since the upgrade: nothing more is taken on this connection.
+    const key = server.meta.credentialActive(conn.keyId, conn.secretVersion, Date.now());
+    if (key === null || key.role === "reader") {
+      // Revoked, expired, rotated out or demoted since the upgrade: nothing more is taken.
       const err = unauthorized(
-        "The API key of this connection was revoked or has expired; reconnect with a valid key.",
+        "The API key of this connection was revoked, has expired, was rotated past its grace period or no longer has the agent role; reconnect with a valid key.",
         "invalid_api_key",
       );
       reject(conn, null, err, "failed");

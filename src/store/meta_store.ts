@@ -26,12 +26,12 @@ import {
   safeEqual,
 } from "../domain/api_keys.js";
 import { MAX_API_KEY_LABELS, MAX_API_KEYS, MAX_TIME_MS } from "../domain/limits.js";
-import { writeFileAtomic } from "./manifest.js";
+import { type EnsureAdminKeyResult, ensureAdminKey } from "./admin_key.js";
 
 /** A key change the rules refuse: `code` is the API's error code (409). */
 export class KeyRuleError extends Error {
   constructor(
-    readonly code: "key_limit" | "last_admin_key",
+    readonly code: "key_limit" | "last_admin_key" | "key_revoked",
     message: string,
   ) {
     super(message);
@@ -40,8 +40,6 @@ export class KeyRuleError extends Error {
 }
 
 export const META_DIR = "meta";
-export const ADMIN_KEY_FILE = "admin.key";
-const ADMIN_KEY_FILE_MODE = 0o600;
 const KEY_ID_ATTEMPTS = 8;
 
 export interface CreateKeyOptions {
@@ -51,18 +49,18 @@ export interface CreateKeyOptions {
   expiresAtMs?: number | null;
 }
 
-export interface EnsureAdminKeyResult {
-  created: boolean;
-  /** Only when a key was generated (or recovered from admin.key): print it once. */
-  key?: string;
-  /** generated | env (STEMEDB_ADMIN_KEY) | file (admin.key left by an interrupted first start) */
-  source?: "generated" | "env" | "file";
-  keyId?: string;
+export interface KeyUpdate {
+  role?: Role;
+  labels?: Record<string, string>;
+  /** null: never expires. */
+  expiresAtMs?: number | null;
 }
 
 interface CachedKey {
   info: ApiKeyInfo;
   hash: Buffer;
+  /** The secret before the last rotation, while info.previousValidUntilMs has not passed. */
+  previousHash: Buffer | null;
 }
 
 /** Stands in for a missing record so an unknown keyId costs the same compare as a known one. */
@@ -77,14 +75,23 @@ function toInfo(r: ApiKeyRecord): ApiKeyInfo {
     createdAtMs: r.createdAtMs,
     expiresAtMs: r.expiresAtMs,
     revokedAtMs: r.revokedAtMs,
+    secretVersion: r.secretVersion ?? 1,
+    secretSetAtMs: r.secretSetAtMs ?? r.createdAtMs,
+    previousValidUntilMs: r.previousValidUntilMs ?? null,
   });
+}
+
+/** Whether a key's previous secret (one rotation back) is still accepted at nowMs. */
+function previousStillValid(info: ApiKeyInfo, nowMs: number): boolean {
+  return info.previousValidUntilMs !== null && nowMs < info.previousValidUntilMs;
 }
 
 export class MetaStore {
   readonly root: RootDatabase;
   private readonly keys: Database<ApiKeyRecord, string>;
   private cache: ReadonlyMap<string, CachedKey> = new Map();
-  private revoking: Promise<unknown> = Promise.resolve();
+  /** Revocations, rotations and updates run one at a time (the last-admin rule reads all). */
+  private changing: Promise<unknown> = Promise.resolve();
 
   private constructor(root: RootDatabase) {
     this.root = root;
@@ -110,7 +117,12 @@ export class MetaStore {
   private reload(): void {
     const next = new Map<string, CachedKey>();
     for (const { key, value } of this.keys.getRange()) {
-      next.set(key, { info: toInfo(value), hash: Buffer.from(value.secretHash, "hex") });
+      const previous = value.previousSecretHash ?? null;
+      next.set(key, {
+        info: toInfo(value),
+        hash: Buffer.from(value.secretHash, "hex"),
+        previousHash: previous === null ? null : Buffer.from(previous, "hex"),
+      });
     }
     this.cache = next;
   }
@@ -134,7 +146,11 @@ export class MetaStore {
     return this.insertKey(opts, nowMs, null);
   }
 
-  private async insertKey(
+  /**
+   * Creates a key; `imported` gives its id and secret (the first admin key: admin_key.ts).
+   * The returned `key` is the only time the secret is ever available.
+   */
+  async insertKey(
     opts: CreateKeyOptions,
     nowMs: number,
     imported: { keyId: string; secret: string } | null,
@@ -173,6 +189,10 @@ export class MetaStore {
       expiresAtMs,
       revokedAtMs: null,
       secretHash: hashSecretHex(secret),
+      secretVersion: 1,
+      secretSetAtMs: nowMs,
+      previousSecretHash: null,
+      previousValidUntilMs: null,
     };
     await this.commit(record);
     const info = this.cache.get(keyId)?.info;
@@ -190,13 +210,37 @@ export class MetaStore {
     const parsed = parseApiKey(presentedKey);
     if (parsed === null) return null;
     const cached = this.cache.get(parsed.keyId);
-    const presentedHash = hashSecret(parsed.secret);
-    const matches = safeEqual(presentedHash, cached?.hash ?? DUMMY_HASH);
-    if (cached === undefined || !matches) return null;
+    const version = this.matchedVersion(cached, hashSecret(parsed.secret), nowMs);
+    if (cached === undefined || version === null) return null;
     const { info } = cached;
     if (info.revokedAtMs !== null) return null;
     if (info.expiresAtMs !== null && nowMs >= info.expiresAtMs) return null;
     return info;
+  }
+
+  /**
+   * Which secret version of its key `presentedKey` is (for a WebSocket connection to recheck
+   * on each message, see credentialActive), or null when verify() would refuse it.
+   */
+  presentedVersion(presentedKey: string, nowMs: number): number | null {
+    const parsed = parseApiKey(presentedKey);
+    if (parsed === null || this.verify(presentedKey, nowMs) === null) return null;
+    return this.matchedVersion(this.cache.get(parsed.keyId), hashSecret(parsed.secret), nowMs);
+  }
+
+  /** Both comparisons always run, so timing tells nothing about which secret matched. */
+  private matchedVersion(
+    cached: CachedKey | undefined,
+    presentedHash: Buffer,
+    nowMs: number,
+  ): number | null {
+    const current = safeEqual(presentedHash, cached?.hash ?? DUMMY_HASH);
+    const previous = safeEqual(presentedHash, cached?.previousHash ?? DUMMY_HASH);
+    if (cached === undefined) return null;
+    if (current) return cached.info.secretVersion;
+    if (previous && cached.previousHash !== null && previousStillValid(cached.info, nowMs))
+      return cached.info.secretVersion - 1;
+    return null;
   }
 
   /**
@@ -205,29 +249,95 @@ export class MetaStore {
    * could create another. Revocations run one at a time, so two cannot both pass that check.
    */
   revoke(keyId: string, nowMs: number = Date.now()): Promise<boolean> {
-    const run = this.revoking.then(() => this.revokeNow(keyId, nowMs));
-    this.revoking = run.catch(() => {});
+    return this.serialized(async () => {
+      const current = this.keys.get(keyId);
+      if (current === undefined) return false;
+      if (current.revokedAtMs !== null) return true;
+      this.keepAnAdmin(current, "revoking it", nowMs);
+      await this.commit({ ...current, revokedAtMs: nowMs });
+      return true;
+    });
+  }
+
+  /**
+   * Gives the key a new secret (returned once, like a new key's); the one it replaces is
+   * still accepted for `graceMs` (0: not at all), and one rotated out before it no longer is.
+   * null: no such key. A revoked key cannot be rotated (KeyRuleError `key_revoked`).
+   */
+  rotate(
+    keyId: string,
+    graceMs: number,
+    nowMs: number = Date.now(),
+  ): Promise<{ key: string; record: ApiKeyInfo } | null> {
+    if (!Number.isSafeInteger(graceMs) || graceMs < 0)
+      throw new RangeError(`graceMs must be a non-negative integer, got ${graceMs}`);
+    return this.serialized(async () => {
+      const current = this.changeable(keyId);
+      if (current === null) return null;
+      const secret = generateSecret();
+      await this.commit({
+        ...current,
+        secretHash: hashSecretHex(secret),
+        secretVersion: (current.secretVersion ?? 1) + 1,
+        secretSetAtMs: nowMs,
+        previousSecretHash: graceMs === 0 ? null : current.secretHash,
+        previousValidUntilMs: graceMs === 0 ? null : nowMs + graceMs,
+      });
+      return { key: formatApiKey(keyId, secret), record: this.get(keyId) as ApiKeyInfo };
+    });
+  }
+
+  /**
+   * Changes a key's role, labels or expiry (each only when given). null: no such key.
+   * Refused (KeyRuleError) for a revoked key, and when it would leave no active admin key.
+   */
+  update(keyId: string, change: KeyUpdate, nowMs: number = Date.now()): Promise<ApiKeyInfo | null> {
+    if (change.role !== undefined && !isRole(change.role))
+      throw new RangeError(`unknown role ${JSON.stringify(change.role)}`);
+    if (change.labels !== undefined && Object.keys(change.labels).length > MAX_API_KEY_LABELS)
+      throw new RangeError(`a key has at most ${MAX_API_KEY_LABELS} labels`);
+    return this.serialized(async () => {
+      const current = this.changeable(keyId);
+      if (current === null) return null;
+      const next: ApiKeyRecord = {
+        ...current,
+        role: change.role ?? current.role,
+        labels: change.labels === undefined ? current.labels : { ...change.labels },
+        expiresAtMs: change.expiresAtMs === undefined ? current.expiresAtMs : change.expiresAtMs,
+      };
+      const stillAdmin =
+        next.role === "admin" && (next.expiresAtMs === null || nowMs < next.expiresAtMs);
+      if (!stillAdmin) this.keepAnAdmin(current, "changing it so", nowMs);
+      await this.commit(next);
+      return this.get(keyId);
+    });
+  }
+
+  private serialized<T>(change: () => Promise<T>): Promise<T> {
+    const run = this.changing.then(change);
+    this.changing = run.catch(() => {});
     return run;
   }
 
-  private async revokeNow(keyId: string, nowMs: number): Promise<boolean> {
+  /** The stored record of a key that may be changed; null when unknown. */
+  private changeable(keyId: string): ApiKeyRecord | null {
     const current = this.keys.get(keyId);
-    if (current === undefined) return false;
-    if (current.revokedAtMs !== null) return true;
-    if (current.role === "admin") {
-      let otherAdmins = 0;
-      for (const { info } of this.cache.values())
-        if (info.role === "admin" && info.keyId !== keyId && this.isActive(info.keyId, nowMs))
-          otherAdmins++;
-      if (otherAdmins === 0) {
-        throw new KeyRuleError(
-          "last_admin_key",
-          "This is the last active admin key: create another admin key before revoking it.",
-        );
-      }
-    }
-    await this.commit({ ...current, revokedAtMs: nowMs });
-    return true;
+    if (current === undefined) return null;
+    if (current.revokedAtMs !== null)
+      throw new KeyRuleError("key_revoked", `API key ${keyId} is revoked; create a new key.`);
+    return current;
+  }
+
+  /** Throws `last_admin_key` if `key` is an active admin key and no other one is active. */
+  private keepAnAdmin(key: ApiKeyRecord, doing: string, nowMs: number): void {
+    if (key.role !== "admin" || !this.isActive(key.keyId, nowMs)) return;
+    for (const { info } of this.cache.values())
+      if (info.role === "admin" && info.keyId !== key.keyId && this.isActive(info.keyId, nowMs))
+        return;
+    throw new KeyRuleError(
+      "last_admin_key",
+      `This is the last active admin key: create another admin key before ${doing}.`,
+    );
   }
 
   /** Whether a key verified earlier may still be used: known, not revoked, not expired. */
@@ -237,9 +347,31 @@ export class MetaStore {
     return info.expiresAtMs === null || nowMs < info.expiresAtMs;
   }
 
+  /**
+   * The key's record if a credential verified earlier as `secretVersion` (presentedVersion)
+   * is still accepted: the key is active and that secret is current, or the previous one
+   * within its grace period. Its role may have changed since; the caller checks it.
+   */
+  credentialActive(keyId: string, secretVersion: number, nowMs: number): ApiKeyInfo | null {
+    if (!this.isActive(keyId, nowMs)) return null;
+    const info = (this.cache.get(keyId) as CachedKey).info;
+    if (secretVersion === info.secretVersion) return info;
+    if (secretVersion === info.secretVersion - 1 && previousStillValid(info, nowMs)) return info;
+    return null;
+  }
+
   /** One key's public record, or null. */
   get(keyId: string): ApiKeyInfo | null {
     return this.cache.get(keyId)?.info ?? null;
+  }
+
+  /** Seconds since the oldest secret among active keys was made (0 with none): rotation due. */
+  oldestActiveSecretAgeS(nowMs: number): number {
+    let oldestMs = nowMs;
+    for (const { info } of this.cache.values())
+      if (info.secretSetAtMs < oldestMs && this.isActive(info.keyId, nowMs))
+        oldestMs = info.secretSetAtMs;
+    return (nowMs - oldestMs) / 1000;
   }
 
   /** All keys, without secret hashes, ordered by key id. */
@@ -247,62 +379,8 @@ export class MetaStore {
     return [...this.cache.values()].map((c) => c.info).sort((a, b) => (a.keyId < b.keyId ? -1 : 1));
   }
 
-  /**
-   * On first start of an empty meta store, install an admin key: STEMEDB_ADMIN_KEY if given
-   * (not written to disk, not returned: the operator already has it), else a key recovered
-   * from `<data>/admin.key` (a first start that crashed before committing), else a new one,
-   * written to `<data>/admin.key` (mode 0600, fsynced) *before* it is committed, so a crash
-   * can never leave an admin key that nobody has. Returns { created: false } otherwise.
-   */
-  async ensureAdminKey(opts: {
-    dataDir: string;
-    envAdminKey?: string | null;
-    nowMs?: number;
-  }): Promise<EnsureAdminKeyResult> {
-    if (this.cache.size > 0) return { created: false };
-    const nowMs = opts.nowMs ?? Date.now();
-    if (opts.envAdminKey != null) {
-      const parsed = parseApiKey(opts.envAdminKey);
-      if (parsed === null)
-        throw new RangeError("STEMEDB_ADMIN_KEY is not a well-formed StemeDB key");
-      const { record } = await this.insertKey({ role: "admin", principal: "admin" }, nowMs, parsed);
-      return { created: true, source: "env", keyId: record.keyId };
-    }
-    const file = path.join(opts.dataDir, ADMIN_KEY_FILE);
-    let source: "generated" | "file" = "generated";
-    let parsed = readAdminKeyFile(file);
-    if (parsed !== null) {
-      source = "file";
-    } else {
-      parsed = { keyId: generateKeyId(), secret: generateSecret() };
-      fs.mkdirSync(opts.dataDir, { recursive: true });
-      writeFileAtomic(
-        opts.dataDir,
-        ADMIN_KEY_FILE,
-        `${formatApiKey(parsed.keyId, parsed.secret)}\n`,
-        ADMIN_KEY_FILE_MODE,
-      );
-    }
-    // The process umask may have narrowed the mode further, never widened it; make it exact.
-    fs.chmodSync(file, ADMIN_KEY_FILE_MODE);
-    const { key, record } = await this.insertKey(
-      { role: "admin", principal: "admin" },
-      nowMs,
-      parsed,
-    );
-    return { created: true, key, source, keyId: record.keyId };
-  }
-}
-
-/** The key in an existing admin.key file, or null if absent or not a well-formed key. */
-function readAdminKeyFile(file: string): { keyId: string; secret: string } | null {
-  try {
-    // A key file is ~80 bytes; anything much larger is not one of ours (and is replaced).
-    if (fs.statSync(file).size > 1024) return null;
-    const text = fs.readFileSync(file, "utf8");
-    return parseApiKey(text.trim());
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw e;
+  /** On first start of an empty meta store, installs an admin key (admin_key.ts). */
+  ensureAdminKey(opts: Parameters<typeof ensureAdminKey>[1]): Promise<EnsureAdminKeyResult> {
+    return ensureAdminKey(this, opts);
   }
 }

@@ -26,6 +26,19 @@ export const ROUTES: readonly RouteExample[] = [
   { method: "POST", path: "/v1/admin/api_keys", role: "admin", body: '{"role":"reader"}' },
   { method: "GET", path: "/v1/admin/api_keys", role: "admin", body: null },
   { method: "DELETE", path: "/v1/admin/api_keys/aaaaaaaaaaaa", role: "admin", body: null },
+  // An unknown key id: never changes a key the fuzzer authenticates with.
+  {
+    method: "PATCH",
+    path: "/v1/admin/api_keys",
+    role: "admin",
+    body: '{"key_id":"aaaaaaaaaaaa","role":"reader"}',
+  },
+  {
+    method: "POST",
+    path: "/v1/admin/api_keys/rotate",
+    role: "admin",
+    body: '{"key_id":"aaaaaaaaaaaa"}',
+  },
   { method: "GET", path: "/v1/health", role: null, body: null },
   { method: "GET", path: "/v1/openapi.json", role: null, body: null },
   {
@@ -121,7 +134,8 @@ export const ALLOWED: Record<string, readonly string[]> = {
   "/v1/assert": ["POST"],
   [`/v1/assertions/${ZERO_ID}`]: ["GET"],
   "/v1/query": ["GET"],
-  "/v1/admin/api_keys": ["POST", "GET"],
+  "/v1/admin/api_keys": ["POST", "GET", "PATCH"],
+  "/v1/admin/api_keys/rotate": ["POST"],
   "/v1/admin/api_keys/aaaaaaaaaaaa": ["DELETE"],
   "/v1/vote": ["POST"],
   "/v1/supersede": ["POST"],
