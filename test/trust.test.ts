@@ -5,6 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { TestClock } from "../src/domain/clock.js";
+import { GoldStore } from "../src/store/gold_store.js";
 import { MetaStore } from "../src/store/meta_store.js";
 import { TrustBook } from "../src/trust/trust_book.js";
 import {
@@ -18,6 +19,7 @@ import {
 
 const T0 = 1_700_000_000_000;
 const H = 3_600_000; // half-life in the examples: 1 hour
+const ID_A = "a".repeat(32);
 
 function fixedClock(): TestClock {
   return new TestClock({ nowMs: () => T0 });
@@ -112,6 +114,25 @@ describe("TrustBook (Beta evidence, decay toward the prior)", () => {
     const again = new TrustBook(meta.root, { clock, halfLifeMs: H });
     expect(again.get("d")).toMatchObject({ alpha: 1.5, beta: 2, known: true });
     expect(again.lastDecay).toEqual({ agents: 1, ranAtMs: T0 + H });
+  });
+
+  it("commits evidence and what marks it counted in the same LMDB transaction", async () => {
+    const gold = new GoldStore(meta.root);
+    const done = book.addEvidence("g", { agree: 1, disagree: 0, kind: "gold" }, () =>
+      gold.putCounted("g", [[ID_A, true]]),
+    );
+    // Neither is visible before the one commit (lmdb-js runs the callback in its write
+    // transaction; a crash before it keeps neither, after it both).
+    expect(gold.counted("g", ID_A)).toBe(false);
+    await done;
+    expect(gold.counted("g", ID_A)).toBe(true);
+    await meta.close();
+    meta = MetaStore.open(dir);
+    expect(new TrustBook(meta.root, { clock, halfLifeMs: H }).get("g")).toMatchObject({
+      alpha: 2,
+      beta: 1,
+    });
+    expect(new GoldStore(meta.root).counted("g", ID_A)).toBe(true);
   });
 
   it("refuses invalid agents, kinds and weights", async () => {

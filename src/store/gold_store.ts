@@ -69,12 +69,11 @@ export class GoldStore {
     return this.checks.doesExist([agent, assertionId]);
   }
 
-  /** Marks assertions as counted (durable before it resolves). */
-  async markCounted(agent: string, outcomes: ReadonlyArray<[string, boolean]>): Promise<void> {
-    if (outcomes.length === 0) return;
-    await this.checks.transaction(() => {
-      for (const [id, agreed] of outcomes) this.checks.put([agent, id], agreed ? 1 : 0);
-    });
-    await this.checks.flushed;
+  /**
+   * Marks assertions as counted. Call inside a meta-env transaction: the verify route passes
+   * it to TrustBook.addEvidence, so the evidence and these marks commit together.
+   */
+  putCounted(agent: string, outcomes: ReadonlyArray<[string, boolean]>): void {
+    for (const [id, agreed] of outcomes) this.checks.put([agent, id], agreed ? 1 : 0);
   }
 }

@@ -120,6 +120,7 @@ function priorRecord(agent: string, nowMs: number): AgentTrustRecord {
 }
 
 export class TrustBook implements TrustView {
+  private readonly root: RootDatabase;
   private readonly db: Database<AgentTrustRecord, string>;
   private readonly runs: Database<DecayResult, string>;
   private readonly records = new Map<string, Readonly<AgentTrustRecord>>();
@@ -131,6 +132,7 @@ export class TrustBook implements TrustView {
     private readonly opts: TrustBookOptions,
   ) {
     if (!(opts.halfLifeMs > 0)) throw new RangeError("halfLifeMs must be > 0");
+    this.root = root;
     this.db = root.openDB<AgentTrustRecord, string>({ name: "agents", encoding: "json" });
     this.runs = root.openDB<DecayResult, string>({ name: "trust_runs", encoding: "json" });
     for (const { key, value } of this.db.getRange()) this.records.set(key, Object.freeze(value));
@@ -172,9 +174,16 @@ export class TrustBook implements TrustView {
   /**
    * Adds evidence about `agent`, after first decaying its record to now. Resolves once the
    * new record is on disk, with the trust readers saw before the call and the trust after.
-   * Throws RangeError on an invalid agent id, kind or weight (finite, 0..MAX_EVIDENCE_WEIGHT).
+   * `alongside` puts more into the same meta env in the same LMDB transaction (what marks the
+   * evidence as counted), so a crash keeps both or neither. (lmdb-js commits an async
+   * transaction's puts even when its callback throws, so `alongside` must not throw.) Throws RangeError on an invalid
+   * agent id, kind or weight (finite, 0..MAX_EVIDENCE_WEIGHT).
    */
-  async addEvidence(agent: string, ev: Evidence): Promise<{ before: number; after: number }> {
+  async addEvidence(
+    agent: string,
+    ev: Evidence,
+    alongside?: () => void,
+  ): Promise<{ before: number; after: number }> {
     if (!isValidPrincipal(agent)) throw new RangeError(`invalid agent id ${JSON.stringify(agent)}`);
     if (!(EVIDENCE_KINDS as readonly string[]).includes(ev.kind)) {
       throw new RangeError(`unknown evidence kind ${JSON.stringify(ev.kind)}`);
@@ -203,7 +212,7 @@ export class TrustBook implements TrustView {
       decayedAtMs: Math.max(nowMs, base.decayedAtMs),
     };
     const before = current === undefined ? 0.5 : trustOf(current);
-    await this.commit([next]);
+    await this.commit([next], alongside);
     return { before, after: trustOf(next) };
   }
 
@@ -250,15 +259,16 @@ export class TrustBook implements TrustView {
   }
 
   /** Publishes to the snapshot at once, then waits until LMDB has the records on disk. */
-  private async commit(records: readonly AgentTrustRecord[]): Promise<void> {
-    let last: Promise<boolean> | null = null;
-    for (const r of records) {
-      this.records.set(r.agent, Object.freeze(r));
-      last = this.db.put(r.agent, r);
-    }
+  private async commit(
+    records: readonly AgentTrustRecord[],
+    alongside?: () => void,
+  ): Promise<void> {
+    for (const r of records) this.records.set(r.agent, Object.freeze(r));
     try {
-      // Puts issued in one tick share one LMDB transaction; the last one settles with it.
-      if (last !== null) await last;
+      await this.root.transaction(() => {
+        for (const r of records) this.db.put(r.agent, r);
+        alongside?.();
+      });
       await this.db.flushed;
     } catch (err) {
       for (const r of records) {

@@ -177,8 +177,11 @@ async function verifyAgent(
   const before = server.trust.trust(agent);
   let after = before;
   if (fresh.length > 0) {
-    ({ after } = await server.trust.addEvidence(agent, { ...evidence, kind: "gold" }));
-    await server.gold.markCounted(agent, fresh);
+    // One transaction: a crash cannot keep the evidence and lose the marks (or the reverse),
+    // which would count it again at the next verify.
+    ({ after } = await server.trust.addEvidence(agent, { ...evidence, kind: "gold" }, () =>
+      server.gold.putCounted(agent, fresh),
+    ));
   }
   const result = {
     agent,
