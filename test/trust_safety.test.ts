@@ -3,6 +3,8 @@
 // trust figures after a few seconds are compared to 5 decimals, after the clock moved 10 min to 3.
 // server whose clock the test moves (STEMEDB_TEST_CLOCK=on), then kill -9 and restart.
 import fs from "node:fs";
+import path from "node:path";
+import { open } from "lmdb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   api,
@@ -231,6 +233,74 @@ describe("escalations", () => {
     expect(again.status).toBe(409);
     const actions = ((await get("/v1/audit?limit=1000")).items as Json[]).map((e) => e.action);
     expect(actions).toContain("escalation.resolve");
+  });
+});
+
+describe("an interrupted escalation resolve", () => {
+  it("is finished by the next resolve as planned, its trust evidence counted once", async () => {
+    const yes = await post("good", "/v1/assert", { concept: "esc/y", value: "yes", confidence: 1 });
+    // Only "good" is trusted enough (≥ 0.7) to make a contest worth escalating, so it takes
+    // both sides: yes 5/6 × 1 against no 5/6 × (0.6 + 0.4), a margin of 0.
+    const no1 = await post("good", "/v1/assert", {
+      concept: "esc/y",
+      value: "no",
+      confidence: 0.6,
+    });
+    const no2 = await post("good", "/v1/assert", {
+      concept: "esc/y",
+      value: "no",
+      confidence: 0.4,
+    });
+    const esc = await waitForEscalation("esc/y");
+    const agent = async (who: string) => (await get(`/v1/agents/${who}`)) as Json;
+    const good0 = await agent("good");
+    // A crash right after the plan was stored: kill -9, then write the plan as that resolve
+    // would have (the meta env is the server's own LMDB, closed while it is down).
+    await server.kill9();
+    const env = open({ path: path.join(dataDir, "meta"), maxDbs: 32 });
+    const escalations = env.openDB<Json, number>({ name: "escalations", encoding: "json" });
+    const stored = escalations.get(esc.id as number) as Json;
+    const plan = {
+      winner_id: yes.id,
+      losers: [no1.id, no2.id],
+      evidence: [["good", 1, 2]],
+      resolved_by: "admin",
+      reason: "interrupted",
+    };
+    await escalations.put(esc.id as number, { ...stored, plan });
+    await env.close();
+    server = await start();
+    // Meanwhile one loser was retracted: the resumed resolve skips it.
+    await post("good", "/v1/retract", { assertion_id: no2.id }, 200);
+    const listed = ((await get("/v1/admin/escalations")).items as Json[]).find(
+      (e) => e.id === esc.id,
+    );
+    expect(listed).toMatchObject({ status: "open", resolving: true });
+    expect(listed).not.toHaveProperty("plan");
+    // This request names another winner; the stored plan wins.
+    const resolved = await post(
+      "admin",
+      "/v1/admin/escalation/resolve",
+      { escalation_id: esc.id, value: "maybe" },
+      200,
+    );
+    expect(resolved).toMatchObject({
+      status: "resolved",
+      winner_id: yes.id,
+      superseded: [no1.id],
+      reason: "interrupted",
+    });
+    expect(resolved).not.toHaveProperty("plan");
+    expect((await get(`/v1/assertions/${no1.id}`)).status).toBe("superseded");
+    const good1 = await agent("good");
+    expect(good1.alpha as number).toBeCloseTo((good0.alpha as number) + 1, 3);
+    expect(good1.beta as number).toBeCloseTo((good0.beta as number) + 2, 3);
+    const again = await as("admin").request("POST", "/v1/admin/escalation/resolve", {
+      escalation_id: esc.id,
+      winner_assertion_id: yes.id,
+    });
+    expect(again.status).toBe(409);
+    expect((await agent("good")).alpha as number).toBeCloseTo(good1.alpha as number, 6);
   });
 });
 

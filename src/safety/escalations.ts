@@ -27,6 +27,20 @@ export interface EscalationSide {
   assertions: string[];
 }
 
+/**
+ * What a resolve decided, stored before it changes anything, so a resolve interrupted by a
+ * crash is finished by the next one exactly as decided, its trust evidence counted once.
+ */
+export interface ResolutionPlan {
+  winner_id: string;
+  /** Active assertions with another value when the plan was made: superseded by the winner. */
+  losers: string[];
+  /** Per author: [agent, agreements, disagreements]. */
+  evidence: Array<[string, number, number]>;
+  resolved_by: string;
+  reason: string | null;
+}
+
 export interface EscalationRecord {
   id: number;
   concept: string;
@@ -39,6 +53,8 @@ export interface EscalationRecord {
   winner_id?: string;
   superseded?: string[];
   reason?: string | null;
+  /** Set while a resolve is under way (ResolutionPlan); removed when it is resolved. */
+  plan?: ResolutionPlan;
 }
 
 export interface EscalationDeps {
@@ -194,21 +210,43 @@ export class Escalations {
   }
 
   /** Marks an escalation resolved (durable before it resolves). */
-  async resolve(
+  /** Stores the plan of a resolve about to start (durable on return). */
+  async savePlan(id: number, plan: ResolutionPlan): Promise<void> {
+    const rec = this.openRecord(id);
+    await this.db.put(id, { ...rec, plan });
+    await this.db.flushed;
+  }
+
+  /**
+   * The resolved record of an open escalation, and the put that stores it: call `put` inside
+   * the meta transaction that also adds the plan's trust evidence, then `committed()`.
+   */
+  resolution(
     id: number,
     resolution: Pick<EscalationRecord, "resolved_by" | "winner_id" | "superseded" | "reason">,
-  ): Promise<EscalationRecord> {
-    const rec = this.db.get(id);
-    if (rec === undefined || rec.status !== "open") throw new Error(`escalation ${id} is not open`);
-    const done: EscalationRecord = {
-      ...rec,
+  ): { record: EscalationRecord; put: () => void; committed: () => void } {
+    const rec = this.openRecord(id);
+    const { plan: _plan, ...rest } = rec;
+    const record: EscalationRecord = {
+      ...rest,
       ...resolution,
       status: "resolved",
       resolved_at: this.deps.nowMs(),
     };
-    await this.db.put(id, done);
-    await this.db.flushed;
-    this.openByConcept.delete(rec.concept);
-    return done;
+    return {
+      record,
+      put: () => {
+        this.db.put(id, record);
+      },
+      committed: () => {
+        this.openByConcept.delete(rec.concept);
+      },
+    };
+  }
+
+  private openRecord(id: number): EscalationRecord {
+    const rec = this.db.get(id);
+    if (rec === undefined || rec.status !== "open") throw new Error(`escalation ${id} is not open`);
+    return rec;
   }
 }

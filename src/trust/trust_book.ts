@@ -184,36 +184,64 @@ export class TrustBook implements TrustView {
     ev: Evidence,
     alongside?: () => void,
   ): Promise<{ before: number; after: number }> {
-    if (!isValidPrincipal(agent)) throw new RangeError(`invalid agent id ${JSON.stringify(agent)}`);
-    if (!(EVIDENCE_KINDS as readonly string[]).includes(ev.kind)) {
-      throw new RangeError(`unknown evidence kind ${JSON.stringify(ev.kind)}`);
-    }
-    if (!isEvidenceWeight(ev.agree) || !isEvidenceWeight(ev.disagree)) {
-      throw new RangeError(`evidence weights must be finite numbers in 0..${MAX_EVIDENCE_WEIGHT}`);
-    }
+    const [result] = await this.addEvidenceFor([{ agent, ev }], alongside);
+    return result as { before: number; after: number };
+  }
+
+  /**
+   * addEvidence for several agents (each at most once) in one LMDB transaction, with
+   * `alongside`: an escalation's evidence and its resolution commit together. Validates
+   * everything before writing anything.
+   */
+  async addEvidenceFor(
+    items: ReadonlyArray<{ agent: string; ev: Evidence }>,
+    alongside?: () => void,
+  ): Promise<Array<{ before: number; after: number }>> {
     const nowMs = this.opts.clock.nowMs();
-    const current = this.records.get(agent);
-    if (current === undefined && this.records.size >= MAX_TRUST_AGENTS) {
+    const seen = new Set<string>();
+    let added = 0;
+    for (const { agent, ev } of items) {
+      if (!isValidPrincipal(agent))
+        throw new RangeError(`invalid agent id ${JSON.stringify(agent)}`);
+      if (!(EVIDENCE_KINDS as readonly string[]).includes(ev.kind)) {
+        throw new RangeError(`unknown evidence kind ${JSON.stringify(ev.kind)}`);
+      }
+      if (!isEvidenceWeight(ev.agree) || !isEvidenceWeight(ev.disagree)) {
+        throw new RangeError(
+          `evidence weights must be finite numbers in 0..${MAX_EVIDENCE_WEIGHT}`,
+        );
+      }
+      if (seen.has(agent)) throw new RangeError(`agent ${agent} appears twice`);
+      seen.add(agent);
+      if (!this.records.has(agent)) added++;
+    }
+    if (this.records.size + added > MAX_TRUST_AGENTS) {
       throw new RangeError(`the trust book holds the maximum of ${MAX_TRUST_AGENTS} agents`);
     }
-    const base = current ?? priorRecord(agent, nowMs);
-    const d = decayed(base, nowMs - base.decayedAtMs, this.opts.halfLifeMs);
-    const [agreeField, disagreeField] = COUNTER_FIELDS[ev.kind];
-    const evidence = { ...base.evidence };
-    evidence[agreeField] += ev.agree;
-    evidence[disagreeField] += ev.disagree;
-    const next: AgentTrustRecord = {
-      agent,
-      alpha: d.alpha + ev.agree,
-      beta: d.beta + ev.disagree,
-      evidence,
-      createdAtMs: base.createdAtMs,
-      updatedAtMs: nowMs,
-      decayedAtMs: Math.max(nowMs, base.decayedAtMs),
-    };
-    const before = current === undefined ? 0.5 : trustOf(current);
-    await this.commit([next], alongside);
-    return { before, after: trustOf(next) };
+    const next: AgentTrustRecord[] = [];
+    const results: Array<{ before: number; after: number }> = [];
+    for (const { agent, ev } of items) {
+      const current = this.records.get(agent);
+      const base = current ?? priorRecord(agent, nowMs);
+      const d = decayed(base, nowMs - base.decayedAtMs, this.opts.halfLifeMs);
+      const [agreeField, disagreeField] = COUNTER_FIELDS[ev.kind];
+      const evidence = { ...base.evidence };
+      evidence[agreeField] += ev.agree;
+      evidence[disagreeField] += ev.disagree;
+      const r: AgentTrustRecord = {
+        agent,
+        alpha: d.alpha + ev.agree,
+        beta: d.beta + ev.disagree,
+        evidence,
+        createdAtMs: base.createdAtMs,
+        updatedAtMs: nowMs,
+        decayedAtMs: Math.max(nowMs, base.decayedAtMs),
+      };
+      next.push(r);
+      results.push({ before: current === undefined ? 0.5 : trustOf(current), after: trustOf(r) });
+    }
+    await this.commit(next, alongside);
+    return results;
   }
 
   /**

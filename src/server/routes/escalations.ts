@@ -6,13 +6,14 @@ import { type Static, Type } from "@sinclair/typebox";
 import { canonicalJson } from "../../domain/canonical_json.js";
 import { MAX_REASON_LENGTH, MAX_VALUE_JSON_BYTES } from "../../domain/limits.js";
 import { shardForConcept } from "../../domain/shard_hash.js";
-import type { EscalationRecord } from "../../safety/escalations.js";
+import type { EscalationRecord, ResolutionPlan } from "../../safety/escalations.js";
 import type { ActiveList } from "../../shard/protocol.js";
 import type { ServerContext } from "../context.js";
 import { conflict, notFound, unprocessable } from "../errors.js";
 import { LIMIT_RULE, limitSchema } from "../params.js";
 import { queryParams } from "../query_params.js";
 import type { Reply, Route, RouteContext } from "../router.js";
+import { ShardRequestError } from "../shard_pool.js";
 import { parseBody } from "../state_schemas.js";
 import { encodeNew, writeStamp } from "./assert.js";
 import { auditWho } from "./audit.js";
@@ -32,6 +33,8 @@ export const ResolveRequest = Type.Object(
 function render(e: EscalationRecord): string {
   return JSON.stringify({
     ...e,
+    plan: undefined,
+    resolving: e.status === "open" && e.plan !== undefined ? true : undefined,
     sides: e.sides.map((s) => ({
       ...s,
       value: JSON.parse(s.value_json) as unknown,
@@ -102,6 +105,69 @@ async function resolveOpen(
 ): Promise<Reply> {
   const who = auditWho(ctx);
   const shard = shardForConcept(esc.concept, server.pool.shardCount);
+  // A resolve that was interrupted left its plan: finish that one, whatever this request says.
+  const plan = esc.plan ?? (await makePlan(server, esc, req, who.actor, shard));
+  const superseded: string[] = [];
+  for (const loser of plan.losers) {
+    try {
+      // A loser superseded by the interrupted run answers `duplicate`: still superseded.
+      await server.pool.request<{ duplicate: boolean }>(shard, {
+        t: "status_event",
+        kind: "supersede",
+        by: plan.winner_id,
+        target: loser,
+        actor: plan.resolved_by,
+        privileged: true,
+        reason: plan.reason ?? `escalation ${esc.id}`,
+        atMs: server.clock.nowMs(),
+      });
+      superseded.push(loser);
+    } catch (err) {
+      // Retracted (or otherwise changed) since the plan was made: nothing to supersede.
+      if (!(err instanceof ShardRequestError && err.code === "not_active")) throw err;
+    }
+  }
+  // The plan's trust evidence and the resolved record commit in one meta transaction.
+  const resolution = server.escalations.resolution(esc.id, {
+    resolved_by: plan.resolved_by,
+    winner_id: plan.winner_id,
+    superseded,
+    reason: plan.reason,
+  });
+  await server.trust.addEvidenceFor(
+    plan.evidence.map(([agent, agree, disagree]) => ({
+      agent,
+      ev: { agree, disagree, kind: "escalation" as const },
+    })),
+    resolution.put,
+  );
+  resolution.committed();
+  await server.audit.append({
+    ...who,
+    action: "escalation.resolve",
+    target: String(esc.id),
+    outcome: "ok",
+    details: {
+      concept: esc.concept,
+      winner_id: plan.winner_id,
+      superseded: superseded.length,
+      resumed: esc.plan !== undefined,
+    },
+  });
+  return { status: 200, body: render(resolution.record) };
+}
+
+/**
+ * Picks the winner (writing it first when it is a value), the losers and the evidence, and
+ * stores that plan before anything is superseded.
+ */
+async function makePlan(
+  server: ServerContext,
+  esc: EscalationRecord,
+  req: Static<typeof ResolveRequest>,
+  actor: string,
+  shard: number,
+): Promise<ResolutionPlan> {
   const active = await server.reads.lens<ActiveList>(shard, {
     t: "lens_active",
     concept: esc.concept,
@@ -136,50 +202,32 @@ async function resolveOpen(
       validToMs: null,
       nonce: `escalation-${esc.id}`,
     };
-    const placed = encodeNew(item, writeStamp(server, who.actor), server.pool.shardCount);
+    const placed = encodeNew(item, writeStamp(server, actor), server.pool.shardCount);
     await server.pool.write(placed.shard, [placed.record]);
     winnerId = placed.id;
   }
-  const losers = active.items.filter((i) => i.valueJson !== winnerValue);
-  const superseded: string[] = [];
-  for (const loser of losers) {
-    const r = await server.pool.request<{ duplicate: boolean }>(shard, {
-      t: "status_event",
-      kind: "supersede",
-      by: winnerId,
-      target: loser.id,
-      actor: who.actor,
-      privileged: true,
-      reason: req.reason ?? `escalation ${esc.id}`,
-      atMs: server.clock.nowMs(),
-    });
-    if (!r.duplicate) superseded.push(loser.id);
-  }
   // Trust: per author, one agreement per assertion on the winning side, one disagreement per
   // assertion on a losing side.
-  const evidence = new Map<string, { agree: number; disagree: number }>();
+  const evidence = new Map<string, [string, number, number]>();
+  const losers: string[] = [];
   for (const item of active.items) {
-    const e = evidence.get(item.agent) ?? { agree: 0, disagree: 0 };
-    if (item.valueJson === winnerValue) e.agree++;
-    else e.disagree++;
+    const e = evidence.get(item.agent) ?? [item.agent, 0, 0];
+    if (item.valueJson === winnerValue) e[1]++;
+    else {
+      e[2]++;
+      losers.push(item.id);
+    }
     evidence.set(item.agent, e);
   }
-  for (const [agent, e] of evidence)
-    await server.trust.addEvidence(agent, { ...e, kind: "escalation" });
-  const done = await server.escalations.resolve(esc.id, {
-    resolved_by: who.actor,
+  const plan: ResolutionPlan = {
     winner_id: winnerId,
-    superseded,
+    losers,
+    evidence: [...evidence.values()],
+    resolved_by: actor,
     reason: req.reason ?? null,
-  });
-  await server.audit.append({
-    ...who,
-    action: "escalation.resolve",
-    target: String(esc.id),
-    outcome: "ok",
-    details: { concept: esc.concept, winner_id: winnerId, superseded: superseded.length },
-  });
-  return { status: 200, body: render(done) };
+  };
+  await server.escalations.savePlan(esc.id, plan);
+  return plan;
 }
 
 export function escalationRoutes(server: ServerContext): Route[] {
