@@ -12,10 +12,10 @@ import { facts } from "./state_ops.js";
 async function barrier(core: ShardCore, asOfLsn: number | null): Promise<number> {
   if (asOfLsn === null) {
     await core.stateBarrier();
-    await core.settled();
+    await core.settledForRangeRead();
     return LIVE_LSN;
   }
-  await core.settled();
+  await core.settledForRangeRead();
   return asOfLsn;
 }
 
@@ -71,17 +71,17 @@ export async function handleRead(
     }
     case "source_get": {
       await core.stateBarrier();
-      await core.settled();
+      await core.settledForRangeRead();
       return core.store.dbs.sources.get(msg.id) ?? null;
     }
     case "held_list": {
       await core.stateBarrier();
-      await core.settled();
+      await core.settledForRangeRead();
       return heldList(core, msg.after, msg.limit, msg.agent, msg.concept);
     }
     case "agent_assertions": {
       await core.stateBarrier();
-      await core.settled();
+      await core.settledForRangeRead();
       const page = core.store.byAgent(msg.agent, { limit: msg.limit });
       const out: AgentAssertion[] = page.items.map((r) => {
         const s = statusAsOf(core.store.dbs, r, LIVE_LSN);

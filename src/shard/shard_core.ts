@@ -76,6 +76,17 @@ export interface WriteOutcome {
 
 export type WriteCallback = (err: Error | null, outcome: WriteOutcome | null) => void;
 
+/** A failed LMDB commit as the error writes and range reads get (503, or 507 when full). */
+function lmdbUnavailable(shardId: number, err: Error): WalUnavailableError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const full = code === "ENOSPC" || /MDB_MAP_FULL|No space left/i.test(err.message);
+  return new WalUnavailableError(
+    full ? "disk_full" : "io_error",
+    `shard ${shardId}: an LMDB commit failed (${err.message}); writes and range reads are refused until a restart replays the WAL`,
+    code ?? null,
+  );
+}
+
 /** Whether a stored record was written active (its status field is the one at write). */
 function wasWrittenActive(view: AssertionView): boolean {
   return view.status() === AssertionStatus.Active;
@@ -120,8 +131,9 @@ export class ShardCore {
       {
         onApplied: opts.onApplied ?? (() => {}),
         onError: (err) => {
-          // The WAL holds these records; a restart replays them. Until then refuse writes.
-          this.applyError = err;
+          // The WAL holds these records; a restart replays them. Until then refuse writes,
+          // and range reads, which read LMDB alone and would miss acknowledged records.
+          this.applyError = lmdbUnavailable(this.shardId, err);
         },
       },
       opts.applyDelayMs,
@@ -427,6 +439,15 @@ export class ShardCore {
    */
   settled(): Promise<void> {
     return this.applier.settled();
+  }
+
+  /**
+   * settled() for a read of LMDB alone (ranges: history, lenses, lists): refused once a
+   * commit failed, since LMDB then lacks acknowledged records. Point reads use the overlay.
+   */
+  async settledForRangeRead(): Promise<void> {
+    await this.applier.settled();
+    if (this.applyError !== null) throw this.applyError;
   }
 
   /** After a failed batch the WAL reuses the LSNs past its durable point: forget those records. */

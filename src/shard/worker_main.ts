@@ -11,7 +11,7 @@ import {
   type ReadLabels,
 } from "../metrics/shard_metrics.js";
 import { mainThreadClock } from "../metrics/stage_trace.js";
-import { InvalidCursorError } from "../store/shard_store.js";
+import { InvalidCursorError, isLmdbCommitFailure } from "../store/shard_store.js";
 import { WalCorruptionError, WalUnavailableError } from "../wal/errors.js";
 import type { WalObserver } from "../wal/wal.js";
 import { suggestOnShard } from "./concept_scan.js";
@@ -104,6 +104,14 @@ function errorBody(err: unknown): ShardErrorBody {
   const e = err as Error;
   return { reason: "internal", message: e?.message ?? String(err) };
 }
+
+// A failed LMDB commit also rejects a promise lmdb-js made and left unobserved; unhandled, it
+// would end this thread. The failure is handled through the apply pipeline (writes and range
+// reads are refused, point reads keep working); anything else unhandled still ends the thread.
+process.on("unhandledRejection", (reason) => {
+  if (isLmdbCommitFailure(reason)) return;
+  throw reason;
+});
 
 let core: ShardCore;
 try {
@@ -245,7 +253,7 @@ async function handleQuery(msg: QueryRequest): Promise<unknown> {
         runStateWrite(core, msg, (err, value) => (err === null ? resolve(value) : reject(err))),
       );
     case "concepts": // [concepts] suggest
-      await core.settled();
+      await core.settledForRangeRead();
       return suggestOnShard(core.store, msg.q, msg.limit, msg.maxScanKeys);
     case "info":
       return info();

@@ -98,6 +98,17 @@ interface LmdbStats {
   mapSize: number;
 }
 
+/**
+ * Whether an unhandled rejection is lmdb-js reporting a failed commit on a promise of its own
+ * making (the commit of an event turn's writes, which nothing can observe). The same failure
+ * reaches applyBatchAsync's promise, and through it the apply pipeline.
+ */
+export function isLmdbCommitFailure(reason: unknown): boolean {
+  return (
+    reason instanceof Error && reason.message === "Commit failed (see commitError for details)"
+  );
+}
+
 export class ShardStore {
   readonly shardId: number;
   private readonly root: RootDatabase;
@@ -214,10 +225,17 @@ export class ShardStore {
       },
       (err: unknown) => this.failApply(err as Error),
     );
+    // Callers see the failure through the returned promise or settled(); mark it handled so a
+    // failed commit never reaches the thread's unhandled-rejection handler (which ends a worker).
+    this.lastWrite.catch(() => {});
     return this.lastWrite;
   }
 
   private failApply(err: Error): never {
+    // lmdb-js rejects a failed commit's writes with "Commit failed" and the cause (which it
+    // logs itself, e.g. EIO) in a second promise, commitError, that nothing else awaits.
+    const cause = (err as { commitError?: unknown }).commitError;
+    if (cause instanceof Promise) cause.catch(() => {});
     if (this.applyFailure === null) this.applyFailure = err;
     throw err;
   }
