@@ -236,6 +236,58 @@ describe("escalations", () => {
   });
 });
 
+describe("a quarantine decision whose trust evidence a crash lost", () => {
+  it("is counted, once, when the decision is retried", async () => {
+    const held = await post("rival", "/v1/assert", {
+      concept: "gold/c3",
+      value: 12_345,
+      confidence: 1,
+    });
+    expect(held.status).toBe("quarantined");
+    // The meta store as it is before the decision, kept aside while the server is down.
+    await server.kill9();
+    const meta = path.join(dataDir, "meta");
+    const saved = `${dataDir}-meta-before`;
+    fs.cpSync(meta, saved, { recursive: true });
+    server = await start();
+    const before = (await get("/v1/agents/rival")) as Json;
+    const first = await post(
+      "admin",
+      "/v1/admin/quarantine/approve",
+      { assertion_id: held.id },
+      200,
+    );
+    expect(first).toMatchObject({ duplicate: false });
+    // A crash after the shard made the decision durable and before the meta store took the
+    // evidence: the shard keeps the decision, the meta store is as it was.
+    await server.kill9();
+    fs.rmSync(meta, { recursive: true, force: true });
+    fs.renameSync(saved, meta);
+    server = await start();
+    expect((await get(`/v1/assertions/${held.id}`)).status).toBe("active");
+    expect(((await get("/v1/agents/rival")) as Json).alpha).toBeCloseTo(before.alpha as number, 3);
+    const retried = await post(
+      "admin",
+      "/v1/admin/quarantine/approve",
+      { assertion_id: held.id },
+      200,
+    );
+    expect(retried).toMatchObject({ duplicate: true });
+    expect(retried.author_trust).not.toBeNull();
+    const after = (await get("/v1/agents/rival")) as Json;
+    expect(after.alpha as number).toBeCloseTo((before.alpha as number) + 1, 3);
+    // Counted now: a further retry adds nothing.
+    const again = await post(
+      "admin",
+      "/v1/admin/quarantine/approve",
+      { assertion_id: held.id },
+      200,
+    );
+    expect(again).toMatchObject({ duplicate: true, author_trust: null });
+    expect(((await get("/v1/agents/rival")) as Json).alpha).toBeCloseTo(after.alpha as number, 6);
+  });
+});
+
 describe("an interrupted escalation resolve", () => {
   it("is finished by the next resolve as planned, its trust evidence counted once", async () => {
     const yes = await post("good", "/v1/assert", { concept: "esc/y", value: "yes", confidence: 1 });

@@ -15,6 +15,7 @@ import { openSafety } from "../safety/safety.js";
 import type { ActiveList } from "../shard/protocol.js";
 import { shardDirs } from "../shard/shard_open.js";
 import { AliasStore } from "../store/alias_store.js";
+import { DecisionMarks } from "../store/decision_marks.js";
 import { EpochStore } from "../store/epoch_store.js";
 import { GoldStore } from "../store/gold_store.js";
 import { ensureManifest, readManifest } from "../store/manifest.js";
@@ -181,6 +182,7 @@ export async function startServer(
     meta,
     epochs: new EpochStore(meta.root),
     gold: new GoldStore(meta.root),
+    decisions: new DecisionMarks(meta.root, safety.clock.nowMs()),
     escalations: new Escalations({
       root: meta.root,
       registry,

@@ -8,6 +8,7 @@ import type { CircuitBreakers } from "../safety/circuit_breaker.js";
 import type { Escalations } from "../safety/escalations.js";
 import type { Safety } from "../safety/safety.js";
 import type { AliasStore } from "../store/alias_store.js";
+import type { DecisionMarks } from "../store/decision_marks.js";
 import type { EpochStore } from "../store/epoch_store.js";
 import type { GoldStore } from "../store/gold_store.js";
 import type { MetaStore } from "../store/meta_store.js";
@@ -25,6 +26,8 @@ export interface ServerContext {
   meta: MetaStore;
   epochs: EpochStore;
   gold: GoldStore;
+  /** Quarantine decisions whose trust evidence is counted. */
+  decisions: DecisionMarks;
   escalations: Escalations;
   /** Concept aliases: resolve() before routing every write and query. */
   aliases: AliasStore;

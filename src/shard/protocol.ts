@@ -208,6 +208,8 @@ export interface RecordFacts {
   lsn: number;
   recordedAtMs: number;
   valueJson: string;
+  /** Why it was written quarantined; null when it was written active. */
+  quarantineReason: string | null;
 }
 
 /** One quarantined assertion in the admin's pending list. */
@@ -234,6 +236,8 @@ export interface StateWriteResult {
   replaced?: boolean;
   /** status events: the target's status before. */
   previousStatus?: string;
+  /** status events answered as duplicates: when the status they asked for was set (ms). */
+  decidedAtMs?: number;
 }
 
 export type ShardResponse =

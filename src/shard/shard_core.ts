@@ -354,6 +354,22 @@ export class ShardCore {
     return withStatus(rec, { status: shadow.status, supersededBy: shadow.supersededBy });
   }
 
+  /**
+   * When the target's last status change was made (its event's `at`, ms); MAX_SAFE_INTEGER
+   * while LMDB has not committed it (it is recent), 0 when there was none.
+   */
+  lastStatusChangeAtMs(id: string): number {
+    if (this.pending.shadowOf(id) !== undefined) return Number.MAX_SAFE_INTEGER;
+    for (const { value } of this.store.dbs.statusLog.getRange({
+      start: [id, Number.MAX_SAFE_INTEGER],
+      end: [id, -1],
+      reverse: true,
+      limit: 1,
+    }))
+      return value.at;
+    return 0;
+  }
+
   /** Whether `voter` has a vote on `target` that LMDB has not committed yet. */
   hasUncommittedVote(target: string, voter: string): boolean {
     return this.pending.hasUncommittedVote(target, voter);

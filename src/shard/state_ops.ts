@@ -56,6 +56,7 @@ export function facts(rec: AssertionRecord): RecordFacts {
     lsn: rec.lsn,
     recordedAtMs: rec.recordedAtMs,
     valueJson: rec.valueJson,
+    quarantineReason: rec.quarantineReason,
   };
 }
 
@@ -132,7 +133,12 @@ function statusEvent(
   const after = STATUS_AFTER[msg.kind];
   if (rec.status === after) {
     // A retried request: the state already is what was asked (maybe by a write in flight).
-    const value = { lsn: rec.lsn, duplicate: true, previousStatus: rec.status };
+    const value = {
+      lsn: rec.lsn,
+      duplicate: true,
+      previousStatus: rec.status,
+      decidedAtMs: core.lastStatusChangeAtMs(rec.id),
+    };
     core.whenAppendedDurable((err) => done(err, err === null ? value : null));
     return;
   }

@@ -7,6 +7,7 @@ import { normalizeConceptPath } from "../../domain/concept_path.js";
 import { MAX_RAW_CONCEPT_LENGTH, MAX_REASON_LENGTH, MAX_SHARDS } from "../../domain/limits.js";
 import { shardForAssertionId } from "../../domain/routable_id.js";
 import type { HeldItem, StateWriteResult } from "../../shard/protocol.js";
+import type { DecisionKind } from "../../store/decision_marks.js";
 import type { ServerContext } from "../context.js";
 import { unprocessable } from "../errors.js";
 import {
@@ -139,10 +140,19 @@ async function list(server: ServerContext, ctx: RouteContext): Promise<Reply> {
   };
 }
 
-async function decide(
+/** Decisions run one at a time, so a retry cannot count evidence a first try is counting. */
+let deciding: Promise<unknown> = Promise.resolve();
+
+function decide(server: ServerContext, ctx: RouteContext, kind: DecisionKind): Promise<Reply> {
+  const run = deciding.then(() => decideNow(server, ctx, kind));
+  deciding = run.catch(() => {});
+  return run;
+}
+
+async function decideNow(
   server: ServerContext,
   ctx: RouteContext,
-  kind: "approve" | "reject",
+  kind: DecisionKind,
 ): Promise<Reply> {
   const req = parseBody(DecisionRequest, ctx.body as Buffer);
   const who = auditWho(ctx);
@@ -159,17 +169,32 @@ async function decide(
       atMs: server.clock.nowMs(),
     },
   );
+  // A retry of a decision whose evidence a crash lost (the shard kept the decision: it is in
+  // its WAL) counts it now: the assertion was written quarantined, is now what this decision
+  // makes it, and no mark says its evidence was counted.
+  const resumed =
+    result.duplicate &&
+    rec.quarantineReason !== null &&
+    !server.decisions.counted(req.assertion_id, result.decidedAtMs ?? 0);
   let trust: { before: number; after: number } | null = null;
-  if (!result.duplicate) {
+  if (!result.duplicate || resumed) {
     const ev = kind === "approve" ? { agree: 1, disagree: 0 } : { agree: 0, disagree: 1 };
-    trust = await server.trust.addEvidence(rec.agent, { ...ev, kind: "quarantine" });
+    trust = await server.trust.addEvidence(rec.agent, { ...ev, kind: "quarantine" }, () =>
+      server.decisions.putCounted(req.assertion_id, kind),
+    );
   }
   await server.audit.append({
     ...who,
     action: `quarantine.${kind}`,
     target: req.assertion_id,
-    outcome: result.duplicate ? "unchanged" : "ok",
-    details: { author: rec.agent, concept: rec.concept, reason: req.reason ?? null, trust },
+    outcome: result.duplicate && !resumed ? "unchanged" : "ok",
+    details: {
+      author: rec.agent,
+      concept: rec.concept,
+      reason: req.reason ?? null,
+      trust,
+      ...(resumed ? { resumed: true } : {}),
+    },
   });
   return {
     status: 200,
