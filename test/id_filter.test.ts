@@ -4,7 +4,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { ShardCore, type WriteOutcome } from "../src/shard/shard_core.js";
+import type { WriteOutcome } from "../src/shard/core_options.js";
+import { ShardCore } from "../src/shard/shard_core.js";
 import { IdFilter, WARMUP_CHUNK_IDS } from "../src/store/id_filter.js";
 import { sampleAssertion } from "./helpers/records.js";
 import { tempDir } from "./helpers/wal_fixtures.js";

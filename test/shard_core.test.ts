@@ -1,7 +1,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { ShardCore, WRITE_DUPLICATE } from "../src/shard/shard_core.js";
+import { WRITE_DUPLICATE } from "../src/shard/core_options.js";
+import { ShardCore } from "../src/shard/shard_core.js";
 import { archiveSegment } from "../src/wal/segment_files.js";
 import { bigAssertion, sampleAssertion } from "./helpers/records.js";
 import { tempDir } from "./helpers/wal_fixtures.js";

@@ -121,12 +121,11 @@ export function encodeAliasCursor(alias: string): string {
 /** The alias a cursor names (400 `invalid_cursor` for anything this server did not issue). */
 export function decodeAliasCursor(cursor: string | undefined): string | null {
   if (cursor === undefined) return null;
-  const invalid = invalidCursor();
-  if (cursor.length > MAX_ALIAS_CURSOR_CHARS || !BASE64URL.test(cursor)) throw invalid;
+  if (cursor.length > MAX_ALIAS_CURSOR_CHARS || !BASE64URL.test(cursor)) throw invalidCursor();
   const text = Buffer.from(cursor, "base64url").toString("utf8");
-  if (!text.startsWith(ALIAS_CURSOR_TAG)) throw invalid;
+  if (!text.startsWith(ALIAS_CURSOR_TAG)) throw invalidCursor();
   const alias = text.slice(ALIAS_CURSOR_TAG.length);
   const normalized = normalizeConceptPath(alias);
-  if (!normalized.ok || normalized.path !== alias) throw invalid;
+  if (!normalized.ok || normalized.path !== alias) throw invalidCursor();
   return alias;
 }

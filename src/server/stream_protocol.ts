@@ -5,8 +5,8 @@
 
 import type { WebSocket } from "uWebSockets.js";
 import type { WsMessageOutcome } from "../metrics/main_metrics.js";
+import { WRITE_DUPLICATE } from "../shard/core_options.js";
 import type { WriteResult } from "../shard/protocol.js";
-import { WRITE_DUPLICATE } from "../shard/shard_core.js";
 import type { ServerContext } from "./context.js";
 import { ApiError, internalError, unauthorized, unavailable, unprocessable } from "./errors.js";
 import {

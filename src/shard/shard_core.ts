@@ -3,9 +3,9 @@
 // and applied to LMDB right after the acknowledgement is handed out (in the same turn, so
 // any later message to this shard reads its own writes).
 //
-// Here: the write/apply pipeline and the reads that must see it. Opening and replay are in
-// shard_open.ts, state between append and commit in pending_state.ts, checkpoints and backups
-// in checkpointer.ts.
+// Here: the write/apply pipeline and the reads that must see it. Its options and write
+// outcomes are in core_options.ts, opening and replay in shard_open.ts, state between append
+// and commit in pending_state.ts, checkpoints and backups in checkpointer.ts.
 import {
   AssertionStatus,
   type Assertion as AssertionView,
@@ -23,58 +23,20 @@ import type { ShardStore } from "../store/shard_store.js";
 import { LIVE_LSN, statusAsOf, withStatus } from "../store/state_reads.js";
 import { WalUnavailableError } from "../wal/errors.js";
 import { RECORD_HEADER_BYTES } from "../wal/format.js";
-import type { Wal, WalFlushMode, WalObserver } from "../wal/wal.js";
+import type { Wal } from "../wal/wal.js";
 import { ApplyPipeline } from "./apply_pipeline.js";
 import { type BackupResult, Checkpointer } from "./checkpointer.js";
+import {
+  type ShardCoreOptions,
+  WRITE_DUPLICATE,
+  WRITE_STORED_QUARANTINED,
+  type WriteCallback,
+  type WriteOutcome,
+} from "./core_options.js";
 import { PendingState } from "./pending_state.js";
 import { assertionFacts, openShard, type RecoveryReport } from "./shard_open.js";
 
 export type { RecoveryReport };
-export interface ShardCoreOptions {
-  shardId: number;
-  walDir: string;
-  dbDir: string;
-  segmentSizeBytes: number;
-  syncMode?: "dsync" | "fdatasync";
-  direct?: boolean;
-  repair?: boolean;
-  walObserver?: WalObserver;
-  /** Copy WAL segments here before recycling them (STEMEDB_WAL_ARCHIVE_DIR/shard-NNN). */
-  walArchiveDir?: string | null;
-  /** Checkpoint once this many records were applied since the last one. */
-  checkpointEveryRecords?: number;
-  checkpointIntervalMs?: number;
-  /** How the WAL writes and syncs a batch (see WalOptions.flushMode). */
-  walFlushMode?: WalFlushMode;
-  /** Longest wait before durable records are handed to LMDB (see apply_pipeline.ts). */
-  applyDelayMs?: number;
-  /** Smallest capacity of the duplicate-check filter, in ids (tests make it small). */
-  idFilterMinIds?: number;
-  /** Called when an async LMDB apply commits (or fails): records, seconds from issue to commit. */
-  onApplied?: (records: number, seconds: number, ok: boolean) => void;
-  /**
-   * Called as each record touching an assertion is appended (an insert: its id; a status
-   * change or vote: the target's id), before it can be durable (read_visibility.ts).
-   */
-  onAppend?: (id: string, lsn: number) => void;
-}
-
-export const WRITE_NEW = 0;
-export const WRITE_DUPLICATE = 1;
-/**
- * With WRITE_DUPLICATE: the stored record was written quarantined. A retry is answered with
- * the status its first write got, not with what the checks would decide now.
- */
-export const WRITE_STORED_QUARANTINED = 2;
-
-export interface WriteOutcome {
-  /** LSN per item (the original LSN for a duplicate). */
-  lsns: Float64Array;
-  /** WRITE_NEW, or WRITE_DUPLICATE with WRITE_STORED_QUARANTINED when it applies, per item. */
-  flags: Uint8Array;
-}
-
-export type WriteCallback = (err: Error | null, outcome: WriteOutcome | null) => void;
 
 /** A failed LMDB commit as the error writes and range reads get (503, or 507 when full). */
 function lmdbUnavailable(shardId: number, err: Error): WalUnavailableError {

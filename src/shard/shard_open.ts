@@ -13,7 +13,7 @@ import {
 } from "../store/assertion_codec.js";
 import { ShardStore } from "../store/shard_store.js";
 import { Wal } from "../wal/wal.js";
-import type { ShardCoreOptions } from "./shard_core.js";
+import type { ShardCoreOptions } from "./core_options.js";
 
 /** Records per LMDB transaction during replay. */
 const REPLAY_BATCH_RECORDS = 4096;

@@ -10,9 +10,10 @@ import {
 } from "../domain/state_events.js";
 import { type AssertionRecord, assertionView } from "../store/assertion_codec.js";
 import { WalRecordKind } from "../store/shard_store.js";
+import { WRITE_DUPLICATE } from "./core_options.js";
 import type { RecordFacts, StateRequest, StateWriteResult } from "./protocol.js";
 import { renderAssertion } from "./render.js";
-import { type ShardCore, WRITE_DUPLICATE } from "./shard_core.js";
+import type { ShardCore } from "./shard_core.js";
 
 /** A rule broken: becomes the HTTP status and code on the main thread. */
 export class ShardDomainError extends Error {

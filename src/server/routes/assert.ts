@@ -6,8 +6,8 @@ import {
   shardForAssertionId,
 } from "../../domain/routable_id.js";
 import { shardForConcept } from "../../domain/shard_hash.js";
+import { WRITE_DUPLICATE, WRITE_STORED_QUARANTINED } from "../../shard/core_options.js";
 import type { WriteResult } from "../../shard/protocol.js";
-import { WRITE_DUPLICATE, WRITE_STORED_QUARANTINED } from "../../shard/shard_core.js";
 import { type AssertionRecord, encodeAssertion } from "../../store/assertion_codec.js";
 import type { ServerContext } from "../context.js";
 import { badRequest, notFound } from "../errors.js";
