@@ -140,6 +140,12 @@ describe("API key lifecycle", () => {
     });
     expect(demote.status).toBe(409);
     expect((demote.json as { error: Json }).error.code).toBe("last_admin_key");
+    const noGrace = await admin().request("POST", "/v1/admin/api_keys/rotate", {
+      key_id: adminId,
+      grace_period_s: 0,
+    });
+    expect(noGrace.status).toBe(409);
+    expect((noGrace.json as { error: Json }).error.code).toBe("last_admin_key");
     expect((await admin().request("DELETE", `/v1/admin/api_keys/${id}`)).status).toBe(200);
     for (const [method, path, body] of [
       ["PATCH", "/v1/admin/api_keys", { key_id: id, role: "reader" }],
@@ -180,5 +186,25 @@ describe("API key lifecycle", () => {
     const ageS = Number(m?.[1]);
     expect(ageS).toBeGreaterThan(0);
     expect(ageS).toBeLessThan(600);
+  });
+
+  it("rewrites admin.key when the key in it is rotated", async () => {
+    const adminId = keyIdOf(adminKey);
+    const res = await admin().request("POST", "/v1/admin/api_keys/rotate", {
+      key_id: adminId,
+      grace_period_s: 600,
+    });
+    expect(res.status, res.text).toBe(200);
+    const rotated = (res.json as { key: string }).key;
+    expect(readAdminKeyFile(dataDir)).toBe(rotated);
+    expect(fs.statSync(`${dataDir}/admin.key`).mode & 0o777).toBe(0o600);
+    const list = await api(server.baseUrl, rotated).request("GET", "/v1/admin/api_keys");
+    expect(list.status).toBe(200);
+    // Neither secret nor hash is ever listed.
+    const item = (list.json as { items: Json[] }).items.find((k) => k.key_id === adminId);
+    expect(item).toMatchObject({ secret_version: 2 });
+    expect(item?.secret_set_at as number).toBeGreaterThan(Date.now() - 60_000);
+    expect(list.text).not.toMatch(/[0-9a-f]{64}/);
+    expect(list.text).not.toContain(rotated.slice(-43));
   });
 });

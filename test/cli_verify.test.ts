@@ -259,6 +259,22 @@ describe("stemedb verify", () => {
     ).toBe(true);
   });
 
+  it("warns about a format 2 env (upgraded at the next start) instead of failing", async () => {
+    const dir = copyOfPristine();
+    for (const shard of ["shard-000", "shard-001"]) {
+      const env = open({ path: path.join(dir, "db", shard), maxDbs: 32, compression: false });
+      const active = env.openDB({ name: "active", encoding: "binary", compression: false });
+      await active.drop();
+      const meta = env.openDB<number, string>({ name: "meta", encoding: "ordered-binary" });
+      await meta.put("format_version", 2);
+      await env.close();
+    }
+    const { status, report } = verifyJson(dir);
+    expect(report.shards.flatMap((s) => s.problems)).toEqual([]);
+    expect(status).toBe(0);
+    expect(report.shards[0]?.warnings.join("\n")).toMatch(/store format 2/);
+  });
+
   it("fails when the meta store is missing beside shard data", () => {
     const dir = copyOfPristine();
     const metaFile = path.join(dir, "meta", "data.mdb");

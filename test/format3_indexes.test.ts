@@ -107,9 +107,22 @@ function vote(lsn: number, targetLsn: number, voter: string, dir: 1 | -1): Apply
   return { lsn, kind: WalRecordKind.StateEvent, payload: encodeJsonRecord(ev) };
 }
 
-/** [lsn] of the active index's entries for `concept`, newest first. */
+/**
+ * [lsn] of the active index's raw entries for `concept`, newest first (not through
+ * activeAsOf, whose status check would hide a stale entry), after checking that the live
+ * lens agrees.
+ */
 function activeLsns(s: ShardStore, concept = "c/x"): number[] {
-  return activeAsOf(s.dbs, concept, LIVE_LSN, 1000, 1000).items.map((r) => r.lsn);
+  const raw: number[] = [];
+  for (const key of s.dbs.active.getKeys({
+    start: [concept, Number.MAX_SAFE_INTEGER],
+    end: [concept, -1],
+    reverse: true,
+  }))
+    raw.push(key[1]);
+  const lens = activeAsOf(s.dbs, concept, LIVE_LSN, 1000, 1000).items.map((r) => r.lsn);
+  expect(lens).toEqual(raw);
+  return raw;
 }
 
 /** Entries 1..: one active, then `held` quarantined ones, then status changes. */

@@ -4,6 +4,7 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { generateApiKey, hashSecretHex, parseApiKey } from "../src/domain/api_keys.js";
 import { ADMIN_KEY_FILE } from "../src/store/admin_key.js";
+import { DecisionMarks } from "../src/store/decision_marks.js";
 import { MetaStore } from "../src/store/meta_store.js";
 
 let dir: string;
@@ -157,35 +158,76 @@ describe("MetaStore key rotation and updates", () => {
     await expect(store.rotate(id, 0, NOW + 41)).rejects.toMatchObject({ code: "key_revoked" });
   });
 
-  it("updates role, labels and expiry, and keeps an active admin key", async () => {
+  it("updates role, labels and expiry, and keeps a lasting admin key", async () => {
     const admin = await store.createKey({ role: "admin" }, NOW);
     const { key, record } = await store.createKey({ role: "agent", labels: { team: "x" } }, NOW);
     const updated = await store.update(record.keyId, { role: "reader" }, NOW + 1);
-    expect(updated).toMatchObject({ role: "reader", labels: { team: "x" }, expiresAtMs: null });
+    expect(updated?.before).toMatchObject({ role: "agent" });
+    expect(updated?.after).toMatchObject({
+      role: "reader",
+      labels: { team: "x" },
+      expiresAtMs: null,
+    });
     expect(store.verify(key, NOW + 2)?.role).toBe("reader");
     await store.update(record.keyId, { labels: {}, expiresAtMs: NOW + 100 }, NOW + 3);
     expect(store.get(record.keyId)).toMatchObject({ labels: {}, expiresAtMs: NOW + 100 });
     expect(store.verify(key, NOW + 100)).toBeNull();
     await store.update(record.keyId, { expiresAtMs: null }, NOW + 101);
     expect(store.verify(key, NOW + 102)?.keyId).toBe(record.keyId);
-    // The only admin key may not lose its role nor expire now; a future expiry is allowed.
+    // The only admin key without an expiry may not lose its role, get any expiry (one in a
+    // second would lock every admin out then), nor be rotated without a grace period.
     const id = admin.record.keyId;
-    await expect(store.update(id, { role: "agent" }, NOW)).rejects.toMatchObject({
-      code: "last_admin_key",
-    });
-    await expect(store.update(id, { expiresAtMs: NOW }, NOW)).rejects.toMatchObject({
-      code: "last_admin_key",
-    });
-    expect((await store.update(id, { expiresAtMs: NOW + 10_000 }, NOW))?.expiresAtMs).toBe(
-      NOW + 10_000,
-    );
+    for (const change of [
+      { role: "agent" as const },
+      { expiresAtMs: NOW },
+      { expiresAtMs: NOW + 10_000 },
+    ]) {
+      await expect(store.update(id, change, NOW)).rejects.toMatchObject({ code: "last_admin_key" });
+    }
+    await expect(store.rotate(id, 0, NOW)).rejects.toMatchObject({ code: "last_admin_key" });
+    // An admin key that expires does not count as another one.
+    await store.createKey({ role: "admin", expiresAtMs: NOW + 60_000 }, NOW);
+    await expect(store.revoke(id, NOW)).rejects.toMatchObject({ code: "last_admin_key" });
     await store.createKey({ role: "admin" }, NOW);
-    expect((await store.update(id, { role: "agent" }, NOW))?.role).toBe("agent");
+    expect((await store.update(id, { role: "agent" }, NOW))?.after.role).toBe("agent");
     expect(await store.update("nosuchkeyid0", { role: "agent" }, NOW)).toBeNull();
     await store.revoke(record.keyId, NOW);
     await expect(store.update(record.keyId, { role: "agent" }, NOW)).rejects.toMatchObject({
       code: "key_revoked",
     });
+  });
+
+  it("reads and rotates a key record written before rotation existed", async () => {
+    const { key } = await store.createKey({ role: "agent", principal: "old" }, NOW);
+    const parsed = parseApiKey(key);
+    if (parsed === null) throw new Error("bad key");
+    // The record as older builds stored it: no secret version, set time or previous secret.
+    const keys = store.root.openDB<Record<string, unknown>, string>({
+      name: "api_keys",
+      encoding: "json",
+    });
+    const stored = keys.get(parsed.keyId) as Record<string, unknown>;
+    for (const field of [
+      "secretVersion",
+      "secretSetAtMs",
+      "previousSecretHash",
+      "previousValidUntilMs",
+    ])
+      delete stored[field];
+    await keys.put(parsed.keyId, stored);
+    await store.close();
+    store = MetaStore.open(dir);
+    expect(store.verify(key, NOW)).toMatchObject({
+      secretVersion: 1,
+      secretSetAtMs: NOW,
+      previousValidUntilMs: null,
+    });
+    expect(store.oldestActiveSecretAgeS(NOW + 5000)).toBe(5);
+    const rotated = await store.rotate(parsed.keyId, 1000, NOW + 10_000);
+    expect(rotated?.record).toMatchObject({ secretVersion: 2, secretSetAtMs: NOW + 10_000 });
+    expect(store.verify(key, NOW + 10_500)?.keyId).toBe(parsed.keyId);
+    // A rotation resets the age of the secret (APIKeyRotationDue).
+    expect(store.oldestActiveSecretAgeS(NOW + 11_000)).toBe(1);
   });
 });
 
@@ -230,5 +272,23 @@ describe("MetaStore.ensureAdminKey", () => {
     await store.createKey({ role: "agent" });
     expect(await store.ensureAdminKey({ dataDir: dir })).toEqual({ created: false });
     expect(fs.existsSync(path.join(dir, ADMIN_KEY_FILE))).toBe(false);
+  });
+});
+
+describe("DecisionMarks", () => {
+  it("counts a decision as counted when it has a mark or predates the marks", async () => {
+    const marks = new DecisionMarks(store.root, NOW);
+    const id = "a".repeat(32);
+    expect(marks.sinceMs).toBe(NOW);
+    expect(marks.counted(id, NOW - 1)).toBe(true); // made before marking began
+    expect(marks.counted(id, NOW + 5)).toBe(false);
+    await store.root.transaction(() => marks.putCounted(id, "approve"));
+    expect(marks.counted(id, NOW + 5)).toBe(true);
+    // The start of marking is kept across reopens, not moved to the next start.
+    await store.close();
+    store = MetaStore.open(dir);
+    const again = new DecisionMarks(store.root, NOW + 1_000_000);
+    expect(again.sinceMs).toBe(NOW);
+    expect(again.counted("b".repeat(32), NOW + 10)).toBe(false);
   });
 });

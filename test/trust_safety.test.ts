@@ -236,6 +236,52 @@ describe("escalations", () => {
   });
 });
 
+describe("an escalation whose planned winner fell", () => {
+  it("drops the plan with 409, and the next resolve plans again", async () => {
+    const yes = await post("good", "/v1/assert", { concept: "esc/z", value: "yes", confidence: 1 });
+    const no = await post("good", "/v1/assert", { concept: "esc/z", value: "no", confidence: 0.9 });
+    const esc = await waitForEscalation("esc/z");
+    // A plan with `yes` as winner was stored when the server crashed.
+    await server.kill9();
+    const env = open({ path: path.join(dataDir, "meta"), maxDbs: 32 });
+    const escalations = env.openDB<Json, number>({ name: "escalations", encoding: "json" });
+    const stored = escalations.get(esc.id as number) as Json;
+    const plan = {
+      winner_id: yes.id,
+      losers: [no.id],
+      evidence: [["good", 1, 1]],
+      resolved_by: "admin",
+      reason: null,
+    };
+    await escalations.put(esc.id as number, { ...stored, plan });
+    await env.close();
+    server = await start();
+    await post("good", "/v1/retract", { assertion_id: yes.id }, 200);
+    const alpha = ((await get("/v1/agents/good")) as Json).alpha as number;
+    const res = await as("admin").request("POST", "/v1/admin/escalation/resolve", {
+      escalation_id: esc.id,
+      winner_assertion_id: no.id,
+    });
+    expect(res.status, res.text).toBe(409);
+    expect((res.json as { error: Json }).error.code).toBe("not_active");
+    expect((await get(`/v1/assertions/${no.id}`)).status).toBe("active");
+    const listed = ((await get("/v1/admin/escalations")).items as Json[]).find(
+      (e) => e.id === esc.id,
+    );
+    expect(listed).toMatchObject({ status: "open" });
+    expect(listed).not.toHaveProperty("resolving");
+    const resolved = await post(
+      "admin",
+      "/v1/admin/escalation/resolve",
+      { escalation_id: esc.id, winner_assertion_id: no.id },
+      200,
+    );
+    expect(resolved).toMatchObject({ status: "resolved", winner_id: no.id, superseded: [] });
+    // Only the second plan's evidence: one agreement (the retracted `yes` is not counted).
+    expect(((await get("/v1/agents/good")) as Json).alpha as number).toBeCloseTo(alpha + 1, 3);
+  });
+});
+
 describe("a quarantine decision whose trust evidence a crash lost", () => {
   it("is counted, once, when the decision is retried", async () => {
     const held = await post("rival", "/v1/assert", {

@@ -40,7 +40,8 @@ export interface LmdbView {
   byConcept: Database<Buffer, IndexKey>;
   byAgent: Database<Buffer, IndexKey>;
   latest: Database<number, string>;
-  active: Database<Buffer, IndexKey>;
+  /** Absent in a format 2 env (verify then skips its checks). */
+  active: Database<Buffer, IndexKey> | undefined;
   statusLog: Database<{ k: string }, IndexKey>;
   close(): void;
 }
@@ -93,8 +94,15 @@ export function openLmdbReadOnly(dir: string, shardId: number, f: Findings): Lmd
     if (storedShard !== shardId) {
       f.fail(`LMDB meta shard_id is ${String(storedShard)}, expected ${shardId}`);
     }
-    if (version !== STORE_FORMAT_VERSION) {
+    const upgradable = version === 2 && active === undefined;
+    if (upgradable) {
+      f.warn(
+        "LMDB store format 2: this build upgrades it at its first start; active index not checked",
+      );
+    } else if (version !== STORE_FORMAT_VERSION) {
       f.fail(`LMDB meta format_version is ${String(version)}, expected ${STORE_FORMAT_VERSION}`);
+    } else if (active === undefined) {
+      f.fail('LMDB named database "active" is missing from a format 3 env');
     }
     if (typeof applied !== "number" || !Number.isSafeInteger(applied) || applied < 0) {
       f.fail(`LMDB meta applied_lsn is ${String(applied)}, not a non-negative integer`);
@@ -352,12 +360,15 @@ export function checkLmdb(
         const insertedActive = v.status() === AssertionStatus.Active;
         if (insertedActive) newestActive = key[1];
         // v is only valid until the next read: take the id before reading the status log.
-        const isActive = activeAfterStatusLog(lmdb, v.id() ?? "", insertedActive);
-        if (isActive) activeNow++;
-        if (isActive !== lmdb.active.doesExist(key))
-          f.fail(
-            `active ${isActive ? "lacks" : "holds"} ["${key[0]}", ${key[1]}], which is ${isActive ? "" : "not "}active`,
-          );
+        const active = lmdb.active;
+        if (active !== undefined) {
+          const isActive = activeAfterStatusLog(lmdb, v.id() ?? "", insertedActive);
+          if (isActive) activeNow++;
+          if (isActive !== active.doesExist(key))
+            f.fail(
+              `active ${isActive ? "lacks" : "holds"} ["${key[0]}", ${key[1]}], which is ${isActive ? "" : "not "}active`,
+            );
+        }
       }
     }
   }
@@ -391,12 +402,14 @@ export function checkLmdb(
       f.fail(`latest["${c}"] points to lsn ${lsn}, which by_concept does not index`);
   }
   // 6. active holds nothing else (pass 3 checked every entry it should hold).
-  for (const key of lmdb.active.getKeys({})) {
-    s.active++;
-    if (!isIndexKey(key)) f.fail(`active has a malformed key ${JSON.stringify(key)}`);
+  if (lmdb.active !== undefined) {
+    for (const key of lmdb.active.getKeys({})) {
+      s.active++;
+      if (!isIndexKey(key)) f.fail(`active has a malformed key ${JSON.stringify(key)}`);
+    }
+    if (s.active !== activeNow)
+      f.fail(`active has ${s.active} entries, but ${activeNow} records are active`);
   }
-  if (s.active !== activeNow)
-    f.fail(`active has ${s.active} entries, but ${activeNow} records are active`);
   if (s.by_concept !== s.records || s.by_agent !== s.records || s.ids !== s.records) {
     f.fail(
       `index sizes differ from the record count: ${s.records} records, ${s.ids} ids, ${s.by_concept} by_concept, ${s.by_agent} by_agent`,

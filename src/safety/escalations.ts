@@ -217,6 +217,13 @@ export class Escalations {
     await this.db.flushed;
   }
 
+  /** Forgets the plan of a resolve that cannot finish (its winner fell). */
+  async dropPlan(id: number): Promise<void> {
+    const { plan: _plan, ...rest } = this.openRecord(id);
+    await this.db.put(id, rest);
+    await this.db.flushed;
+  }
+
   /**
    * The resolved record of an open escalation, and the put that stores it: call `put` inside
    * the meta transaction that also adds the plan's trust evidence, then `committed()`.

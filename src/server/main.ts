@@ -2,6 +2,7 @@
 import { pino } from "pino";
 import { ConfigError, loadConfig } from "../config.js";
 import { ManifestError } from "../store/manifest.js";
+import { absorbLmdbCommitFailure } from "../store/shard_store.js";
 import { StartupError, startServer } from "./app.js";
 
 let config: ReturnType<typeof loadConfig>;
@@ -16,6 +17,17 @@ try {
 }
 
 const logger = pino({ level: config.logLevel, base: { service: "stemedb" } });
+
+// As in worker_main.ts: a failed commit of the meta env also rejects a promise lmdb-js made
+// and left unobserved. The write's own promise fails the request (5xx); the process stays.
+// Anything else unhandled still ends the process.
+process.on("unhandledRejection", (reason) => {
+  if (absorbLmdbCommitFailure(reason)) {
+    logger.error({ err: reason }, "an LMDB commit failed");
+    return;
+  }
+  throw reason;
+});
 
 try {
   const server = await startServer(config, logger);

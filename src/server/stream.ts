@@ -82,8 +82,11 @@ export function registerStream(app: TemplatedApp, opts: StreamOptions): Stream {
         authorization.slice(7).trim(),
         Date.now(),
       );
-      if (secretVersion === null)
+      if (secretVersion === null) {
+        // Its grace period ended between the two checks.
+        metrics.authFailures("invalid").inc();
         throw unauthorized("The API key is unknown, revoked or expired.", "invalid_api_key");
+      }
       if (open.size >= maxConnections) {
         throw unavailable(
           1,

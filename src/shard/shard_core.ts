@@ -407,7 +407,14 @@ export class ShardCore {
       const shadow = this.pending.readShadowOf(rec.id);
       if (shadow === undefined || shadow.status === "active") return rec;
     }
-    return this.store.latest(concept);
+    const stored = this.store.latest(concept);
+    // A status change LMDB has not committed (only after a failed commit can a read get
+    // here with one): the stored answer may be stale, so refuse rather than show it.
+    if (stored !== undefined && this.applyError !== null) {
+      const shadow = this.pending.readShadowOf(stored.id);
+      if (shadow !== undefined && shadow.status !== "active") throw this.applyError;
+    }
+    return stored;
   }
 
   /**

@@ -165,7 +165,13 @@ function statusEvent(
     if (winner.concept !== rec.concept) {
       throw new ShardDomainError(422, "concept_mismatch", `${msg.by} is about ${winner.concept}.`);
     }
-    if (winner.status !== "active") throw notActive(winner, "a winner");
+    if (winner.status !== "active") {
+      throw new ShardDomainError(
+        409,
+        "winner_not_active",
+        `Assertion ${winner.id} is ${winner.status}; only an active assertion can be a winner.`,
+      );
+    }
     ev.by = msg.by;
   }
   core.appendRecord(

@@ -11,7 +11,7 @@ import {
   type ReadLabels,
 } from "../metrics/shard_metrics.js";
 import { mainThreadClock } from "../metrics/stage_trace.js";
-import { InvalidCursorError, isLmdbCommitFailure } from "../store/shard_store.js";
+import { absorbLmdbCommitFailure, InvalidCursorError } from "../store/shard_store.js";
 import { WalCorruptionError, WalUnavailableError } from "../wal/errors.js";
 import type { WalObserver } from "../wal/wal.js";
 import { suggestOnShard } from "./concept_scan.js";
@@ -109,7 +109,7 @@ function errorBody(err: unknown): ShardErrorBody {
 // would end this thread. The failure is handled through the apply pipeline (writes and range
 // reads are refused, point reads keep working); anything else unhandled still ends the thread.
 process.on("unhandledRejection", (reason) => {
-  if (isLmdbCommitFailure(reason)) return;
+  if (absorbLmdbCommitFailure(reason)) return;
   throw reason;
 });
 

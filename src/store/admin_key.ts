@@ -66,6 +66,19 @@ export async function ensureAdminKey(
   return { created: true, key, source, keyId: record.keyId };
 }
 
+/**
+ * After `keyId` was rotated to `key`: if `<dataDir>/admin.key` holds that key id, it is
+ * replaced (atomically, 0600) so `stemedb backup` and other local tools keep working.
+ * Returns whether it was.
+ */
+export function replaceAdminKeyFile(dataDir: string, keyId: string, key: string): boolean {
+  const file = path.join(dataDir, ADMIN_KEY_FILE);
+  if (readAdminKeyFile(file)?.keyId !== keyId) return false;
+  writeFileAtomic(dataDir, ADMIN_KEY_FILE, `${key}\n`, ADMIN_KEY_FILE_MODE);
+  fs.chmodSync(file, ADMIN_KEY_FILE_MODE);
+  return true;
+}
+
 /** The key in an existing admin.key file, or null if absent or not a well-formed key. */
 function readAdminKeyFile(file: string): { keyId: string; secret: string } | null {
   try {

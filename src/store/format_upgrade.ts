@@ -29,6 +29,10 @@ export function upgradeStoreFormat(root: RootDatabase, dbs: ShardDbs): UpgradeRe
   if (dbs.meta.get(META_FORMAT_VERSION) !== 2) return null;
   if (STORE_FORMAT_VERSION !== 3) throw new Error("format_upgrade.ts knows format 2 -> 3 only");
   const state = stateDbsOf(dbs);
+  // A run cut short, then a format 2 build writing again, can have left entries that no
+  // longer hold: start from empty.
+  dbs.active.clearSync();
+  dbs.voteNow.clearSync();
   const indexed = inBatches(root, dbs.byConcept, (key) => {
     const rec = mustReadAt(state, key[1], "by_concept");
     if (statusAsOf(state, rec, LIVE_LSN).status !== "active") return false;

@@ -81,6 +81,11 @@ function toInfo(r: ApiKeyRecord): ApiKeyInfo {
   });
 }
 
+/** An admin key that never expires and is not revoked (the last-admin rule keeps one). */
+function isLastingAdmin(k: { role: Role; expiresAtMs: number | null; revokedAtMs: number | null }) {
+  return k.role === "admin" && k.expiresAtMs === null && k.revokedAtMs === null;
+}
+
 /** Whether a key's previous secret (one rotation back) is still accepted at nowMs. */
 function previousStillValid(info: ApiKeyInfo, nowMs: number): boolean {
   return info.previousValidUntilMs !== null && nowMs < info.previousValidUntilMs;
@@ -262,7 +267,8 @@ export class MetaStore {
   /**
    * Gives the key a new secret (returned once, like a new key's); the one it replaces is
    * still accepted for `graceMs` (0: not at all), and one rotated out before it no longer is.
-   * null: no such key. A revoked key cannot be rotated (KeyRuleError `key_revoked`).
+   * null: no such key. Refused (KeyRuleError) for a revoked key, and with no grace for the
+   * last lasting admin key (an answer lost on the way would lock every admin out).
    */
   rotate(
     keyId: string,
@@ -274,6 +280,7 @@ export class MetaStore {
     return this.serialized(async () => {
       const current = this.changeable(keyId);
       if (current === null) return null;
+      if (graceMs === 0) this.keepAnAdmin(current, "rotating it without a grace period", nowMs);
       const secret = generateSecret();
       await this.commit({
         ...current,
@@ -288,10 +295,15 @@ export class MetaStore {
   }
 
   /**
-   * Changes a key's role, labels or expiry (each only when given). null: no such key.
-   * Refused (KeyRuleError) for a revoked key, and when it would leave no active admin key.
+   * Changes a key's role, labels or expiry (each only when given); the record before and
+   * after, or null for no such key. Refused (KeyRuleError) for a revoked key, and when it
+   * would leave no lasting admin key (see keepAnAdmin).
    */
-  update(keyId: string, change: KeyUpdate, nowMs: number = Date.now()): Promise<ApiKeyInfo | null> {
+  update(
+    keyId: string,
+    change: KeyUpdate,
+    nowMs: number = Date.now(),
+  ): Promise<{ before: ApiKeyInfo; after: ApiKeyInfo } | null> {
     if (change.role !== undefined && !isRole(change.role))
       throw new RangeError(`unknown role ${JSON.stringify(change.role)}`);
     if (change.labels !== undefined && Object.keys(change.labels).length > MAX_API_KEY_LABELS)
@@ -305,11 +317,10 @@ export class MetaStore {
         labels: change.labels === undefined ? current.labels : { ...change.labels },
         expiresAtMs: change.expiresAtMs === undefined ? current.expiresAtMs : change.expiresAtMs,
       };
-      const stillAdmin =
-        next.role === "admin" && (next.expiresAtMs === null || nowMs < next.expiresAtMs);
-      if (!stillAdmin) this.keepAnAdmin(current, "changing it so", nowMs);
+      if (!isLastingAdmin(next)) this.keepAnAdmin(current, "changing it so", nowMs);
+      const before = this.get(keyId) as ApiKeyInfo;
       await this.commit(next);
-      return this.get(keyId);
+      return { before, after: this.get(keyId) as ApiKeyInfo };
     });
   }
 
@@ -328,15 +339,19 @@ export class MetaStore {
     return current;
   }
 
-  /** Throws `last_admin_key` if `key` is an active admin key and no other one is active. */
+  /**
+   * Throws `last_admin_key` if `key` is a lasting admin key (active, never expires) and no
+   * other is: an admin key that expires later does not count, since nothing could make a
+   * new admin key once it has (STEMEDB_ADMIN_KEY is read only for an empty store).
+   */
   private keepAnAdmin(key: ApiKeyRecord, doing: string, nowMs: number): void {
-    if (key.role !== "admin" || !this.isActive(key.keyId, nowMs)) return;
+    if (!isLastingAdmin(key) || !this.isActive(key.keyId, nowMs)) return;
     for (const { info } of this.cache.values())
-      if (info.role === "admin" && info.keyId !== key.keyId && this.isActive(info.keyId, nowMs))
+      if (info.keyId !== key.keyId && isLastingAdmin(info) && this.isActive(info.keyId, nowMs))
         return;
     throw new KeyRuleError(
       "last_admin_key",
-      `This is the last active admin key: create another admin key before ${doing}.`,
+      `This is the last admin key without an expiry: create another before ${doing}.`,
     );
   }
 

@@ -43,7 +43,7 @@ import { ROUTABLE_ID_PATTERN } from "../domain/routable_id.js";
 import type { SourceRecord } from "../domain/state_events.js";
 
 export const STORE_FORMAT_VERSION = 3;
-// Thirteen named dbs today (openShardDbs); room for more without reopening the env.
+// Fourteen named dbs today (openShardDbs); room for more without reopening the env.
 export const MAX_DBS = 32;
 
 export const META_APPLIED_LSN = "applied_lsn";
@@ -215,6 +215,14 @@ export function stateDbsOf(dbs: ShardDbs): StateDbs {
     sources: dbs.sources,
     held: dbs.held,
   };
+}
+
+/** Refuses an env stamped with another shard's id (before anything, an upgrade, writes). */
+export function checkShardOf(meta: Database<number, string>, shardId: number): void {
+  const storedShard = meta.get(META_SHARD_ID);
+  if (storedShard !== undefined && storedShard !== shardId) {
+    throw new Error(`LMDB env belongs to shard ${storedShard}, opened as shard ${shardId}`);
+  }
 }
 
 /**

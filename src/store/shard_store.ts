@@ -24,6 +24,7 @@ import {
 import { type UpgradeReport, upgradeStoreFormat } from "./format_upgrade.js";
 import {
   APPLY_CHAIN_KEY,
+  checkShardOf,
   type IndexKey,
   idKeyCopy,
   idOfKey,
@@ -100,13 +101,19 @@ interface LmdbStats {
 
 /**
  * Whether an unhandled rejection is lmdb-js reporting a failed commit on a promise of its own
- * making (the commit of an event turn's writes, which nothing can observe). The same failure
- * reaches applyBatchAsync's promise, and through it the apply pipeline.
+ * making (the commit of an event turn's writes, which nothing can observe); if so, its cause
+ * (the `commitError` promise, which lmdb-js also logs) is observed too. The same failure
+ * reaches the promises of the writes themselves, which their callers handle.
  */
-export function isLmdbCommitFailure(reason: unknown): boolean {
-  return (
-    reason instanceof Error && reason.message === "Commit failed (see commitError for details)"
-  );
+export function absorbLmdbCommitFailure(reason: unknown): boolean {
+  if (
+    !(reason instanceof Error) ||
+    reason.message !== "Commit failed (see commitError for details)"
+  )
+    return false;
+  const cause = (reason as { commitError?: unknown }).commitError;
+  if (cause instanceof Promise) cause.catch(() => {});
+  return true;
 }
 
 export class ShardStore {
@@ -132,6 +139,7 @@ export class ShardStore {
     this.shardId = shardId;
     this.all = openShardDbs(root);
     this.dbs = stateDbsOf(this.all);
+    checkShardOf(this.all.meta, shardId);
     this.formatUpgrade = upgradeStoreFormat(root, this.all);
     this.applied = initMeta(root, this.all.meta, shardId);
     this.committed = this.applied;
@@ -174,7 +182,7 @@ export class ShardStore {
     return lsnOfId(this.all.ids, id) !== undefined;
   }
 
-  /** One synchronous transaction, durable when it returns (used for WAL replay at open). */
+  /** One synchronous transaction, durable when it returns (tests, tools). */
   applyBatch(entries: ReadonlyArray<ApplyEntry>): void {
     this.checkOpen();
     if (entries.length === 0) return;

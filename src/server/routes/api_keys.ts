@@ -1,6 +1,7 @@
 // The API-key routes (DESIGN §4): create, list, update, rotate, revoke. Keys are shown once
 // (at creation and at rotation); every change is audited.
 import type { ApiKeyInfo } from "../../domain/api_keys.js";
+import { replaceAdminKeyFile } from "../../store/admin_key.js";
 import { KeyRuleError } from "../../store/meta_store.js";
 import type { ServerContext } from "../context.js";
 import { conflict, notFound } from "../errors.js";
@@ -38,6 +39,7 @@ function keyJson(r: ApiKeyInfo): Record<string, unknown> {
     expires_at: r.expiresAtMs,
     revoked_at: r.revokedAtMs,
     secret_version: r.secretVersion,
+    secret_set_at: r.secretSetAtMs,
     previous_secret_expires_at: r.previousValidUntilMs,
   };
 }
@@ -68,9 +70,9 @@ async function createKey(server: ServerContext, ctx: RouteContext): Promise<Repl
 
 async function updateKey(server: ServerContext, ctx: RouteContext): Promise<Reply> {
   const { keyId, ...change } = parseUpdateApiKeyRequest(ctx.body as Buffer, Date.now());
-  const before = server.meta.get(keyId);
-  const after = await server.meta.update(keyId, change).catch(keyRuleToApiError);
-  if (before === null || after === null) unknownKey(keyId);
+  const updated = await server.meta.update(keyId, change).catch(keyRuleToApiError);
+  if (updated === null) unknownKey(keyId);
+  const { before, after } = updated;
   server.logger.info({ request_id: ctx.requestId, key_id: keyId }, "api key updated");
   const details: Record<string, unknown> = {};
   if (change.role !== undefined) details.role = { before: before.role, after: after.role };
@@ -91,17 +93,34 @@ async function rotateKey(server: ServerContext, ctx: RouteContext): Promise<Repl
   const { keyId, graceS } = parseRotateApiKeyRequest(ctx.body as Buffer);
   const rotated = await server.meta.rotate(keyId, graceS * 1000).catch(keyRuleToApiError);
   if (rotated === null) unknownKey(keyId);
+  // The new secret exists only in this answer: nothing after the commit may keep it from
+  // the client, so a failure here is logged, not answered.
+  let adminKeyFile = false;
+  try {
+    adminKeyFile = replaceAdminKeyFile(server.config.dataDir, keyId, rotated.key);
+  } catch (err) {
+    server.logger.error({ err, request_id: ctx.requestId, key_id: keyId }, "admin.key rewrite");
+  }
   server.logger.info(
-    { request_id: ctx.requestId, key_id: keyId, grace_period_s: graceS },
+    {
+      request_id: ctx.requestId,
+      key_id: keyId,
+      grace_period_s: graceS,
+      admin_key_file: adminKeyFile,
+    },
     "api key rotated",
   );
-  await server.audit.append({
-    ...auditWho(ctx),
-    action: "api_key.rotate",
-    target: keyId,
-    outcome: "ok",
-    details: { grace_period_s: graceS, secret_version: rotated.record.secretVersion },
-  });
+  try {
+    await server.audit.append({
+      ...auditWho(ctx),
+      action: "api_key.rotate",
+      target: keyId,
+      outcome: "ok",
+      details: { grace_period_s: graceS, secret_version: rotated.record.secretVersion },
+    });
+  } catch (err) {
+    server.logger.error({ err, request_id: ctx.requestId, key_id: keyId }, "api key rotate audit");
+  }
   return { status: 200, body: JSON.stringify({ key: rotated.key, ...keyJson(rotated.record) }) };
 }
 

@@ -123,7 +123,16 @@ async function resolveOpen(
       });
       superseded.push(loser);
     } catch (err) {
-      // Retracted (or otherwise changed) since the plan was made: nothing to supersede.
+      if (err instanceof ShardRequestError && err.code === "winner_not_active") {
+        // The plan cannot finish: drop it, so the next resolve plans from what is active now
+        // (nothing of this one was counted; losers it superseded stay superseded).
+        await server.escalations.dropPlan(esc.id);
+        throw conflict(
+          `The planned winner ${plan.winner_id} is no longer active; resolve escalation ${esc.id} again.`,
+          "not_active",
+        );
+      }
+      // A loser retracted (or otherwise changed) since the plan was made: nothing to supersede.
       if (!(err instanceof ShardRequestError && err.code === "not_active")) throw err;
     }
   }

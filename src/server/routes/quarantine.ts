@@ -140,13 +140,31 @@ async function list(server: ServerContext, ctx: RouteContext): Promise<Reply> {
   };
 }
 
-/** Decisions run one at a time, so a retry cannot count evidence a first try is counting. */
-let deciding: Promise<unknown> = Promise.resolve();
+/**
+ * Decisions on one assertion run one at a time, so a retry cannot count evidence a first try
+ * is counting. Keyed by the raw body's assertion id (a bad body fails inside, alone).
+ */
+const deciding = new Map<string, Promise<unknown>>();
 
 function decide(server: ServerContext, ctx: RouteContext, kind: DecisionKind): Promise<Reply> {
-  const run = deciding.then(() => decideNow(server, ctx, kind));
-  deciding = run.catch(() => {});
+  const key = assertionIdOf(ctx.body as Buffer);
+  const run = (deciding.get(key) ?? Promise.resolve()).then(() => decideNow(server, ctx, kind));
+  const settled = run.catch(() => {});
+  deciding.set(key, settled);
+  void settled.then(() => {
+    if (deciding.get(key) === settled) deciding.delete(key);
+  });
   return run;
+}
+
+/** The assertion id a decision body names, or "" (bounded: ids are 32 characters). */
+function assertionIdOf(body: Buffer): string {
+  try {
+    const id = (JSON.parse(body.toString("utf8")) as { assertion_id?: unknown }).assertion_id;
+    return typeof id === "string" ? id.slice(0, 64) : "";
+  } catch {
+    return "";
+  }
 }
 
 async function decideNow(
