@@ -53,6 +53,20 @@ async function waitForEscalation(concept: string): Promise<Json> {
   throw new Error(`no escalation opened for ${concept}`);
 }
 
+/**
+ * A crash right after a resolve stored its plan: kill -9, write the plan into the escalation's
+ * record in the server's meta env (closed while it is down), start again.
+ */
+async function crashWithPlan(escalationId: number, plan: Json): Promise<void> {
+  await server.kill9();
+  const env = open({ path: path.join(dataDir, "meta"), maxDbs: 32 });
+  const escalations = env.openDB<Json, number>({ name: "escalations", encoding: "json" });
+  const stored = escalations.get(escalationId) as Json;
+  await escalations.put(escalationId, { ...stored, plan });
+  await env.close();
+  server = await start();
+}
+
 beforeAll(async () => {
   dataDir = newDataDir();
   server = await start();
@@ -242,20 +256,13 @@ describe("an escalation whose planned winner fell", () => {
     const no = await post("good", "/v1/assert", { concept: "esc/z", value: "no", confidence: 0.9 });
     const esc = await waitForEscalation("esc/z");
     // A plan with `yes` as winner was stored when the server crashed.
-    await server.kill9();
-    const env = open({ path: path.join(dataDir, "meta"), maxDbs: 32 });
-    const escalations = env.openDB<Json, number>({ name: "escalations", encoding: "json" });
-    const stored = escalations.get(esc.id as number) as Json;
-    const plan = {
+    await crashWithPlan(esc.id as number, {
       winner_id: yes.id,
       losers: [no.id],
       evidence: [["good", 1, 1]],
       resolved_by: "admin",
       reason: null,
-    };
-    await escalations.put(esc.id as number, { ...stored, plan });
-    await env.close();
-    server = await start();
+    });
     await post("good", "/v1/retract", { assertion_id: yes.id }, 200);
     const alpha = ((await get("/v1/agents/good")) as Json).alpha as number;
     const res = await as("admin").request("POST", "/v1/admin/escalation/resolve", {
@@ -352,22 +359,14 @@ describe("an interrupted escalation resolve", () => {
     const esc = await waitForEscalation("esc/y");
     const agent = async (who: string) => (await get(`/v1/agents/${who}`)) as Json;
     const good0 = await agent("good");
-    // A crash right after the plan was stored: kill -9, then write the plan as that resolve
-    // would have (the meta env is the server's own LMDB, closed while it is down).
-    await server.kill9();
-    const env = open({ path: path.join(dataDir, "meta"), maxDbs: 32 });
-    const escalations = env.openDB<Json, number>({ name: "escalations", encoding: "json" });
-    const stored = escalations.get(esc.id as number) as Json;
-    const plan = {
+    // A crash right after the plan was stored.
+    await crashWithPlan(esc.id as number, {
       winner_id: yes.id,
       losers: [no1.id, no2.id],
       evidence: [["good", 1, 2]],
       resolved_by: "admin",
       reason: "interrupted",
-    };
-    await escalations.put(esc.id as number, { ...stored, plan });
-    await env.close();
-    server = await start();
+    });
     // Meanwhile one loser was retracted: the resumed resolve skips it.
     await post("good", "/v1/retract", { assertion_id: no2.id }, 200);
     const listed = ((await get("/v1/admin/escalations")).items as Json[]).find(

@@ -103,17 +103,23 @@ function encodeItems(
   stamp: WriteStamp,
 ): {
   placed: Placed[];
-  /** 1 where the item's quarantine counts against the author's breaker (if it is new). */
-  bad: Uint8Array;
+  /**
+   * 1 where the item's quarantine counts against the author's breaker (if it is new); null
+   * when no item's does (the common case: no allocation).
+   */
+  bad: Uint8Array | null;
   perShard: Map<number, { records: Uint8Array[]; indexes: number[] }>;
 } {
   const placed: Placed[] = new Array(items.length);
   const perShard = new Map<number, { records: Uint8Array[]; indexes: number[] }>();
-  const bad = new Uint8Array(items.length);
+  let bad: Uint8Array | null = null;
   for (let i = 0; i < items.length; i++) {
     const item = items[i] as NormalizedAssertion;
     const quarantine = checkNew(server, stamp.agent, item);
-    if (countsAsBad(quarantine)) bad[i] = 1;
+    if (countsAsBad(quarantine)) {
+      bad ??= new Uint8Array(items.length);
+      bad[i] = 1;
+    }
     const { id, shard, status, record } = encodeNew(item, stamp, server.pool.shardCount, {
       quarantine,
     });
@@ -196,10 +202,12 @@ async function assertHandler(server: ServerContext, ctx: RouteContext): Promise<
   // (parts already written are durable, and a retry reports them as duplicates).
   await Promise.all(writes);
   // A retry was counted by its first write (the router counts even when that client left).
-  let badNew = 0;
-  for (let i = 0; i < items.length; i++)
-    if (countsAgainstBreaker(bad[i] === 1, flags[i] as number)) badNew++;
-  if (badNew > 0) ctx.reportBad(badNew);
+  if (bad !== null) {
+    let badNew = 0;
+    for (let i = 0; i < items.length; i++)
+      if (countsAgainstBreaker(bad[i] === 1, flags[i] as number)) badNew++;
+    if (badNew > 0) ctx.reportBad(badNew);
+  }
   watchForContests(server, agent, items, placed);
   if (!batch) {
     return {
