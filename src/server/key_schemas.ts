@@ -13,6 +13,7 @@ import {
 } from "../domain/limits.js";
 import { unprocessable } from "./errors.js";
 import { parseJsonBody, TimeMs, validate } from "./schemas.js";
+import { parseBody } from "./state_schemas.js";
 
 export const KEY_ID_PATTERN = "^[a-z2-7]{12}$";
 
@@ -81,8 +82,6 @@ export const RotateApiKeyRequest = Type.Object(
 export type RotateApiKeyRequest = Static<typeof RotateApiKeyRequest>;
 
 export const CreateApiKeyRequestCheck = TypeCompiler.Compile(CreateApiKeyRequest);
-const UpdateApiKeyRequestCheck = TypeCompiler.Compile(UpdateApiKeyRequest);
-const RotateApiKeyRequestCheck = TypeCompiler.Compile(RotateApiKeyRequest);
 
 function checkFuture(expiresAtMs: number, nowMs: number): void {
   if (expiresAtMs <= nowMs) {
@@ -123,9 +122,7 @@ export interface UpdateApiKeyInput {
 
 /** Parse and validate a PATCH /v1/admin/api_keys body: a key id and at least one change. */
 export function parseUpdateApiKeyRequest(bytes: Uint8Array, nowMs: number): UpdateApiKeyInput {
-  const checked = validate(UpdateApiKeyRequestCheck, parseJsonBody(bytes));
-  if (!checked.ok) throw unprocessable(checked.message);
-  const req = checked.value;
+  const req = parseBody(UpdateApiKeyRequest, bytes);
   if (req.role === undefined && req.labels === undefined && req.expires_at === undefined) {
     throw unprocessable("Give at least one of role, labels and expires_at to change.", "no_change");
   }
@@ -141,10 +138,6 @@ export function parseUpdateApiKeyRequest(bytes: Uint8Array, nowMs: number): Upda
 
 /** Parse and validate a POST /v1/admin/api_keys/rotate body. */
 export function parseRotateApiKeyRequest(bytes: Uint8Array): { keyId: string; graceS: number } {
-  const checked = validate(RotateApiKeyRequestCheck, parseJsonBody(bytes));
-  if (!checked.ok) throw unprocessable(checked.message);
-  return {
-    keyId: checked.value.key_id,
-    graceS: checked.value.grace_period_s ?? DEFAULT_KEY_ROTATION_GRACE_S,
-  };
+  const req = parseBody(RotateApiKeyRequest, bytes);
+  return { keyId: req.key_id, graceS: req.grace_period_s ?? DEFAULT_KEY_ROTATION_GRACE_S };
 }

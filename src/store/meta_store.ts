@@ -229,8 +229,10 @@ export class MetaStore {
    */
   presentedVersion(presentedKey: string, nowMs: number): number | null {
     const parsed = parseApiKey(presentedKey);
-    if (parsed === null || this.verify(presentedKey, nowMs) === null) return null;
-    return this.matchedVersion(this.cache.get(parsed.keyId), hashSecret(parsed.secret), nowMs);
+    if (parsed === null) return null;
+    const cached = this.cache.get(parsed.keyId);
+    const version = this.matchedVersion(cached, hashSecret(parsed.secret), nowMs);
+    return version !== null && this.isActive(parsed.keyId, nowMs) ? version : null;
   }
 
   /** Both comparisons always run, so timing tells nothing about which secret matched. */
