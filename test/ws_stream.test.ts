@@ -173,6 +173,17 @@ describe("WS /v1/stream", () => {
       expect.objectContaining({ seq: 1, duplicate: false }),
     ]);
     await client.close();
+    // An admin key lowered to agent may still stream.
+    const adminB = await createKey(server.baseUrl, adminKey, "admin", "ws-admin-b");
+    const streamB = await StreamClient.connect(server.baseUrl, adminB);
+    const demoted = await api(server.baseUrl, adminKey).request("PATCH", "/v1/admin/api_keys", {
+      key_id: adminB.slice("stm_".length, "stm_".length + 12),
+      role: "agent",
+    });
+    expect(demoted.status, demoted.text).toBe(200);
+    streamB.send(1, assertion("ws/demoted-admin", 1));
+    expect(await streamB.waitFrames(1)).toEqual([expect.objectContaining({ seq: 1 })]);
+    await streamB.close();
   });
 
   it("acks each message after fsync with its seq, id, shard and lsn, like POST /v1/assert", async () => {

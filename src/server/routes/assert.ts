@@ -185,6 +185,8 @@ async function assertHandler(server: ServerContext, ctx: RouteContext): Promise<
   const lsns = new Float64Array(items.length);
   const flags = new Uint8Array(items.length);
   const writes: Promise<void>[] = [];
+  /** Bad quarantines among the items written (a retry was counted by its first write). */
+  let badNew = 0;
   for (const [shard, group] of perShard) {
     // A request split across shards is stage-traced through its first part only.
     const traceSeq = writes.length === 0 ? ctx.traceSeq : 0;
@@ -194,20 +196,18 @@ async function assertHandler(server: ServerContext, ctx: RouteContext): Promise<
           const index = group.indexes[k] as number;
           lsns[index] = result.lsns[k] as number;
           flags[index] = result.flags[k] as number;
+          if (bad !== null && countsAgainstBreaker(bad[index] === 1, flags[index] as number))
+            badNew++;
         }
       }),
     );
   }
-  // Every part must be durable before the answer; the first failure fails the request
-  // (parts already written are durable, and a retry reports them as duplicates).
-  await Promise.all(writes);
-  // A retry was counted by its first write (the router counts even when that client left).
-  if (bad !== null) {
-    let badNew = 0;
-    for (let i = 0; i < items.length; i++)
-      if (countsAgainstBreaker(bad[i] === 1, flags[i] as number)) badNew++;
-    if (badNew > 0) ctx.reportBad(badNew);
-  }
+  // Every part must be durable before the answer; a failed part fails the request. Parts
+  // written are durable (a retry reports them as duplicates), so their bad quarantines count
+  // now, whatever the answer (the router counts even when the client left).
+  const settled = await Promise.allSettled(writes);
+  if (badNew > 0) ctx.reportBad(badNew);
+  for (const part of settled) if (part.status === "rejected") throw part.reason;
   watchForContests(server, agent, items, placed);
   if (!batch) {
     return {
