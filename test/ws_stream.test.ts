@@ -63,6 +63,22 @@ async function storedRecords(baseUrl: string): Promise<number> {
   }
 }
 
+/**
+ * Sends message 2 on a connection whose key no longer counts: the answer must be a refusal
+ * with no seq; resolves with the close code that follows (null if none within 2 s).
+ */
+async function refusedAndClosed(client: StreamClient, concept: string): Promise<number | null> {
+  client.send(2, assertion(concept, 2));
+  const frames = await client.waitFrames(2);
+  expect(frames[1]).toEqual({
+    seq: null,
+    error: expect.objectContaining({ code: "invalid_api_key" }),
+  });
+  for (let i = 0; i < 200 && client.closed === null; i++)
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  return client.closed?.code ?? null;
+}
+
 describe("WS /v1/stream", () => {
   let server: ServerProcess;
   let agentKey: string;
@@ -110,15 +126,7 @@ describe("WS /v1/stream", () => {
       `/v1/admin/api_keys/${keyId}`,
     );
     expect(revoked.status).toBe(200);
-    client.send(2, assertion("ws/revoked/after", 2));
-    const frames = await client.waitFrames(2);
-    expect(frames[1]).toEqual({
-      seq: null,
-      error: expect.objectContaining({ code: "invalid_api_key" }),
-    });
-    for (let i = 0; i < 200 && client.closed === null; i++)
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    expect(client.closed?.code).toBe(1008);
+    expect(await refusedAndClosed(client, "ws/revoked/after")).toBe(1008);
     // The message before the revocation was written, the one after was not.
     const reader = api(server.baseUrl, readerKey);
     const before = await reader.request("GET", "/v1/query?concept=ws/revoked/before");
@@ -147,15 +155,7 @@ describe("WS /v1/stream", () => {
               role: "reader",
             });
       expect(res.status, res.text).toBe(200);
-      client.send(2, assertion(`ws/${change}/after`, 2));
-      const frames = await client.waitFrames(2);
-      expect(frames[1]).toEqual({
-        seq: null,
-        error: expect.objectContaining({ code: "invalid_api_key" }),
-      });
-      for (let i = 0; i < 200 && client.closed === null; i++)
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      expect(client.closed?.code, change).toBe(1008);
+      expect(await refusedAndClosed(client, `ws/${change}/after`), change).toBe(1008);
     }
   });
 
