@@ -255,6 +255,7 @@ export async function startServer(
     inflight,
     breakers: { table: safety.breakers, nowMs: () => safety.clock.nowMs() },
     stageTrace,
+    metaDir: config.metaDir,
     onError: (err, requestId, route) =>
       logger.error({ err, request_id: requestId, route }, "request failed"),
   });

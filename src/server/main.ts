@@ -1,8 +1,8 @@
 // `npm start`: the StemeDB server process.
 import { pino } from "pino";
 import { ConfigError, loadConfig } from "../config.js";
+import { absorbLmdbCommitFailure } from "../store/lmdb_failure.js";
 import { ManifestError } from "../store/manifest.js";
-import { absorbLmdbCommitFailure } from "../store/shard_store.js";
 import { StartupError, startServer } from "./app.js";
 
 let config: ReturnType<typeof loadConfig>;

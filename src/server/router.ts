@@ -8,6 +8,7 @@ import type { ApiKeyInfo, Role } from "../domain/api_keys.js";
 import { MAX_BODY_BYTES } from "../domain/limits.js";
 import type { MainMetrics } from "../metrics/main_metrics.js";
 import type { StageTrace } from "../metrics/stage_trace.js";
+import { isLmdbCommitFailure, lmdbFailureCause } from "../store/lmdb_failure.js";
 import { drainBody, MAX_DRAIN_BYTES, readBody } from "./body_reader.js";
 import { refuseWhileDraining } from "./draining.js";
 import {
@@ -21,7 +22,7 @@ import {
   unsupportedMediaType,
 } from "./errors.js";
 import { errorCodeOf, errorReply, JSON_TYPE, type Reply, requestIdOf, send } from "./reply.js";
-import { toApiError } from "./shard_errors.js";
+import { metaCommitError, toApiError } from "./shard_errors.js";
 
 export type { Reply } from "./reply.js";
 
@@ -89,6 +90,8 @@ export interface RouterDeps {
   metrics: MainMetrics;
   verifyKey: (presented: string, nowMs: number) => ApiKeyInfo | null;
   onError: (err: unknown, requestId: string, route: string) => void;
+  /** The meta env's directory: whether a failed meta commit means "disk full" depends on it. */
+  metaDir: string;
   /**
    * In-flight request count, and whether the server is draining for shutdown: from then on
    * a new request (on a keep-alive connection; the listen socket is closed) gets 503
@@ -284,6 +287,14 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
     });
   };
   const fail = (err: unknown) => {
+    if (isLmdbCommitFailure(err)) {
+      // A commit of the meta env (keys, agents, audit) failed; its cause says which answer.
+      void lmdbFailureCause(err).then((cause) => {
+        deps.onError(cause, requestId, route.pattern);
+        finish(errorReply(metaCommitError(cause, deps.metaDir), requestId));
+      });
+      return;
+    }
     const apiError = err instanceof ApiError ? err : toApiError(err);
     if (apiError === null || apiError.status >= 500) deps.onError(err, requestId, route.pattern);
     finish(errorReply(apiError ?? internalError(), requestId));

@@ -1,5 +1,7 @@
-// Maps failures reported by shard threads to the documented HTTP errors.
-import { ApiError, badRequest, insufficientStorage, unavailable } from "./errors.js";
+// Maps storage failures (reported by shard threads, or a meta env commit) to the documented
+// HTTP errors.
+import { isNoSpace } from "../store/lmdb_failure.js";
+import { ApiError, badRequest, insufficientStorage, internalError, unavailable } from "./errors.js";
 import { ShardRequestError } from "./shard_pool.js";
 
 /** The ApiError for a known failure, or null for a bug (a 500 the caller logs). */
@@ -37,4 +39,13 @@ export function toApiError(err: unknown): ApiError | null {
     default:
       return null;
   }
+}
+
+/** A failed commit of the meta env (in `metaDir`), by its cause: 507 when out of space, else a 500. */
+export function metaCommitError(cause: Error, metaDir: string): ApiError {
+  if (!isNoSpace(cause, metaDir)) return internalError();
+  return insufficientStorage(
+    "The metadata store (keys, agents, audit) is out of disk space; this change was not saved. Reads and assertions keep working.",
+    "disk_full",
+  );
 }

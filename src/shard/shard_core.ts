@@ -19,6 +19,7 @@ import {
   setViewLsn,
 } from "../store/assertion_codec.js";
 import { IdFilter } from "../store/id_filter.js";
+import { isNoSpace, lmdbFailureCause } from "../store/lmdb_failure.js";
 import type { ShardStore } from "../store/shard_store.js";
 import { LIVE_LSN, statusAsOf, withStatus } from "../store/state_reads.js";
 import { WalUnavailableError } from "../wal/errors.js";
@@ -39,13 +40,12 @@ import { assertionFacts, openShard, type RecoveryReport } from "./shard_open.js"
 export type { RecoveryReport };
 
 /** A failed LMDB commit as the error writes and range reads get (503, or 507 when full). */
-function lmdbUnavailable(shardId: number, err: Error): WalUnavailableError {
-  const code = (err as NodeJS.ErrnoException).code;
-  const full = code === "ENOSPC" || /MDB_MAP_FULL|No space left/i.test(err.message);
+function lmdbUnavailable(shardId: number, dbDir: string, err: Error): WalUnavailableError {
+  const code = (err as { code?: unknown }).code;
   return new WalUnavailableError(
-    full ? "disk_full" : "io_error",
+    isNoSpace(err, dbDir) ? "disk_full" : "io_error",
     `shard ${shardId}: an LMDB commit failed (${err.message}); writes and range reads are refused until a restart replays the WAL`,
-    code ?? null,
+    code === undefined ? null : String(code),
   );
 }
 
@@ -95,7 +95,13 @@ export class ShardCore {
         onError: (err) => {
           // The WAL holds these records; a restart replays them. Until then refuse writes,
           // and range reads, which read LMDB alone and would miss acknowledged records.
-          this.applyError = lmdbUnavailable(this.shardId, err);
+          const first = lmdbUnavailable(this.shardId, opts.dbDir, err);
+          this.applyError = first;
+          // lmdb-js's error is generic; its cause (no space, EIO, …) arrives in this turn.
+          void lmdbFailureCause(err).then((cause) => {
+            if (this.applyError === first)
+              this.applyError = lmdbUnavailable(this.shardId, opts.dbDir, cause);
+          });
         },
       },
       opts.applyDelayMs,

@@ -11,7 +11,8 @@ import {
   type ReadLabels,
 } from "../metrics/shard_metrics.js";
 import { mainThreadClock } from "../metrics/stage_trace.js";
-import { absorbLmdbCommitFailure, InvalidCursorError } from "../store/shard_store.js";
+import { absorbLmdbCommitFailure } from "../store/lmdb_failure.js";
+import { InvalidCursorError } from "../store/shard_store.js";
 import { WalCorruptionError, WalUnavailableError } from "../wal/errors.js";
 import type { WalObserver } from "../wal/wal.js";
 import { suggestOnShard } from "./concept_scan.js";

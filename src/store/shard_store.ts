@@ -99,23 +99,6 @@ interface LmdbStats {
   mapSize: number;
 }
 
-/**
- * Whether an unhandled rejection is lmdb-js reporting a failed commit on a promise of its own
- * making (the commit of an event turn's writes, which nothing can observe); if so, its cause
- * (the `commitError` promise, which lmdb-js also logs) is observed too. The same failure
- * reaches the promises of the writes themselves, which their callers handle.
- */
-export function absorbLmdbCommitFailure(reason: unknown): boolean {
-  if (
-    !(reason instanceof Error) ||
-    reason.message !== "Commit failed (see commitError for details)"
-  )
-    return false;
-  const cause = (reason as { commitError?: unknown }).commitError;
-  if (cause instanceof Promise) cause.catch(() => {});
-  return true;
-}
-
 export class ShardStore {
   readonly shardId: number;
   private readonly root: RootDatabase;
