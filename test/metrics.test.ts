@@ -2,11 +2,8 @@ import { Worker } from "node:worker_threads";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LATENCY_BUCKETS_SECONDS } from "../src/metrics/buckets.js";
-import {
-  createMainMetrics,
-  EXPORTED_METRIC_NAMES,
-  MAX_HTTP_ROUTES,
-} from "../src/metrics/main_metrics.js";
+import { EXPORTED_METRIC_NAMES } from "../src/metrics/exported_names.js";
+import { createMainMetrics, MAX_HTTP_ROUTES } from "../src/metrics/main_metrics.js";
 import {
   collectMerged,
   type MetricObjectWithValues,

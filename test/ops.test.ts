@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderEnvExample } from "../src/config.js";
 import { MAX_BODY_BYTES } from "../src/domain/limits.js";
-import { EXPORTED_METRIC_NAMES } from "../src/metrics/main_metrics.js";
+import { EXPORTED_METRIC_NAMES } from "../src/metrics/exported_names.js";
 import {
   api,
   createKey,

@@ -30,13 +30,8 @@ import {
   SHARD_DIR_RE,
   UsageError,
 } from "./args.js";
-import {
-  checkLmdb,
-  Findings,
-  type LmdbSummary,
-  openLmdbReadOnly,
-  walCrossCheck,
-} from "./verify_lmdb.js";
+import { walCrossCheck } from "./verify_cross_check.js";
+import { checkLmdb, Findings, type LmdbSummary, openLmdbReadOnly } from "./verify_lmdb.js";
 
 export const VERIFY_USAGE = `Usage: stemedb verify [--data-dir D] [--wal-dir W] [--db-dir B] [--json]
 
