@@ -5,7 +5,9 @@
 //  - nothing is stored twice (its unique concept's history has exactly one item);
 //  - per shard, the LSNs of all stored assertions run 1..max without gap or repeat, and max is
 //    the shard's durable LSN in /v1/health;
-//  - a retried write (same content) returns the same id, duplicate:true, its original LSN.
+//  - a retried write (same content) returns the same id, duplicate:true, its original LSN;
+//  - every acknowledged retraction (a tenth of the requests retract an acknowledged write)
+//    still holds, and its LSN is accounted for like a write's (server_crash_verify.ts).
 // Requests that got no answer are retried after the restart, as a client would.
 import { spawn } from "node:child_process";
 import path from "node:path";
@@ -17,13 +19,13 @@ import {
   type ServerProcess,
   startServerProcess,
 } from "../helpers/server_process.js";
+import { type Acked, http, type Retractions, type Seen, verify } from "./server_crash_verify.js";
 
 const MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), "../../src/server/main.js");
-const REQUEST_TIMEOUT_MS = 30_000;
-const VERIFY_CONCURRENCY = 16;
-const PAGE_LIMIT = 1000;
 /** Cap on acked items re-sent per iteration to check dedup across restarts. */
 const RESEND_SAMPLE = 64;
+/** Share of client requests that retract an acknowledged write instead of writing. */
+const RETRACT_SHARE = 0.1;
 
 export interface ServerCrashOptions {
   iterations: number;
@@ -50,6 +52,12 @@ export interface ServerCrashStats {
   duplicated: number;
   lsnGaps: number;
   lsnMismatches: number;
+  /** Retractions acknowledged, or answered "already retracted" by a retry after a crash. */
+  retracts: number;
+  /** Of those, ones that found the retraction had landed before the crash. */
+  retractsLandedUnanswered: number;
+  /** Retractions in force before a crash and undone after it. */
+  retractsLost: number;
   resendMismatches: number;
   /** Pairs of identical writes sent at once. */
   racePairs: number;
@@ -69,14 +77,6 @@ interface Item {
   value: unknown;
   confidence: number;
 }
-interface Acked {
-  id: string;
-  concept: string;
-  lsn: number;
-  shard: number;
-  /** Iteration that acked it (history is re-checked for the newest ones every iteration). */
-  iteration: number;
-}
 interface WriteResult {
   id: string;
   lsn: number;
@@ -86,29 +86,6 @@ interface WriteResult {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rand = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
-
-async function http(
-  baseUrl: string,
-  key: string,
-  method: string,
-  urlPath: string,
-  body?: unknown,
-): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(baseUrl + urlPath, {
-    method,
-    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  const text = await res.text();
-  let json: unknown = null;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = text;
-  }
-  return { status: res.status, json };
-}
 
 /** Posts one request (single or batch); null when it got no 201. */
 async function postItems(
@@ -130,19 +107,6 @@ async function postItems(
     return null;
   }
   return batch ? (res.json as { results: WriteResult[] }).results : [res.json as WriteResult];
-}
-
-async function pool<T>(
-  items: readonly T[],
-  n: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: n }, async () => {
-      while (next < items.length) await fn(items[next++] as T);
-    }),
-  );
 }
 
 function rotationsFrom(metricsText: string): number {
@@ -195,6 +159,9 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
     duplicated: 0,
     lsnGaps: 0,
     lsnMismatches: 0,
+    retracts: 0,
+    retractsLandedUnanswered: 0,
+    retractsLost: 0,
     resendMismatches: 0,
     racePairs: 0,
     earlyDuplicateAcks: 0,
@@ -213,7 +180,11 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
     lsnMismatches: new Set(),
     gaps: 0,
     tornTails: 0,
+    retractsLost: new Set(),
   };
+  const retractions: Retractions = { acked: new Map(), landed: new Set(), unanswered: new Set() };
+  /** Acknowledged writes not yet picked for a retraction. */
+  const retractable: string[] = [];
   let unanswered: Array<{ items: Item[]; batch: boolean }> = [];
   let server: ServerProcess = await start();
   const key = await createKey(server.baseUrl, readAdminKeyFile(dataDir), "agent", "crash-agent");
@@ -237,7 +208,35 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
         shard: r.shard,
         iteration,
       });
+      retractable.push(r.id);
     });
+  };
+  /** Retracts `id` (an acknowledged write); false when the server is gone. */
+  const retract = async (baseUrl: string, id: string, retry: boolean): Promise<boolean> => {
+    let res: { status: number; json: unknown };
+    try {
+      res = await http(baseUrl, key, "POST", "/v1/retract", { assertion_id: id });
+    } catch {
+      retractions.unanswered.add(id);
+      return false;
+    }
+    if (res.status >= 500) {
+      retractions.unanswered.add(id);
+      return true;
+    }
+    const body = res.json as { lsn?: number; duplicate?: boolean };
+    if (res.status !== 200 || typeof body.lsn !== "number") {
+      throw new Error(`retract refused with ${res.status}: ${JSON.stringify(res.json)}`);
+    }
+    retractions.unanswered.delete(id);
+    stats.retracts++;
+    if (body.duplicate === true) {
+      // Only a retry may find its retraction done: it landed, and its answer was lost.
+      if (!retry) stats.problems.push(`first retraction of ${id} answered as a duplicate`);
+      retractions.landed.add(id);
+      stats.retractsLandedUnanswered++;
+    } else retractions.acked.set(id, body.lsn);
+    return true;
   };
 
   for (let iteration = 0; iteration < opts.iterations; iteration++) {
@@ -250,6 +249,10 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
       if (results === null) throw new Error("a retry after restart got a 5xx");
       stats.retried += r.items.length;
       record(r.items, results, iteration);
+    }
+    for (const id of [...retractions.unanswered]) {
+      await retract(server.baseUrl, id, true);
+      if (retractions.unanswered.has(id)) throw new Error("a retried retraction got a 5xx");
     }
     // Re-send a sample of acknowledged items: must be duplicates with their original LSN.
     const sample = [...acked.values()].sort(() => Math.random() - 0.5).slice(0, RESEND_SAMPLE);
@@ -278,6 +281,15 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
     let seq = 0;
     const client = async (c: number) => {
       while (!dead) {
+        if (retractable.length > 0 && Math.random() < RETRACT_SHARE) {
+          // A random acknowledged write, never picked before (swap-remove).
+          const at = Math.floor(Math.random() * retractable.length);
+          const id = retractable[at] as string;
+          retractable[at] = retractable[retractable.length - 1] as string;
+          retractable.pop();
+          if (!(await retract(running.baseUrl, id, false))) return; // the server is gone
+          continue;
+        }
         const batch = Math.random() < 0.3;
         const items = Array.from({ length: batch ? rand(2, 40) : 1 }, () =>
           itemFor(`crash/i${iteration}/c${c}/n${seq++}`),
@@ -337,7 +349,7 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
     }
     server = await start();
     const full = (iteration + 1) % (opts.fullCheckEvery ?? 1) === 0;
-    const v = await verify(server, key, acked, iteration, seen, full);
+    const v = await verify(server, key, acked, retractions, iteration, seen, full);
     stats.iterations++;
     if (v.problems.length === 0) stats.checksPassed++;
     else {
@@ -348,7 +360,8 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
       `server iteration ${iteration + 1}/${opts.iterations}: killed after ${killAfterMs} ms, ` +
         `+${acked.size - ackedBefore} acked (${acked.size} total, ${unanswered.length} requests unanswered), ` +
         `lost ${v.lost}, duplicated ${v.duplicated}, lsn gaps ${v.gaps}, shard LSNs ${v.maxLsn.join("/")}, ` +
-        `torn tails ${v.tornTails}, rotations ${rotations}${v.problems.length > 0 ? ` — ${v.problems[0]}` : ""}`,
+        `torn tails ${v.tornTails}, rotations ${rotations}, ` +
+        `retractions ${stats.retracts} (${retractions.unanswered.size} unanswered)${v.problems.length > 0 ? ` — ${v.problems[0]}` : ""}`,
     );
   }
 
@@ -356,7 +369,7 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
   const code = await server.stop();
   if (code !== 0) stats.problems.push(`SIGTERM exit code ${code}`);
   server = await start();
-  const v = await verify(server, key, acked, 0, seen, true);
+  const v = await verify(server, key, acked, retractions, 0, seen, true);
   if (v.problems.length === 0 && code === 0) stats.checksPassed++;
   else {
     stats.checksFailed++;
@@ -372,6 +385,7 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
   stats.duplicated = seen.duplicated.size;
   stats.lsnGaps = seen.gaps;
   stats.lsnMismatches = seen.lsnMismatches.size;
+  stats.retractsLost = seen.retractsLost.size;
   stats.tornTails = seen.tornTails;
   return stats;
 }
@@ -380,151 +394,4 @@ function itemFor(concept: string): Item {
   // Value size varies so WAL records vary, and is big enough that 1 MiB segments rotate.
   const n = Number(/n(\d+)$/.exec(concept)?.[1] ?? 0);
   return { concept, value: { n, pad: "p".repeat(100 + ((n * 37) % 1400)) }, confidence: 0.7 };
-}
-
-/** Distinct problems over all verifications (an id lost once stays lost; count it once). */
-interface Seen {
-  lost: Set<string>;
-  duplicated: Set<string>;
-  lsnMismatches: Set<string>;
-  gaps: number;
-  tornTails: number;
-}
-
-interface Verification {
-  lost: number;
-  duplicated: number;
-  gaps: number;
-  tornTails: number;
-  maxLsn: number[];
-  problems: string[];
-}
-
-/** Checks every acked id; the history of items acked in `fromIteration` or later. */
-async function verify(
-  server: ServerProcess,
-  key: string,
-  acked: Map<string, Acked>,
-  fromIteration: number,
-  seen: Seen,
-  full: boolean,
-): Promise<Verification> {
-  const out: Verification = {
-    lost: 0,
-    duplicated: 0,
-    gaps: 0,
-    tornTails: 0,
-    maxLsn: [],
-    problems: [],
-  };
-  const health = await http(server.baseUrl, key, "GET", "/v1/health");
-  const shardInfo = (
-    health.json as {
-      shards: Array<{
-        shard: number;
-        status: string;
-        last_lsn: number;
-        recovery: { torn_tail_truncations: number };
-      }>;
-    }
-  ).shards;
-  if (health.status !== 200)
-    out.problems.push(`health ${health.status}: ${JSON.stringify(health.json).slice(0, 300)}`);
-  for (const s of shardInfo) out.tornTails += s.recovery?.torn_tail_truncations ?? 0;
-  seen.tornTails += out.tornTails;
-
-  // Every stored assertion, via the subtree lens (each concept holds exactly one assertion).
-  const stored = new Map<string, { lsn: number; shard: number; concept: string }>();
-  let cursor: string | null = null;
-  for (let page = 0; full && page < 100_000; page++) {
-    const q: string = `/v1/query?concept=crash/*&limit=${PAGE_LIMIT}${cursor ? `&cursor=${cursor}` : ""}`;
-    const res = await http(server.baseUrl, key, "GET", q);
-    if (res.status !== 200) {
-      out.problems.push(`subtree query ${res.status}: ${JSON.stringify(res.json).slice(0, 300)}`);
-      break;
-    }
-    const body = res.json as {
-      items: Array<{ id: string; lsn: number; shard: number; concept: string }>;
-      next_cursor: string | null;
-    };
-    for (const it of body.items) {
-      if (stored.has(it.id)) out.problems.push(`subtree listed ${it.id} twice`);
-      stored.set(it.id, { lsn: it.lsn, shard: it.shard, concept: it.concept });
-    }
-    cursor = body.next_cursor;
-    if (cursor === null) break;
-  }
-
-  const missing: Acked[] = [];
-  for (const a of acked.values()) {
-    if (!full && a.iteration < fromIteration) continue; // checked by an earlier full pass
-    const s = stored.get(a.id);
-    if (s === undefined) missing.push(a);
-    else if (s.lsn !== a.lsn || s.shard !== a.shard) {
-      seen.lsnMismatches.add(a.id);
-      out.problems.push(`${a.id}: acked lsn ${a.shard}:${a.lsn}, stored ${s.shard}:${s.lsn}`);
-    }
-  }
-  await pool(missing, VERIFY_CONCURRENCY, async (a) => {
-    const res = await http(server.baseUrl, key, "GET", `/v1/assertions/${a.id}`);
-    if (res.status !== 200) {
-      out.lost++;
-      seen.lost.add(a.id);
-      out.problems.push(
-        `LOST ${a.id} (${a.concept}, acked at ${a.shard}:${a.lsn}): GET ${res.status}`,
-      );
-    } else if (full) {
-      out.problems.push(`${a.id} readable by id but missing from the subtree query`);
-    } else {
-      const got = res.json as { lsn?: number; shard?: number };
-      if (got.lsn !== a.lsn || got.shard !== a.shard) {
-        seen.lsnMismatches.add(a.id);
-        out.problems.push(`${a.id}: acked lsn ${a.shard}:${a.lsn}, stored ${got.shard}:${got.lsn}`);
-      }
-    }
-  });
-
-  const recent = [...acked.values()].filter((a) => a.iteration >= fromIteration);
-  await pool(recent, VERIFY_CONCURRENCY, async (a) => {
-    const res = await http(
-      server.baseUrl,
-      key,
-      "GET",
-      `/v1/query?concept=${a.concept}&lens=history`,
-    );
-    const items = (res.json as { items?: Array<{ id: string }> }).items ?? [];
-    if (res.status !== 200 || items.length !== 1 || items[0]?.id !== a.id) {
-      out.duplicated++;
-      seen.duplicated.add(a.id);
-      out.problems.push(`${a.concept}: history ${res.status} with ${items.length} items`);
-    }
-  });
-
-  // Per shard, LSNs 1..max exactly once, and max is the durable LSN the shard reports.
-  if (!full) {
-    for (const sh of shardInfo) out.maxLsn.push(sh.last_lsn);
-    seen.gaps += out.gaps;
-    return out;
-  }
-  const byShard: number[][] = Array.from({ length: shardInfo.length }, () => []);
-  for (const s of stored.values()) byShard[s.shard]?.push(s.lsn);
-  byShard.forEach((lsns, shard) => {
-    lsns.sort((a, b) => a - b);
-    for (let i = 0; i < lsns.length; i++) {
-      if (lsns[i] !== i + 1) {
-        out.gaps++;
-        out.problems.push(`shard ${shard}: LSN ${i + 1} expected, found ${lsns[i]} (run breaks)`);
-        break;
-      }
-    }
-    const max = lsns.length === 0 ? 0 : (lsns[lsns.length - 1] as number);
-    out.maxLsn.push(max);
-    const durable = shardInfo[shard]?.last_lsn;
-    if (durable !== max) {
-      out.gaps++;
-      out.problems.push(`shard ${shard}: highest stored LSN ${max}, durable LSN ${durable}`);
-    }
-  });
-  seen.gaps += out.gaps;
-  return out;
 }
