@@ -140,15 +140,37 @@ export async function verify(
     if (cursor === null) break;
   }
 
-  const retracted = (id: string) => retractions.acked.has(id) || retractions.landed.has(id);
+  // Every retraction acknowledged (or found landed) is still in force; of those without an
+  // answer yet, the ones that landed hold an LSN no answer reported.
+  const unknownLsns: number[] = [];
+  const retractedNow = new Set([...retractions.acked.keys(), ...retractions.landed]);
+  const targets = [...retractions.acked.keys(), ...retractions.landed, ...retractions.unanswered];
+  await pool(targets, VERIFY_CONCURRENCY, async (id) => {
+    const res = await http(server.baseUrl, key, "GET", `/v1/assertions/${id}`);
+    const status = (res.json as { status?: string }).status;
+    const shard = acked.get(id)?.shard ?? -1;
+    if (retractions.unanswered.has(id)) {
+      if (status === "retracted") {
+        retractedNow.add(id);
+        unknownLsns[shard] = (unknownLsns[shard] ?? 0) + 1;
+      }
+      return;
+    }
+    if (retractions.landed.has(id)) unknownLsns[shard] = (unknownLsns[shard] ?? 0) + 1;
+    if (res.status !== 200 || status !== "retracted") {
+      seen.retractsLost.add(id);
+      out.problems.push(`RETRACTION LOST: ${id} is ${status ?? `GET ${res.status}`}`);
+    }
+  });
+
   const missing: Acked[] = [];
   for (const a of acked.values()) {
     if (!full && a.iteration < fromIteration) continue; // checked by an earlier full pass
     const s = stored.get(a.id);
     // The subtree lists the latest active assertion of each concept: not a retracted one.
     if (s === undefined) {
-      if (!(full && retracted(a.id))) missing.push(a);
-    } else if (retracted(a.id)) {
+      if (!(full && retractedNow.has(a.id))) missing.push(a);
+    } else if (retractedNow.has(a.id)) {
       seen.retractsLost.add(a.id);
       out.problems.push(`${a.id}: retracted, but listed as active`);
     } else if (s.lsn !== a.lsn || s.shard !== a.shard) {
@@ -172,25 +194,6 @@ export async function verify(
         seen.lsnMismatches.add(a.id);
         out.problems.push(`${a.id}: acked lsn ${a.shard}:${a.lsn}, stored ${got.shard}:${got.lsn}`);
       }
-    }
-  });
-
-  // Every retraction acknowledged (or found landed) is still in force; of those without an
-  // answer yet, the ones that landed hold an LSN no answer reported.
-  const unknownLsns: number[] = [];
-  const targets = [...retractions.acked.keys(), ...retractions.landed, ...retractions.unanswered];
-  await pool(targets, VERIFY_CONCURRENCY, async (id) => {
-    const res = await http(server.baseUrl, key, "GET", `/v1/assertions/${id}`);
-    const status = (res.json as { status?: string }).status;
-    const shard = acked.get(id)?.shard ?? -1;
-    if (retractions.unanswered.has(id)) {
-      if (status === "retracted") unknownLsns[shard] = (unknownLsns[shard] ?? 0) + 1;
-      return;
-    }
-    if (retractions.landed.has(id)) unknownLsns[shard] = (unknownLsns[shard] ?? 0) + 1;
-    if (res.status !== 200 || status !== "retracted") {
-      seen.retractsLost.add(id);
-      out.problems.push(`RETRACTION LOST: ${id} is ${status ?? `GET ${res.status}`}`);
     }
   });
 
@@ -220,7 +223,7 @@ export async function verify(
   }
   const byShard: number[][] = Array.from({ length: shardInfo.length }, () => []);
   for (const s of stored.values()) byShard[s.shard]?.push(s.lsn);
-  for (const id of [...retractions.acked.keys(), ...retractions.landed]) {
+  for (const id of retractedNow) {
     const a = acked.get(id);
     if (a !== undefined && !stored.has(id)) byShard[a.shard]?.push(a.lsn);
   }
