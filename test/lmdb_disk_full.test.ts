@@ -4,7 +4,6 @@
 // records, get a storage error in the documented format; and after a restart on a larger
 // disk the WAL replay puts everything back. And one shard, driven directly, whose retractions
 // are acknowledged but never reach LMDB: its `latest` refuses rather than show one of them.
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,37 +19,29 @@ import {
   type ServerProcess,
   startServerProcess,
 } from "./helpers/server_process.js";
+import { mountSmallDisk, type SmallDisk } from "./helpers/small_disk.js";
 import { tempDir } from "./helpers/wal_fixtures.js";
 
 type Json = Record<string, unknown>;
-let mountDir = "";
+let disk: SmallDisk;
 /** The shard-level case's own 2 MiB tmpfs for LMDB, and a normal directory for its WAL. */
-let coreMountDir = "";
+let coreDisk: SmallDisk;
 let coreWalDir = "";
 let dataDir = "";
 let server: ServerProcess | undefined;
-let skipReason: string | null = null;
 
 beforeAll(() => {
-  mountDir = tempDir("stemedb-lmdb-full-");
-  coreMountDir = tempDir("stemedb-lmdb-full-core-");
+  disk = mountSmallDisk("stemedb-lmdb-full-", "2m");
+  coreDisk = mountSmallDisk("stemedb-lmdb-full-core-", "2m");
   coreWalDir = tempDir("stemedb-lmdb-full-wal-");
   dataDir = newDataDir();
-  try {
-    for (const dir of [mountDir, coreMountDir])
-      execFileSync("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", dir], { stdio: "pipe" });
-  } catch (err) {
-    skipReason = `cannot mount a size-limited tmpfs here: ${(err as Error).message.split("\n")[0]}`;
-    console.warn(`SKIPPED LMDB disk-full test: ${skipReason}`);
-  }
 });
 
 afterAll(async () => {
   await server?.kill9();
-  if (skipReason === null)
-    for (const dir of [mountDir, coreMountDir]) execFileSync("umount", ["-l", dir]);
-  for (const dir of [mountDir, coreMountDir, coreWalDir])
-    fs.rmSync(dir, { recursive: true, force: true });
+  disk.remove();
+  coreDisk.remove();
+  fs.rmSync(coreWalDir, { recursive: true, force: true });
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -59,12 +50,12 @@ const start = () =>
   startServerProcess({
     dataDir,
     shards: 1,
-    env: { STEMEDB_DB_DIR: path.join(mountDir, "db"), STEMEDB_APPLY_DELAY_MS: "0" },
+    env: { STEMEDB_DB_DIR: path.join(disk.dir, "db"), STEMEDB_APPLY_DELAY_MS: "0" },
   });
 
 describe("a server whose LMDB disk is full", () => {
   it("keeps acknowledged writes readable, refuses what would miss them, and recovers after a restart", async (ctx) => {
-    if (skipReason !== null) ctx.skip();
+    if (disk.skipReason !== null) ctx.skip();
     server = await start();
     const adminKey = readAdminKeyFile(dataDir);
     const agent = api(server.baseUrl, await createKey(server.baseUrl, adminKey, "agent", "filler"));
@@ -100,7 +91,7 @@ describe("a server whose LMDB disk is full", () => {
     expect(history.status, history.text).toBe(507);
     // More room, a restart: the WAL replay puts every acknowledged write into LMDB.
     await server.kill9();
-    execFileSync("mount", ["-o", "remount,size=64m", mountDir]);
+    disk.grow("64m");
     server = await start();
     const again = api(server.baseUrl, adminKey);
     const ids: string[] = [];
@@ -146,11 +137,11 @@ function writeOne(core: ShardCore, record: Uint8Array): Promise<Error | null> {
 
 describe("a shard whose LMDB commits fail after retractions were acknowledged", () => {
   it("refuses `latest` for their concepts instead of answering the retracted assertion", async (ctx) => {
-    if (skipReason !== null) ctx.skip();
+    if (coreDisk.skipReason !== null) ctx.skip();
     const core = await ShardCore.open({
       shardId: 0,
       walDir: coreWalDir,
-      dbDir: path.join(coreMountDir, "db"),
+      dbDir: path.join(coreDisk.dir, "db"),
       segmentSizeBytes: 4 * 1024 * 1024,
       applyDelayMs: 0,
       checkpointEveryRecords: 1_000_000_000,

@@ -3,7 +3,6 @@
 // needs root). The main process survives the failed commits; the admin action that hit one
 // gets a storage error in the documented format, not a 500; assertions keep flowing; and
 // every key whose creation was acknowledged still works after a SIGKILL and a restart.
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,35 +12,28 @@ import {
   type ServerProcess,
   startServerProcess,
 } from "./helpers/server_process.js";
+import { mountSmallDisk, type SmallDisk } from "./helpers/small_disk.js";
 import { tempDir } from "./helpers/wal_fixtures.js";
 
 type Json = Record<string, unknown>;
-let mountDir = "";
+let disk: SmallDisk;
 let diskDir = "";
 let server: ServerProcess | undefined;
-let skipReason: string | null = null;
 
 beforeAll(() => {
-  mountDir = tempDir("stemedb-meta-full-");
+  disk = mountSmallDisk("stemedb-meta-full-", "2m");
   diskDir = tempDir("stemedb-meta-full-disk-");
-  try {
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountDir], { stdio: "pipe" });
-  } catch (err) {
-    skipReason = `cannot mount a size-limited tmpfs here: ${(err as Error).message.split("\n")[0]}`;
-    console.warn(`SKIPPED meta disk-full test: ${skipReason}`);
-  }
 });
 
 afterAll(async () => {
   await server?.kill9();
-  if (skipReason === null) execFileSync("umount", ["-l", mountDir]);
-  fs.rmSync(mountDir, { recursive: true, force: true });
+  disk.remove();
   fs.rmSync(diskDir, { recursive: true, force: true });
 });
 
 const start = () =>
   startServerProcess({
-    dataDir: mountDir,
+    dataDir: disk.dir,
     shards: 1,
     env: {
       STEMEDB_WAL_DIR: path.join(diskDir, "wal"),
@@ -58,9 +50,9 @@ function bulkyLabels(n: number): Record<string, string> {
 
 describe("a server whose meta disk is full", () => {
   it("answers 507, keeps serving, and keeps every acknowledged key across a restart", async (ctx) => {
-    if (skipReason !== null) ctx.skip();
+    if (disk.skipReason !== null) ctx.skip();
     server = await start();
-    const adminKey = readAdminKeyFile(mountDir);
+    const adminKey = readAdminKeyFile(disk.dir);
     const admin = api(server.baseUrl, adminKey);
     const created: string[] = [];
     let refused: { status: number; body: Json; requestId: string | null } | null = null;
@@ -99,7 +91,7 @@ describe("a server whose meta disk is full", () => {
     };
     await readsOk(server.baseUrl);
     await server.kill9();
-    execFileSync("mount", ["-o", "remount,size=64m", mountDir]);
+    disk.grow("64m");
     server = await start();
     await readsOk(server.baseUrl);
   });

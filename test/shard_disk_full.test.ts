@@ -1,7 +1,6 @@
 // A shard whose WAL runs out of disk in the middle of a multi-record write: the write is
 // answered once with an error (never a throw that kills the shard thread), nothing of it is
 // kept or served, and once space is back the same records are written anew.
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,27 +8,20 @@ import { WRITE_DUPLICATE } from "../src/shard/core_options.js";
 import { ShardCore } from "../src/shard/shard_core.js";
 import { WalUnavailableError } from "../src/wal/errors.js";
 import { bigAssertion } from "./helpers/records.js";
+import { mountSmallDisk, type SmallDisk } from "./helpers/small_disk.js";
 import { tempDir } from "./helpers/wal_fixtures.js";
 
 // A real size-limited filesystem for the WAL (needs root); LMDB lives on the normal disk.
-let mountDir = "";
+let disk: SmallDisk;
 let dbRoot = "";
-let skipReason: string | null = null;
 
 beforeAll(() => {
-  mountDir = tempDir("stemedb-shard-full-");
+  disk = mountSmallDisk("stemedb-shard-full-", "4m");
   dbRoot = tempDir("stemedb-shard-full-db-");
-  try {
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", mountDir], { stdio: "pipe" });
-  } catch (err) {
-    skipReason = `cannot mount a size-limited tmpfs here: ${(err as Error).message.split("\n")[0]}`;
-    console.warn(`SKIPPED shard disk-full test: ${skipReason}`);
-  }
 });
 
 afterAll(() => {
-  if (skipReason === null) execFileSync("umount", ["-l", mountDir]);
-  fs.rmSync(mountDir, { recursive: true, force: true });
+  disk.remove();
   fs.rmSync(dbRoot, { recursive: true, force: true });
 });
 
@@ -62,10 +54,10 @@ function write(
 
 describe("a shard on a full disk", () => {
   it("fails a write that runs out of space mid-way as a whole, keeps none of it, and takes it again later", async (ctx) => {
-    if (skipReason !== null) ctx.skip();
+    if (disk.skipReason !== null) ctx.skip();
     const options = {
       shardId: 0,
-      walDir: path.join(mountDir, "wal"),
+      walDir: path.join(disk.dir, "wal"),
       dbDir: path.join(dbRoot, "db"),
       segmentSizeBytes: SEGMENT_BYTES,
       // No checkpoint frees a segment until the test asks for one.

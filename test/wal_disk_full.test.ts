@@ -1,33 +1,23 @@
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WalUnavailableError } from "../src/wal/errors.js";
-import { openCollecting, payloadOf, tempDir } from "./helpers/wal_fixtures.js";
+import { mountSmallDisk, type SmallDisk } from "./helpers/small_disk.js";
+import { openCollecting, payloadOf } from "./helpers/wal_fixtures.js";
 
 // A real size-limited filesystem: a 3 MiB tmpfs mounted by the test (needs root).
-let mountDir = "";
-let skipReason: string | null = null;
+let disk: SmallDisk;
 
 beforeAll(() => {
-  mountDir = tempDir("stemedb-full-");
-  try {
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=3m", "tmpfs", mountDir], { stdio: "pipe" });
-  } catch (err) {
-    skipReason = `cannot mount a size-limited tmpfs here: ${(err as Error).message.split("\n")[0]}`;
-    console.warn(`SKIPPED disk-full test: ${skipReason}`);
-  }
+  disk = mountSmallDisk("stemedb-full-", "3m");
 });
 
-afterAll(() => {
-  if (skipReason === null) execFileSync("umount", ["-l", mountDir]);
-  fs.rmSync(mountDir, { recursive: true, force: true });
-});
+afterAll(() => disk.remove());
 
 describe("wal on a full disk", () => {
   it("fails appends with disk_full, keeps acknowledged records, and resumes once space is freed", async (ctx) => {
-    if (skipReason !== null) ctx.skip();
-    const walDir = path.join(mountDir, "wal");
+    if (disk.skipReason !== null) ctx.skip();
+    const walDir = path.join(disk.dir, "wal");
     const { wal } = await openCollecting(walDir, { retryDelayMs: 20 });
     const record = Buffer.alloc(30_000, 3);
     let acked = 0;
@@ -36,7 +26,7 @@ describe("wal on a full disk", () => {
     // Fill the rest of the filesystem so that no further segment can be preallocated.
     // Let the spare that the first rotation started finish, then fill what is left.
     await new Promise((resolve) => setTimeout(resolve, 200));
-    const filler = path.join(mountDir, "filler");
+    const filler = path.join(disk.dir, "filler");
     const fd = fs.openSync(filler, "w");
     const chunk = Buffer.alloc(16 * 1024);
     try {
