@@ -75,6 +75,7 @@ describe("a server whose LMDB disk is full", () => {
     // LMDB reports the short page write as EIO, on a filesystem with no space left: 507.
     expect(refused.status, JSON.stringify(refused.body)).toBe(507);
     expect(refused.body.error).toMatchObject({ code: "disk_full" });
+    expect((refused.body.error as { message: string }).message).toMatch(/LMDB disk is full/);
     // The shard thread is alive and says why it refuses writes.
     const health = (await reader.request("GET", "/v1/health")).json as { shards: Json[] };
     expect(health.shards[0]).toMatchObject({ status: "read_only" });
@@ -172,7 +173,7 @@ describe("a shard whose LMDB commits fail after retractions were acknowledged", 
         await core.settled();
       }
       if (core.writeBlocker === null) throw new Error("LMDB never filled the 2 MiB tmpfs");
-      expect(core.writeBlocker).toMatchObject({ reason: "disk_full" });
+      expect(core.writeBlocker).toMatchObject({ reason: "store_full" });
       await core.stateBarrier();
       let refused = 0;
       for (const i of retracted) {

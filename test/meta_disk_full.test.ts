@@ -2,7 +2,8 @@
 // the WAL and the shards' LMDB still have room (the data directory on a real 2 MiB tmpfs;
 // needs root). The main process survives the failed commits; the admin action that hit one
 // gets a storage error in the documented format, not a 500; assertions keep flowing; and
-// every key whose creation was acknowledged still works after a SIGKILL and a restart.
+// once there is room again meta writes work without a restart; and every key whose creation
+// was acknowledged still works after a SIGKILL and a restart.
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -90,8 +91,12 @@ describe("a server whose meta disk is full", () => {
       }
     };
     await readsOk(server.baseUrl);
-    await server.kill9();
+    // With room again, meta writes work without a restart.
     disk.grow("64m");
+    const again = await admin.request("POST", "/v1/admin/api_keys", { role: "reader" });
+    expect(again.status, again.text).toBe(201);
+    created.push((again.json as { key: string }).key);
+    await server.kill9();
     server = await start();
     await readsOk(server.baseUrl);
   });

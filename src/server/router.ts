@@ -290,8 +290,8 @@ function handle(res: HttpResponse, req: HttpRequest, route: Route, deps: RouterD
     if (isLmdbCommitFailure(err)) {
       // A commit of the meta env (keys, agents, audit) failed; its cause says which answer.
       void lmdbFailureCause(err).then((cause) => {
-        deps.onError(cause, requestId, route.pattern);
         finish(errorReply(metaCommitError(cause, deps.metaDir), requestId));
+        deps.onError(cause, requestId, route.pattern);
       });
       return;
     }

@@ -22,7 +22,13 @@ export function toApiError(err: unknown): ApiError | null {
         `Shard ${err.shardId} cannot write: the WAL disk is full. Reads keep working.`,
         "disk_full",
       );
+    case "store_full":
+      return insufficientStorage(
+        `Shard ${err.shardId} cannot write: its LMDB disk is full. Reads by id keep working; range reads are refused until the server restarts with space freed.`,
+        "disk_full",
+      );
     case "io_error":
+    case "store_error":
     case "closed":
     case "exited":
     case "timeout":
@@ -44,8 +50,9 @@ export function toApiError(err: unknown): ApiError | null {
 /** A failed commit of the meta env (in `metaDir`), by its cause: 507 when out of space, else a 500. */
 export function metaCommitError(cause: Error, metaDir: string): ApiError {
   if (!isNoSpace(cause, metaDir)) return internalError();
+  // A change and its audit entry commit separately: the change itself may have been saved.
   return insufficientStorage(
-    "The metadata store (keys, agents, audit) is out of disk space; this change was not saved. Reads and assertions keep working.",
+    "The metadata store (keys, agents, audit) is out of disk space; a write of this request failed, and the change may be partly applied: check it before retrying. Reads and assertions keep working.",
     "disk_full",
   );
 }

@@ -43,7 +43,7 @@ export type { RecoveryReport };
 function lmdbUnavailable(shardId: number, dbDir: string, err: Error): WalUnavailableError {
   const code = (err as { code?: unknown }).code;
   return new WalUnavailableError(
-    isNoSpace(err, dbDir) ? "disk_full" : "io_error",
+    isNoSpace(err, dbDir) ? "store_full" : "store_error",
     `shard ${shardId}: an LMDB commit failed (${err.message}); writes and range reads are refused until a restart replays the WAL`,
     code === undefined ? null : String(code),
   );

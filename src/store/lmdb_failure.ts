@@ -8,8 +8,9 @@ import fs from "node:fs";
 const COMMIT_FAILED_MESSAGE = "Commit failed (see commitError for details)";
 /** How long to wait for the cause; lmdb-js rejects it in the same turn as the commit. */
 const CAUSE_WAIT_MS = 200;
-/** errno ENOSPC as lmdb-js reports it (a number), and LMDB's MDB_MAP_FULL. */
+/** errno ENOSPC and EDQUOT as lmdb-js reports them (numbers), and LMDB's MDB_MAP_FULL. */
 const ENOSPC_ERRNO = 28;
+const EDQUOT_ERRNO = 122;
 const MDB_MAP_FULL = -30792;
 const EIO_ERRNO = 5;
 /** Free space under which an EIO from LMDB is taken for a full disk (a commit can be MBs). */
@@ -29,9 +30,14 @@ export function isLmdbCommitFailure(err: unknown): err is LmdbCommitFailure {
  */
 export function absorbLmdbCommitFailure(reason: unknown): boolean {
   if (!isLmdbCommitFailure(reason)) return false;
-  const cause = reason.commitError;
-  if (cause instanceof Promise) cause.catch(() => {});
+  observeCommitCause(reason);
   return true;
+}
+
+/** Marks a failed commit's cause promise handled (nothing else may await it). */
+export function observeCommitCause(err: Error): void {
+  const cause = (err as LmdbCommitFailure).commitError;
+  if (cause instanceof Promise) cause.catch(() => {});
 }
 
 /**
@@ -65,7 +71,9 @@ export function lmdbFailureCause(err: Error): Promise<Error> {
  */
 export function isNoSpace(err: Error, envDir: string): boolean {
   const code = (err as { code?: unknown }).code;
-  if (code === "ENOSPC" || code === ENOSPC_ERRNO || code === MDB_MAP_FULL) return true;
+  if (code === "ENOSPC" || code === ENOSPC_ERRNO || code === "EDQUOT" || code === EDQUOT_ERRNO)
+    return true;
+  if (code === MDB_MAP_FULL) return true;
   if (/MDB_MAP_FULL|No space left/i.test(err.message)) return true;
   if (code !== EIO_ERRNO && code !== "EIO") return false;
   try {

@@ -22,6 +22,7 @@ import {
   InvalidCursorError,
 } from "./cursor.js";
 import { type UpgradeReport, upgradeStoreFormat } from "./format_upgrade.js";
+import { observeCommitCause } from "./lmdb_failure.js";
 import {
   APPLY_CHAIN_KEY,
   checkShardOf,
@@ -223,10 +224,7 @@ export class ShardStore {
   }
 
   private failApply(err: Error): never {
-    // lmdb-js rejects a failed commit's writes with "Commit failed" and the cause (which it
-    // logs itself, e.g. EIO) in a second promise, commitError, that nothing else awaits.
-    const cause = (err as { commitError?: unknown }).commitError;
-    if (cause instanceof Promise) cause.catch(() => {});
+    observeCommitCause(err);
     if (this.applyFailure === null) this.applyFailure = err;
     throw err;
   }

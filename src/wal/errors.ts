@@ -16,7 +16,17 @@ export class WalCorruptionError extends Error {
   }
 }
 
-export type WalUnavailableReason = "disk_full" | "io_error" | "closed" | "backpressure";
+/**
+ * Why appends are refused. "store_full" / "store_error": a shard's LMDB commit failed (for
+ * lack of space / otherwise); the shard refuses writes until a restart replays the WAL.
+ */
+export type WalUnavailableReason =
+  | "disk_full"
+  | "io_error"
+  | "closed"
+  | "backpressure"
+  | "store_full"
+  | "store_error";
 
 /** Appends are refused (never silently retried): the caller maps this to 507/503. */
 export class WalUnavailableError extends Error {
