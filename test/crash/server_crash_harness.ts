@@ -6,8 +6,9 @@
 //  - per shard, the LSNs of all stored assertions run 1..max without gap or repeat, and max is
 //    the shard's durable LSN in /v1/health;
 //  - a retried write (same content) returns the same id, duplicate:true, its original LSN;
-//  - every acknowledged retraction (a tenth of the requests retract an acknowledged write)
-//    still holds, and its LSN is accounted for like a write's (server_crash_verify.ts).
+//  - every acknowledged retraction and vote (a tenth of the requests each retract, or vote
+//    on, an acknowledged write) still holds, and its LSN is accounted for like a write's
+//    (state_changes.ts, server_crash_verify.ts).
 // Requests that got no answer are retried after the restart, as a client would.
 import { spawn } from "node:child_process";
 import path from "node:path";
@@ -19,13 +20,15 @@ import {
   type ServerProcess,
   startServerProcess,
 } from "../helpers/server_process.js";
-import { type Acked, http, type Retractions, type Seen, verify } from "./server_crash_verify.js";
+import { type Acked, http, type Seen, verify } from "./server_crash_verify.js";
+import { StateChanges } from "./state_changes.js";
 
 const MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), "../../src/server/main.js");
 /** Cap on acked items re-sent per iteration to check dedup across restarts. */
 const RESEND_SAMPLE = 64;
-/** Share of client requests that retract an acknowledged write instead of writing. */
+/** Shares of client requests that retract, or vote on, an acknowledged write instead of writing. */
 const RETRACT_SHARE = 0.1;
+const VOTE_SHARE = 0.1;
 
 export interface ServerCrashOptions {
   iterations: number;
@@ -58,6 +61,10 @@ export interface ServerCrashStats {
   retractsLandedUnanswered: number;
   /** Retractions in force before a crash and undone after it. */
   retractsLost: number;
+  /** Votes acknowledged, by a second agent. */
+  votes: number;
+  /** Acknowledged votes missing (or different) after a crash. */
+  votesLost: number;
   resendMismatches: number;
   /** Pairs of identical writes sent at once. */
   racePairs: number;
@@ -162,6 +169,8 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
     retracts: 0,
     retractsLandedUnanswered: 0,
     retractsLost: 0,
+    votes: 0,
+    votesLost: 0,
     resendMismatches: 0,
     racePairs: 0,
     earlyDuplicateAcks: 0,
@@ -181,13 +190,14 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
     gaps: 0,
     tornTails: 0,
     retractsLost: new Set(),
+    votesLost: new Set(),
   };
-  const retractions: Retractions = { acked: new Map(), landed: new Set(), unanswered: new Set() };
-  /** Acknowledged writes not yet picked for a retraction. */
-  const retractable: string[] = [];
   let unanswered: Array<{ items: Item[]; batch: boolean }> = [];
   let server: ServerProcess = await start();
-  const key = await createKey(server.baseUrl, readAdminKeyFile(dataDir), "agent", "crash-agent");
+  const adminKey = readAdminKeyFile(dataDir);
+  const key = await createKey(server.baseUrl, adminKey, "agent", "crash-agent");
+  const voterKey = await createKey(server.baseUrl, adminKey, "agent", "crash-voter");
+  const changes = new StateChanges(key, voterKey, "crash-voter", stats);
 
   const record = (items: Item[], results: WriteResult[], iteration: number) => {
     results.forEach((r, i) => {
@@ -208,37 +218,9 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
         shard: r.shard,
         iteration,
       });
-      retractable.push(r.id);
+      changes.offer(r.id);
     });
   };
-  /** Retracts `id` (an acknowledged write); false when the server is gone. */
-  const retract = async (baseUrl: string, id: string, retry: boolean): Promise<boolean> => {
-    let res: { status: number; json: unknown };
-    try {
-      res = await http(baseUrl, key, "POST", "/v1/retract", { assertion_id: id });
-    } catch {
-      retractions.unanswered.add(id);
-      return false;
-    }
-    if (res.status >= 500) {
-      retractions.unanswered.add(id);
-      return true;
-    }
-    const body = res.json as { lsn?: number; duplicate?: boolean };
-    if (res.status !== 200 || typeof body.lsn !== "number") {
-      throw new Error(`retract refused with ${res.status}: ${JSON.stringify(res.json)}`);
-    }
-    retractions.unanswered.delete(id);
-    stats.retracts++;
-    if (body.duplicate === true) {
-      // Only a retry may find its retraction done: it landed, and its answer was lost.
-      if (!retry) stats.problems.push(`first retraction of ${id} answered as a duplicate`);
-      retractions.landed.add(id);
-      stats.retractsLandedUnanswered++;
-    } else retractions.acked.set(id, body.lsn);
-    return true;
-  };
-
   for (let iteration = 0; iteration < opts.iterations; iteration++) {
     const ackedBefore = acked.size;
     // Retry what got no answer before the crash: same content, so the same ids.
@@ -250,10 +232,7 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
       stats.retried += r.items.length;
       record(r.items, results, iteration);
     }
-    for (const id of [...retractions.unanswered]) {
-      await retract(server.baseUrl, id, true);
-      if (retractions.unanswered.has(id)) throw new Error("a retried retraction got a 5xx");
-    }
+    await changes.retryRetractions(server.baseUrl);
     // Re-send a sample of acknowledged items: must be duplicates with their original LSN.
     const sample = [...acked.values()].sort(() => Math.random() - 0.5).slice(0, RESEND_SAMPLE);
     for (const a of sample) {
@@ -281,13 +260,14 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
     let seq = 0;
     const client = async (c: number) => {
       while (!dead) {
-        if (retractable.length > 0 && Math.random() < RETRACT_SHARE) {
-          // A random acknowledged write, never picked before (swap-remove).
-          const at = Math.floor(Math.random() * retractable.length);
-          const id = retractable[at] as string;
-          retractable[at] = retractable[retractable.length - 1] as string;
-          retractable.pop();
-          if (!(await retract(running.baseUrl, id, false))) return; // the server is gone
+        const roll = Math.random();
+        const target = roll < RETRACT_SHARE + VOTE_SHARE ? changes.take() : null;
+        if (target !== null) {
+          const alive =
+            roll < RETRACT_SHARE
+              ? await changes.retract(running.baseUrl, target, false)
+              : await changes.vote(running.baseUrl, target);
+          if (!alive) return; // the server is gone
           continue;
         }
         const batch = Math.random() < 0.3;
@@ -349,7 +329,7 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
     }
     server = await start();
     const full = (iteration + 1) % (opts.fullCheckEvery ?? 1) === 0;
-    const v = await verify(server, key, acked, retractions, iteration, seen, full);
+    const v = await verify(server, key, acked, changes.log, iteration, seen, full);
     stats.iterations++;
     if (v.problems.length === 0) stats.checksPassed++;
     else {
@@ -361,7 +341,7 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
         `+${acked.size - ackedBefore} acked (${acked.size} total, ${unanswered.length} requests unanswered), ` +
         `lost ${v.lost}, duplicated ${v.duplicated}, lsn gaps ${v.gaps}, shard LSNs ${v.maxLsn.join("/")}, ` +
         `torn tails ${v.tornTails}, rotations ${rotations}, ` +
-        `retractions ${stats.retracts} (${retractions.unanswered.size} unanswered)${v.problems.length > 0 ? ` — ${v.problems[0]}` : ""}`,
+        `retractions ${stats.retracts}, votes ${stats.votes}${v.problems.length > 0 ? ` — ${v.problems[0]}` : ""}`,
     );
   }
 
@@ -369,7 +349,7 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
   const code = await server.stop();
   if (code !== 0) stats.problems.push(`SIGTERM exit code ${code}`);
   server = await start();
-  const v = await verify(server, key, acked, retractions, 0, seen, true);
+  const v = await verify(server, key, acked, changes.log, 0, seen, true);
   if (v.problems.length === 0 && code === 0) stats.checksPassed++;
   else {
     stats.checksFailed++;
@@ -386,6 +366,7 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
   stats.lsnGaps = seen.gaps;
   stats.lsnMismatches = seen.lsnMismatches.size;
   stats.retractsLost = seen.retractsLost.size;
+  stats.votesLost = seen.votesLost.size;
   stats.tornTails = seen.tornTails;
   return stats;
 }

@@ -1,9 +1,10 @@
 // Checks after each restart of the server crash loop (server_crash_harness.ts): every
 // acknowledged write readable with the LSN and shard its ack reported, stored once; every
-// acknowledged retraction still in force; per shard, the LSNs of everything stored (writes
-// and retractions) run 1..durable LSN without repeat, a gap only where a retraction landed
-// whose answer the crash swallowed (its LSN no answer reported).
+// acknowledged retraction and vote still in force; per shard, the LSNs of everything stored
+// (writes, retractions, votes) run 1..durable LSN without repeat, a gap only where a
+// retraction landed whose answer the crash swallowed (its LSN no answer reported).
 import type { ServerProcess } from "../helpers/server_process.js";
+import type { StateChangeLog } from "./state_changes.js";
 
 const REQUEST_TIMEOUT_MS = 30_000;
 const VERIFY_CONCURRENCY = 16;
@@ -16,16 +17,6 @@ export interface Acked {
   shard: number;
   /** Iteration that acked it (history is re-checked for the newest ones every iteration). */
   iteration: number;
-}
-
-/** Retractions of acknowledged writes, by what their answers said. */
-export interface Retractions {
-  /** Target id → the LSN of the retraction, as its 200 reported. */
-  acked: Map<string, number>;
-  /** Targets whose retraction got no answer, then a retry said it had landed (LSN unknown). */
-  landed: Set<string>;
-  /** Targets whose retraction got no answer and has not been retried yet. */
-  unanswered: Set<string>;
 }
 
 export async function http(
@@ -73,6 +64,8 @@ export interface Seen {
   tornTails: number;
   /** Retractions acknowledged (or found landed) that a restart undid. */
   retractsLost: Set<string>;
+  /** Votes acknowledged that a restart undid or changed. */
+  votesLost: Set<string>;
 }
 
 export interface Verification {
@@ -89,7 +82,7 @@ export async function verify(
   server: ServerProcess,
   key: string,
   acked: Map<string, Acked>,
-  retractions: Retractions,
+  changes: StateChangeLog,
   fromIteration: number,
   seen: Seen,
   full: boolean,
@@ -143,24 +136,53 @@ export async function verify(
   // Every retraction acknowledged (or found landed) is still in force; of those without an
   // answer yet, the ones that landed hold an LSN no answer reported.
   const unknownLsns: number[] = [];
-  const retractedNow = new Set([...retractions.acked.keys(), ...retractions.landed]);
-  const targets = [...retractions.acked.keys(), ...retractions.landed, ...retractions.unanswered];
+  const retractedNow = new Set([...changes.retracted.keys(), ...changes.retractedUnanswered]);
+  const targets = [
+    ...changes.retracted.keys(),
+    ...changes.retractedUnanswered,
+    ...changes.retractsPending,
+  ];
   await pool(targets, VERIFY_CONCURRENCY, async (id) => {
     const res = await http(server.baseUrl, key, "GET", `/v1/assertions/${id}`);
     const status = (res.json as { status?: string }).status;
     const shard = acked.get(id)?.shard ?? -1;
-    if (retractions.unanswered.has(id)) {
+    if (changes.retractsPending.has(id)) {
       if (status === "retracted") {
         retractedNow.add(id);
         unknownLsns[shard] = (unknownLsns[shard] ?? 0) + 1;
       }
       return;
     }
-    if (retractions.landed.has(id)) unknownLsns[shard] = (unknownLsns[shard] ?? 0) + 1;
+    if (changes.retractedUnanswered.has(id)) unknownLsns[shard] = (unknownLsns[shard] ?? 0) + 1;
     if (res.status !== 200 || status !== "retracted") {
       seen.retractsLost.add(id);
       out.problems.push(`RETRACTION LOST: ${id} is ${status ?? `GET ${res.status}`}`);
     }
+  });
+
+  // Every acknowledged vote is listed in the target's provenance, as acknowledged; a vote
+  // without an answer is there or not, and when there its LSN is known from the listing.
+  const voteLsns: Array<{ shard: number; lsn: number }> = [];
+  const voteTargets = [...changes.voted.keys(), ...changes.votesUnanswered.keys()];
+  await pool(voteTargets, VERIFY_CONCURRENCY, async (id) => {
+    const res = await http(server.baseUrl, key, "GET", `/v1/source/provenance?assertion_id=${id}`);
+    const votes = (res.json as { votes?: Array<{ voter: string; vote: string; lsn: number }> })
+      .votes;
+    const mine = votes?.find((v) => v.voter === changes.voter);
+    const shard = acked.get(id)?.shard ?? -1;
+    const expected = changes.voted.get(id);
+    if (expected === undefined) {
+      if (mine !== undefined) voteLsns.push({ shard, lsn: mine.lsn });
+      return;
+    }
+    if (res.status !== 200 || mine?.vote !== expected.vote || mine.lsn !== expected.lsn) {
+      seen.votesLost.add(id);
+      out.problems.push(
+        `VOTE LOST: ${id} acked ${expected.vote} at LSN ${expected.lsn}, provenance ${res.status} ${JSON.stringify(mine ?? null)}`,
+      );
+      return;
+    }
+    voteLsns.push({ shard, lsn: expected.lsn });
   });
 
   const missing: Acked[] = [];
@@ -214,7 +236,7 @@ export async function verify(
   });
 
   // Per shard, the known LSNs (active writes as listed, retracted writes and retractions as
-  // acknowledged) are distinct, at most the durable LSN the shard reports, and leave exactly
+  // acknowledged, votes as listed) are distinct, at most the durable LSN the shard reports, and leave exactly
   // as many LSNs unaccounted for as retractions landed unanswered.
   if (!full) {
     for (const sh of shardInfo) out.maxLsn.push(sh.last_lsn);
@@ -227,10 +249,11 @@ export async function verify(
     const a = acked.get(id);
     if (a !== undefined && !stored.has(id)) byShard[a.shard]?.push(a.lsn);
   }
-  for (const [id, lsn] of retractions.acked) {
+  for (const [id, lsn] of changes.retracted) {
     const shard = acked.get(id)?.shard;
     if (shard !== undefined) byShard[shard]?.push(lsn);
   }
+  for (const { shard, lsn } of voteLsns) byShard[shard]?.push(lsn);
   byShard.forEach((lsns, shard) => {
     lsns.sort((a, b) => a - b);
     for (let i = 1; i < lsns.length; i++) {

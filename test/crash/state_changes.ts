@@ -1,0 +1,124 @@
+// The crash loop's state changes: retractions (by the author) and votes (by a second agent) on
+// acknowledged writes, each write used at most once, and what their answers said. The checks
+// after a restart are in server_crash_verify.ts.
+import { http } from "./server_crash_verify.js";
+
+/** What the state changes' answers said, for the checks after a restart. */
+export interface StateChangeLog {
+  /** Retracted target → the retraction's LSN, as its 200 reported. */
+  retracted: Map<string, number>;
+  /** Targets whose retraction got no answer, then a retry said it had landed (LSN unknown). */
+  retractedUnanswered: Set<string>;
+  /** Targets whose retraction got no answer and has not been retried yet. */
+  retractsPending: Set<string>;
+  /** Voted target → the vote's direction and LSN, as its 201 reported. */
+  voted: Map<string, { vote: "up" | "down"; lsn: number }>;
+  /** Targets whose vote got no answer (never retried: provenance shows whether it landed). */
+  votesUnanswered: Map<string, "up" | "down">;
+  /** The second agent's principal (the voter). */
+  voter: string;
+}
+
+export interface StateChangeStats {
+  retracts: number;
+  retractsLandedUnanswered: number;
+  votes: number;
+  problems: string[];
+}
+
+export class StateChanges {
+  readonly log: StateChangeLog;
+  /** Acknowledged writes not yet picked for a retraction or a vote. */
+  private readonly unused: string[] = [];
+
+  constructor(
+    private readonly authorKey: string,
+    private readonly voterKey: string,
+    voter: string,
+    private readonly stats: StateChangeStats,
+  ) {
+    this.log = {
+      retracted: new Map(),
+      retractedUnanswered: new Set(),
+      retractsPending: new Set(),
+      voted: new Map(),
+      votesUnanswered: new Map(),
+      voter,
+    };
+  }
+
+  /** A newly acknowledged write, available as a target. */
+  offer(id: string): void {
+    this.unused.push(id);
+  }
+
+  /** A random unused target (swap-remove), or null when none is left. */
+  take(): string | null {
+    if (this.unused.length === 0) return null;
+    const at = Math.floor(Math.random() * this.unused.length);
+    const id = this.unused[at] as string;
+    this.unused[at] = this.unused[this.unused.length - 1] as string;
+    this.unused.pop();
+    return id;
+  }
+
+  /** Retracts `id` as its author; false when the server is gone. */
+  async retract(baseUrl: string, id: string, retry: boolean): Promise<boolean> {
+    const log = this.log;
+    let res: { status: number; json: unknown };
+    try {
+      res = await http(baseUrl, this.authorKey, "POST", "/v1/retract", { assertion_id: id });
+    } catch {
+      log.retractsPending.add(id);
+      return false;
+    }
+    if (res.status >= 500) {
+      log.retractsPending.add(id);
+      return true;
+    }
+    const body = res.json as { lsn?: number; duplicate?: boolean };
+    if (res.status !== 200 || typeof body.lsn !== "number") {
+      throw new Error(`retract refused with ${res.status}: ${JSON.stringify(res.json)}`);
+    }
+    log.retractsPending.delete(id);
+    this.stats.retracts++;
+    if (body.duplicate === true) {
+      // Only a retry may find its retraction done: it landed, and its answer was lost.
+      if (!retry) this.stats.problems.push(`first retraction of ${id} answered as a duplicate`);
+      log.retractedUnanswered.add(id);
+      this.stats.retractsLandedUnanswered++;
+    } else log.retracted.set(id, body.lsn);
+    return true;
+  }
+
+  /** Retries every retraction that got no answer; throws if one still gets none. */
+  async retryRetractions(baseUrl: string): Promise<void> {
+    for (const id of [...this.log.retractsPending]) {
+      await this.retract(baseUrl, id, true);
+      if (this.log.retractsPending.has(id)) throw new Error("a retried retraction got a 5xx");
+    }
+  }
+
+  /** Votes on `id` as the second agent; false when the server is gone. */
+  async vote(baseUrl: string, id: string): Promise<boolean> {
+    const vote = Math.random() < 0.5 ? "up" : "down";
+    let res: { status: number; json: unknown };
+    try {
+      res = await http(baseUrl, this.voterKey, "POST", "/v1/vote", { assertion_id: id, vote });
+    } catch {
+      this.log.votesUnanswered.set(id, vote);
+      return false;
+    }
+    if (res.status >= 500) {
+      this.log.votesUnanswered.set(id, vote);
+      return true;
+    }
+    const body = res.json as { lsn?: number; replaced?: boolean };
+    if (res.status !== 201 || typeof body.lsn !== "number" || body.replaced !== false) {
+      throw new Error(`vote answered ${res.status}: ${JSON.stringify(res.json)}`);
+    }
+    this.stats.votes++;
+    this.log.voted.set(id, { vote, lsn: body.lsn });
+    return true;
+  }
+}
