@@ -6,8 +6,8 @@
 //  - per shard, the LSNs of all stored assertions run 1..max without gap or repeat, and max is
 //    the shard's durable LSN in /v1/health;
 //  - a retried write (same content) returns the same id, duplicate:true, its original LSN;
-//  - every acknowledged retraction and vote (a tenth of the requests each retract, or vote
-//    on, an acknowledged write) still holds, and its LSN is accounted for like a write's
+//  - every acknowledged retraction, vote and supersession (a quarter of the requests change
+//    an acknowledged write) still holds, and its LSN is accounted for like a write's
 //    (state_changes.ts, server_crash_verify.ts).
 // Requests that got no answer are retried after the restart, as a client would.
 import { spawn } from "node:child_process";
@@ -26,9 +26,10 @@ import { StateChanges } from "./state_changes.js";
 const MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), "../../src/server/main.js");
 /** Cap on acked items re-sent per iteration to check dedup across restarts. */
 const RESEND_SAMPLE = 64;
-/** Shares of client requests that retract, or vote on, an acknowledged write instead of writing. */
+/** Shares of client requests that retract, vote on or supersede an acknowledged write. */
 const RETRACT_SHARE = 0.1;
 const VOTE_SHARE = 0.1;
+const SUPERSEDE_SHARE = 0.05;
 
 export interface ServerCrashOptions {
   iterations: number;
@@ -65,6 +66,10 @@ export interface ServerCrashStats {
   votes: number;
   /** Acknowledged votes missing (or different) after a crash. */
   votesLost: number;
+  /** Supersessions acknowledged (a retry's duplicate answer included). */
+  supersedes: number;
+  /** Acknowledged supersessions undone after a crash. */
+  supersedesLost: number;
   resendMismatches: number;
   /** Pairs of identical writes sent at once. */
   racePairs: number;
@@ -171,6 +176,8 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
     retractsLost: 0,
     votes: 0,
     votesLost: 0,
+    supersedes: 0,
+    supersedesLost: 0,
     resendMismatches: 0,
     racePairs: 0,
     earlyDuplicateAcks: 0,
@@ -191,6 +198,7 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
     tornTails: 0,
     retractsLost: new Set(),
     votesLost: new Set(),
+    supersedesLost: new Set(),
   };
   let unanswered: Array<{ items: Item[]; batch: boolean }> = [];
   let server: ServerProcess = await start();
@@ -232,7 +240,7 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
       stats.retried += r.items.length;
       record(r.items, results, iteration);
     }
-    await changes.retryRetractions(server.baseUrl);
+    await changes.retryPending(server.baseUrl, (id) => (acked.get(id) as Acked).concept);
     // Re-send a sample of acknowledged items: must be duplicates with their original LSN.
     const sample = [...acked.values()].sort(() => Math.random() - 0.5).slice(0, RESEND_SAMPLE);
     for (const a of sample) {
@@ -261,12 +269,19 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
     const client = async (c: number) => {
       while (!dead) {
         const roll = Math.random();
-        const target = roll < RETRACT_SHARE + VOTE_SHARE ? changes.take() : null;
+        const target = roll < RETRACT_SHARE + VOTE_SHARE + SUPERSEDE_SHARE ? changes.take() : null;
         if (target !== null) {
           const alive =
             roll < RETRACT_SHARE
               ? await changes.retract(running.baseUrl, target, false)
-              : await changes.vote(running.baseUrl, target);
+              : roll < RETRACT_SHARE + VOTE_SHARE
+                ? await changes.vote(running.baseUrl, target)
+                : await changes.supersede(
+                    running.baseUrl,
+                    target,
+                    (acked.get(target) as Acked).concept,
+                    false,
+                  );
           if (!alive) return; // the server is gone
           continue;
         }
@@ -341,7 +356,7 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
         `+${acked.size - ackedBefore} acked (${acked.size} total, ${unanswered.length} requests unanswered), ` +
         `lost ${v.lost}, duplicated ${v.duplicated}, lsn gaps ${v.gaps}, shard LSNs ${v.maxLsn.join("/")}, ` +
         `torn tails ${v.tornTails}, rotations ${rotations}, ` +
-        `retractions ${stats.retracts}, votes ${stats.votes}${v.problems.length > 0 ? ` — ${v.problems[0]}` : ""}`,
+        `retractions ${stats.retracts}, votes ${stats.votes}, supersessions ${stats.supersedes}${v.problems.length > 0 ? ` — ${v.problems[0]}` : ""}`,
     );
   }
 
@@ -367,6 +382,7 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
   stats.lsnMismatches = seen.lsnMismatches.size;
   stats.retractsLost = seen.retractsLost.size;
   stats.votesLost = seen.votesLost.size;
+  stats.supersedesLost = seen.supersedesLost.size;
   stats.tornTails = seen.tornTails;
   return stats;
 }

@@ -65,6 +65,7 @@ if (iterations > 0) {
         `lsn mismatches ${stats.lsnMismatches}, re-send mismatches ${stats.resendMismatches}, ` +
         `retractions ${stats.retracts} (${stats.retractsLandedUnanswered} found landed by a retry), ` +
         `retractions lost ${stats.retractsLost}, votes ${stats.votes}, votes lost ${stats.votesLost}, ` +
+        `supersessions ${stats.supersedes}, supersessions lost ${stats.supersedesLost}, ` +
         `torn tails ${stats.tornTails}, WAL rotations ${stats.rotations}, ` +
         `final shard LSNs ${stats.maxLsn.join("/")}, ` +
         `duplicate acks ahead of their original ${stats.earlyDuplicateAcks}/${stats.racePairs} racing pairs`,
@@ -79,6 +80,7 @@ if (iterations > 0) {
       stats.lsnMismatches === 0 &&
       stats.retractsLost === 0 &&
       stats.votesLost === 0 &&
+      stats.supersedesLost === 0 &&
       stats.resendMismatches === 0;
     if (!clean && stats.checksFailed === 0) failed++;
     if (failed === 0) fs.rmSync(dataDir, { recursive: true, force: true });

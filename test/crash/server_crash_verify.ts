@@ -1,8 +1,8 @@
 // Checks after each restart of the server crash loop (server_crash_harness.ts): every
 // acknowledged write readable with the LSN and shard its ack reported, stored once; every
-// acknowledged retraction and vote still in force; per shard, the LSNs of everything stored
-// (writes, retractions, votes) run 1..durable LSN without repeat, a gap only where a
-// retraction landed whose answer the crash swallowed (its LSN no answer reported).
+// acknowledged retraction, vote and supersession still in force; per shard, the LSNs of
+// everything stored (writes, retractions, votes) run 1..durable LSN without repeat, a gap
+// only where a retraction landed whose answer the crash swallowed (its LSN no answer reported).
 import type { ServerProcess } from "../helpers/server_process.js";
 import type { StateChangeLog } from "./state_changes.js";
 
@@ -66,6 +66,8 @@ export interface Seen {
   retractsLost: Set<string>;
   /** Votes acknowledged that a restart undid or changed. */
   votesLost: Set<string>;
+  /** Supersessions acknowledged that a restart undid. */
+  supersedesLost: Set<string>;
 }
 
 export interface Verification {
@@ -185,16 +187,46 @@ export async function verify(
     voteLsns.push({ shard, lsn: expected.lsn });
   });
 
+  // Every acknowledged supersession holds: the old assertion points at the new one, which is
+  // active at its acknowledged LSN. One without an answer yet shows on the old assertion.
+  const supersededNow = new Set(changes.superseded.keys());
+  const supersedeTargets = [...changes.superseded.keys(), ...changes.supersedesPending];
+  await pool(supersedeTargets, VERIFY_CONCURRENCY, async (id) => {
+    const old = await http(server.baseUrl, key, "GET", `/v1/assertions/${id}`);
+    const oldBody = old.json as { status?: string; superseded_by?: string | null };
+    const expected = changes.superseded.get(id);
+    if (expected === undefined) {
+      if (oldBody.status === "superseded") supersededNow.add(id);
+      return;
+    }
+    const replacing = await http(server.baseUrl, key, "GET", `/v1/assertions/${expected.id}`);
+    const newBody = replacing.json as { status?: string; lsn?: number };
+    if (
+      oldBody.status !== "superseded" ||
+      oldBody.superseded_by !== expected.id ||
+      newBody.status !== "active" ||
+      newBody.lsn !== expected.lsn
+    ) {
+      seen.supersedesLost.add(id);
+      out.problems.push(
+        `SUPERSESSION LOST: ${id} is ${oldBody.status ?? old.status} (by ${oldBody.superseded_by}), ` +
+          `${expected.id} is ${newBody.status ?? replacing.status} at LSN ${newBody.lsn} (acked ${expected.lsn})`,
+      );
+    }
+  });
+  /** Acknowledged writes the subtree (active assertions only) no longer lists. */
+  const replacedNow = new Set([...retractedNow, ...supersededNow]);
+
   const missing: Acked[] = [];
   for (const a of acked.values()) {
     if (!full && a.iteration < fromIteration) continue; // checked by an earlier full pass
     const s = stored.get(a.id);
     // The subtree lists the latest active assertion of each concept: not a retracted one.
     if (s === undefined) {
-      if (!(full && retractedNow.has(a.id))) missing.push(a);
-    } else if (retractedNow.has(a.id)) {
-      seen.retractsLost.add(a.id);
-      out.problems.push(`${a.id}: retracted, but listed as active`);
+      if (!(full && replacedNow.has(a.id))) missing.push(a);
+    } else if (replacedNow.has(a.id)) {
+      (retractedNow.has(a.id) ? seen.retractsLost : seen.supersedesLost).add(a.id);
+      out.problems.push(`${a.id}: retracted or superseded, but listed as active`);
     } else if (s.lsn !== a.lsn || s.shard !== a.shard) {
       seen.lsnMismatches.add(a.id);
       out.problems.push(`${a.id}: acked lsn ${a.shard}:${a.lsn}, stored ${s.shard}:${s.lsn}`);
@@ -228,15 +260,21 @@ export async function verify(
       `/v1/query?concept=${a.concept}&lens=history`,
     );
     const items = (res.json as { items?: Array<{ id: string }> }).items ?? [];
-    if (res.status !== 200 || items.length !== 1 || items[0]?.id !== a.id) {
+    // A superseded write's concept also holds the assertion that replaced it.
+    const expectedItems = supersededNow.has(a.id) ? 2 : 1;
+    if (
+      res.status !== 200 ||
+      items.length !== expectedItems ||
+      !items.some((it) => it.id === a.id)
+    ) {
       out.duplicated++;
       seen.duplicated.add(a.id);
       out.problems.push(`${a.concept}: history ${res.status} with ${items.length} items`);
     }
   });
 
-  // Per shard, the known LSNs (active writes as listed, retracted writes and retractions as
-  // acknowledged, votes as listed) are distinct, at most the durable LSN the shard reports, and leave exactly
+  // Per shard, the known LSNs (active writes as listed, retracted and superseded writes and
+  // retractions as acknowledged, votes as listed) are distinct, at most the durable LSN the shard reports, and leave exactly
   // as many LSNs unaccounted for as retractions landed unanswered.
   if (!full) {
     for (const sh of shardInfo) out.maxLsn.push(sh.last_lsn);
@@ -245,7 +283,7 @@ export async function verify(
   }
   const byShard: number[][] = Array.from({ length: shardInfo.length }, () => []);
   for (const s of stored.values()) byShard[s.shard]?.push(s.lsn);
-  for (const id of retractedNow) {
+  for (const id of replacedNow) {
     const a = acked.get(id);
     if (a !== undefined && !stored.has(id)) byShard[a.shard]?.push(a.lsn);
   }

@@ -1,6 +1,6 @@
-// The crash loop's state changes: retractions (by the author) and votes (by a second agent) on
-// acknowledged writes, each write used at most once, and what their answers said. The checks
-// after a restart are in server_crash_verify.ts.
+// The crash loop's state changes: retractions and supersessions (by the author) and votes (by
+// a second agent) on acknowledged writes, each write used at most once, and what their answers
+// said. The checks after a restart are in server_crash_verify.ts.
 import { http } from "./server_crash_verify.js";
 
 /** What the state changes' answers said, for the checks after a restart. */
@@ -15,6 +15,10 @@ export interface StateChangeLog {
   voted: Map<string, { vote: "up" | "down"; lsn: number }>;
   /** Targets whose vote got no answer (never retried: provenance shows whether it landed). */
   votesUnanswered: Map<string, "up" | "down">;
+  /** Superseded target → the replacing assertion, as its 201 reported. */
+  superseded: Map<string, { id: string; lsn: number }>;
+  /** Targets whose supersession got no answer and has not been retried yet. */
+  supersedesPending: Set<string>;
   /** The second agent's principal (the voter). */
   voter: string;
 }
@@ -23,6 +27,7 @@ export interface StateChangeStats {
   retracts: number;
   retractsLandedUnanswered: number;
   votes: number;
+  supersedes: number;
   problems: string[];
 }
 
@@ -43,6 +48,8 @@ export class StateChanges {
       retractsPending: new Set(),
       voted: new Map(),
       votesUnanswered: new Map(),
+      superseded: new Map(),
+      supersedesPending: new Set(),
       voter,
     };
   }
@@ -91,14 +98,6 @@ export class StateChanges {
     return true;
   }
 
-  /** Retries every retraction that got no answer; throws if one still gets none. */
-  async retryRetractions(baseUrl: string): Promise<void> {
-    for (const id of [...this.log.retractsPending]) {
-      await this.retract(baseUrl, id, true);
-      if (this.log.retractsPending.has(id)) throw new Error("a retried retraction got a 5xx");
-    }
-  }
-
   /** Votes on `id` as the second agent; false when the server is gone. */
   async vote(baseUrl: string, id: string): Promise<boolean> {
     const vote = Math.random() < 0.5 ? "up" : "down";
@@ -120,5 +119,51 @@ export class StateChanges {
     this.stats.votes++;
     this.log.voted.set(id, { vote, lsn: body.lsn });
     return true;
+  }
+
+  /**
+   * Supersedes `id` (about `concept`) as its author with a new assertion derived from `id`,
+   * so a retry sends the same content and gets the same answer; false when the server is gone.
+   */
+  async supersede(baseUrl: string, id: string, concept: string, retry: boolean): Promise<boolean> {
+    const log = this.log;
+    const body = {
+      supersedes: id,
+      assertion: { concept, value: { replaces: id }, confidence: 0.8 },
+    };
+    let res: { status: number; json: unknown };
+    try {
+      res = await http(baseUrl, this.authorKey, "POST", "/v1/supersede", body);
+    } catch {
+      log.supersedesPending.add(id);
+      return false;
+    }
+    if (res.status >= 500) {
+      log.supersedesPending.add(id);
+      return true;
+    }
+    const answer = res.json as { id?: string; lsn?: number; duplicate?: boolean };
+    if (res.status !== 201 || typeof answer.id !== "string" || typeof answer.lsn !== "number") {
+      throw new Error(`supersede answered ${res.status}: ${JSON.stringify(res.json)}`);
+    }
+    if (answer.duplicate === true && !retry) {
+      this.stats.problems.push(`first supersession of ${id} answered as a duplicate`);
+    }
+    log.supersedesPending.delete(id);
+    this.stats.supersedes++;
+    log.superseded.set(id, { id: answer.id, lsn: answer.lsn });
+    return true;
+  }
+
+  /** Retries every retraction and supersession that got no answer; throws if one gets none. */
+  async retryPending(baseUrl: string, conceptOf: (id: string) => string): Promise<void> {
+    for (const id of [...this.log.retractsPending]) {
+      await this.retract(baseUrl, id, true);
+      if (this.log.retractsPending.has(id)) throw new Error("a retried retraction got a 5xx");
+    }
+    for (const id of [...this.log.supersedesPending]) {
+      await this.supersede(baseUrl, id, conceptOf(id), true);
+      if (this.log.supersedesPending.has(id)) throw new Error("a retried supersession got a 5xx");
+    }
   }
 }
