@@ -31,6 +31,21 @@ export interface StateChangeStats {
   problems: string[];
 }
 
+/** POSTs `body`: the answer, "unanswered" for a 5xx, or "gone" when the server is unreachable. */
+async function post(
+  baseUrl: string,
+  key: string,
+  urlPath: string,
+  body: unknown,
+): Promise<{ status: number; json: unknown } | "unanswered" | "gone"> {
+  try {
+    const res = await http(baseUrl, key, "POST", urlPath, body);
+    return res.status >= 500 ? "unanswered" : res;
+  } catch {
+    return "gone";
+  }
+}
+
 export class StateChanges {
   readonly log: StateChangeLog;
   /** Acknowledged writes not yet picked for a retraction or a vote. */
@@ -72,16 +87,10 @@ export class StateChanges {
   /** Retracts `id` as its author; false when the server is gone. */
   async retract(baseUrl: string, id: string, retry: boolean): Promise<boolean> {
     const log = this.log;
-    let res: { status: number; json: unknown };
-    try {
-      res = await http(baseUrl, this.authorKey, "POST", "/v1/retract", { assertion_id: id });
-    } catch {
+    const res = await post(baseUrl, this.authorKey, "/v1/retract", { assertion_id: id });
+    if (typeof res === "string") {
       log.retractsPending.add(id);
-      return false;
-    }
-    if (res.status >= 500) {
-      log.retractsPending.add(id);
-      return true;
+      return res === "unanswered";
     }
     const body = res.json as { lsn?: number; duplicate?: boolean };
     if (res.status !== 200 || typeof body.lsn !== "number") {
@@ -101,16 +110,10 @@ export class StateChanges {
   /** Votes on `id` as the second agent; false when the server is gone. */
   async vote(baseUrl: string, id: string): Promise<boolean> {
     const vote = Math.random() < 0.5 ? "up" : "down";
-    let res: { status: number; json: unknown };
-    try {
-      res = await http(baseUrl, this.voterKey, "POST", "/v1/vote", { assertion_id: id, vote });
-    } catch {
+    const res = await post(baseUrl, this.voterKey, "/v1/vote", { assertion_id: id, vote });
+    if (typeof res === "string") {
       this.log.votesUnanswered.set(id, vote);
-      return false;
-    }
-    if (res.status >= 500) {
-      this.log.votesUnanswered.set(id, vote);
-      return true;
+      return res === "unanswered";
     }
     const body = res.json as { lsn?: number; replaced?: boolean };
     if (res.status !== 201 || typeof body.lsn !== "number" || body.replaced !== false) {
@@ -131,16 +134,10 @@ export class StateChanges {
       supersedes: id,
       assertion: { concept, value: { replaces: id }, confidence: 0.8 },
     };
-    let res: { status: number; json: unknown };
-    try {
-      res = await http(baseUrl, this.authorKey, "POST", "/v1/supersede", body);
-    } catch {
+    const res = await post(baseUrl, this.authorKey, "/v1/supersede", body);
+    if (typeof res === "string") {
       log.supersedesPending.add(id);
-      return false;
-    }
-    if (res.status >= 500) {
-      log.supersedesPending.add(id);
-      return true;
+      return res === "unanswered";
     }
     const answer = res.json as { id?: string; lsn?: number; duplicate?: boolean };
     if (res.status !== 201 || typeof answer.id !== "string" || typeof answer.lsn !== "number") {
