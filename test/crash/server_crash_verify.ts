@@ -113,7 +113,8 @@ export async function verify(
   for (const s of shardInfo) out.tornTails += s.recovery?.torn_tail_truncations ?? 0;
   seen.tornTails += out.tornTails;
 
-  // Every stored assertion, via the subtree lens (each concept holds exactly one assertion).
+  // Every active assertion, via the subtree lens (a concept holds one assertion, or two when
+  // the first was superseded).
   const stored = new Map<string, { lsn: number; shard: number; concept: string }>();
   let cursor: string | null = null;
   for (let page = 0; full && page < 100_000; page++) {
@@ -135,15 +136,15 @@ export async function verify(
     if (cursor === null) break;
   }
 
+  // State changes: a full pass checks every one; in between only those without an answer
+  // (at most one per client), so long loops do not grow quadratically.
   // Every retraction acknowledged (or found landed) is still in force; of those without an
   // answer yet, the ones that landed hold an LSN no answer reported.
   const unknownLsns: number[] = [];
   const retractedNow = new Set([...changes.retracted.keys(), ...changes.retractedUnanswered]);
-  const targets = [
-    ...changes.retracted.keys(),
-    ...changes.retractedUnanswered,
-    ...changes.retractsPending,
-  ];
+  const targets = full
+    ? [...changes.retracted.keys(), ...changes.retractedUnanswered, ...changes.retractsPending]
+    : [...changes.retractsPending];
   await pool(targets, VERIFY_CONCURRENCY, async (id) => {
     const res = await http(server.baseUrl, key, "GET", `/v1/assertions/${id}`);
     const status = (res.json as { status?: string }).status;
@@ -165,7 +166,9 @@ export async function verify(
   // Every acknowledged vote is listed in the target's provenance, as acknowledged; a vote
   // without an answer is there or not, and when there its LSN is known from the listing.
   const voteLsns: Array<{ shard: number; lsn: number }> = [];
-  const voteTargets = [...changes.voted.keys(), ...changes.votesUnanswered.keys()];
+  const voteTargets = full
+    ? [...changes.voted.keys(), ...changes.votesUnanswered.keys()]
+    : [...changes.votesUnanswered.keys()];
   await pool(voteTargets, VERIFY_CONCURRENCY, async (id) => {
     const res = await http(server.baseUrl, key, "GET", `/v1/source/provenance?assertion_id=${id}`);
     const votes = (res.json as { votes?: Array<{ voter: string; vote: string; lsn: number }> })
@@ -190,7 +193,9 @@ export async function verify(
   // Every acknowledged supersession holds: the old assertion points at the new one, which is
   // active at its acknowledged LSN. One without an answer yet shows on the old assertion.
   const supersededNow = new Set(changes.superseded.keys());
-  const supersedeTargets = [...changes.superseded.keys(), ...changes.supersedesPending];
+  const supersedeTargets = full
+    ? [...changes.superseded.keys(), ...changes.supersedesPending]
+    : [...changes.supersedesPending];
   await pool(supersedeTargets, VERIFY_CONCURRENCY, async (id) => {
     const old = await http(server.baseUrl, key, "GET", `/v1/assertions/${id}`);
     const oldBody = old.json as { status?: string; superseded_by?: string | null };
@@ -221,7 +226,8 @@ export async function verify(
   for (const a of acked.values()) {
     if (!full && a.iteration < fromIteration) continue; // checked by an earlier full pass
     const s = stored.get(a.id);
-    // The subtree lists the latest active assertion of each concept: not a retracted one.
+    // The subtree lists the latest active assertion of each concept: not a retracted or
+    // superseded one.
     if (s === undefined) {
       if (!(full && replacedNow.has(a.id))) missing.push(a);
     } else if (replacedNow.has(a.id)) {
