@@ -81,7 +81,8 @@ if (iterations > 0) {
       stats.retractsLost === 0 &&
       stats.votesLost === 0 &&
       stats.supersedesLost === 0 &&
-      stats.resendMismatches === 0;
+      stats.resendMismatches === 0 &&
+      stats.problems.length === 0; // e.g. a first retraction answered as a duplicate
     if (!clean && stats.checksFailed === 0) failed++;
     if (failed === 0) fs.rmSync(dataDir, { recursive: true, force: true });
     else out(`data directory kept for inspection: ${dataDir}`);
