@@ -229,153 +229,160 @@ export async function runServerCrashLoop(opts: ServerCrashOptions): Promise<Serv
       changes.offer(r.id);
     });
   };
-  for (let iteration = 0; iteration < opts.iterations; iteration++) {
-    const ackedBefore = acked.size;
-    // Retry what got no answer before the crash: same content, so the same ids.
-    const retries = unanswered;
-    unanswered = [];
-    for (const r of retries) {
-      const results = await postItems(server.baseUrl, key, r.items, r.batch);
-      if (results === null) throw new Error("a retry after restart got a 5xx");
-      stats.retried += r.items.length;
-      record(r.items, results, iteration);
-    }
-    await changes.retryPending(server.baseUrl, (id) => (acked.get(id) as Acked).concept);
-    // Re-send a sample of acknowledged items: must be duplicates with their original LSN.
-    const sample = [...acked.values()].sort(() => Math.random() - 0.5).slice(0, RESEND_SAMPLE);
-    for (const a of sample) {
-      const item = itemFor(a.concept);
-      const results = await postItems(server.baseUrl, key, [item], false);
-      if (results !== null) record([item], results, iteration);
-    }
-
-    const running = server;
-    let dead = false;
-    let rotations = 0;
-    const scraper = (async () => {
-      while (!dead) {
-        try {
-          const res = await fetch(`${running.baseUrl}/metrics`, {
-            signal: AbortSignal.timeout(2000),
-          });
-          rotations = Math.max(rotations, rotationsFrom(await res.text()));
-        } catch {
-          return;
-        }
-        await sleep(100);
+  try {
+    for (let iteration = 0; iteration < opts.iterations; iteration++) {
+      const ackedBefore = acked.size;
+      // Retry what got no answer before the crash: same content, so the same ids.
+      const retries = unanswered;
+      unanswered = [];
+      for (const r of retries) {
+        const results = await postItems(server.baseUrl, key, r.items, r.batch);
+        if (results === null) throw new Error("a retry after restart got a 5xx");
+        stats.retried += r.items.length;
+        record(r.items, results, iteration);
       }
-    })();
-    let seq = 0;
-    const client = async (c: number) => {
-      while (!dead) {
-        const roll = Math.random();
-        const target = roll < RETRACT_SHARE + VOTE_SHARE + SUPERSEDE_SHARE ? changes.take() : null;
-        if (target !== null) {
-          const alive =
-            roll < RETRACT_SHARE
-              ? await changes.retract(running.baseUrl, target, false)
-              : roll < RETRACT_SHARE + VOTE_SHARE
-                ? await changes.vote(running.baseUrl, target)
-                : await changes.supersede(
-                    running.baseUrl,
-                    target,
-                    (acked.get(target) as Acked).concept,
-                    false,
-                  );
-          if (!alive) return; // the server is gone
-          continue;
+      await changes.retryPending(server.baseUrl, (id) => (acked.get(id) as Acked).concept);
+      // Re-send a sample of acknowledged items: must be duplicates with their original LSN.
+      const sample = [...acked.values()].sort(() => Math.random() - 0.5).slice(0, RESEND_SAMPLE);
+      for (const a of sample) {
+        const item = itemFor(a.concept);
+        const results = await postItems(server.baseUrl, key, [item], false);
+        if (results !== null) record([item], results, iteration);
+      }
+
+      const running = server;
+      let dead = false;
+      let rotations = 0;
+      const scraper = (async () => {
+        while (!dead) {
+          try {
+            const res = await fetch(`${running.baseUrl}/metrics`, {
+              signal: AbortSignal.timeout(2000),
+            });
+            rotations = Math.max(rotations, rotationsFrom(await res.text()));
+          } catch {
+            return;
+          }
+          await sleep(100);
         }
-        const batch = Math.random() < 0.3;
-        const items = Array.from({ length: batch ? rand(2, 40) : 1 }, () =>
-          itemFor(`crash/i${iteration}/c${c}/n${seq++}`),
-        );
-        const race = !batch && Math.random() < 0.05;
-        try {
-          if (race) {
-            // The same write twice at once: one is new, the other a duplicate of it.
-            let order = 0;
-            const tagged = (p: Promise<WriteResult[] | null>) =>
-              p.then((r) => ({ r, at: order++ }));
-            const settled = await Promise.allSettled([
-              tagged(postItems(running.baseUrl, key, items, false)),
-              tagged(postItems(running.baseUrl, key, items, false)),
-            ]);
-            const answers = settled.flatMap((x) =>
-              x.status === "fulfilled" && x.value.r !== null ? [x.value] : [],
-            );
-            // Record the original (duplicate:false) first so the other counts as its re-ack.
-            const byOriginal = [...answers].sort(
-              (x, y) => Number(x.r?.[0]?.duplicate) - Number(y.r?.[0]?.duplicate),
-            );
-            for (const a of byOriginal) record(items, a.r as WriteResult[], iteration);
-            if (answers.length < 2) {
-              unanswered.push({ items, batch: false });
-              if (settled.some((x) => x.status === "rejected")) return; // the server is gone
-              continue;
-            }
-            const [a, b] = answers as [(typeof answers)[0], (typeof answers)[0]];
-            stats.racePairs++;
-            const dupFirst = a.r?.[0]?.duplicate === true ? a.at < b.at : b.at < a.at;
-            if (dupFirst) stats.earlyDuplicateAcks++;
+      })();
+      let seq = 0;
+      const client = async (c: number) => {
+        while (!dead) {
+          const roll = Math.random();
+          const target =
+            roll < RETRACT_SHARE + VOTE_SHARE + SUPERSEDE_SHARE ? changes.take() : null;
+          if (target !== null) {
+            const alive =
+              roll < RETRACT_SHARE
+                ? await changes.retract(running.baseUrl, target, false)
+                : roll < RETRACT_SHARE + VOTE_SHARE
+                  ? await changes.vote(running.baseUrl, target)
+                  : await changes.supersede(
+                      running.baseUrl,
+                      target,
+                      (acked.get(target) as Acked).concept,
+                      false,
+                    );
+            if (!alive) return; // the server is gone
             continue;
           }
-          const results = await postItems(running.baseUrl, key, items, batch);
-          if (results === null) unanswered.push({ items, batch });
-          else record(items, results, iteration);
-        } catch (err) {
-          if (String(err).includes("write refused")) throw err;
-          unanswered.push({ items, batch });
-          return; // connection refused or reset: the server is gone
+          const batch = Math.random() < 0.3;
+          const items = Array.from({ length: batch ? rand(2, 40) : 1 }, () =>
+            itemFor(`crash/i${iteration}/c${c}/n${seq++}`),
+          );
+          const race = !batch && Math.random() < 0.05;
+          try {
+            if (race) {
+              // The same write twice at once: one is new, the other a duplicate of it.
+              let order = 0;
+              const tagged = (p: Promise<WriteResult[] | null>) =>
+                p.then((r) => ({ r, at: order++ }));
+              const settled = await Promise.allSettled([
+                tagged(postItems(running.baseUrl, key, items, false)),
+                tagged(postItems(running.baseUrl, key, items, false)),
+              ]);
+              const answers = settled.flatMap((x) =>
+                x.status === "fulfilled" && x.value.r !== null ? [x.value] : [],
+              );
+              // Record the original (duplicate:false) first so the other counts as its re-ack.
+              const byOriginal = [...answers].sort(
+                (x, y) => Number(x.r?.[0]?.duplicate) - Number(y.r?.[0]?.duplicate),
+              );
+              for (const a of byOriginal) record(items, a.r as WriteResult[], iteration);
+              if (answers.length < 2) {
+                unanswered.push({ items, batch: false });
+                if (settled.some((x) => x.status === "rejected")) return; // the server is gone
+                continue;
+              }
+              const [a, b] = answers as [(typeof answers)[0], (typeof answers)[0]];
+              stats.racePairs++;
+              const dupFirst = a.r?.[0]?.duplicate === true ? a.at < b.at : b.at < a.at;
+              if (dupFirst) stats.earlyDuplicateAcks++;
+              continue;
+            }
+            const results = await postItems(running.baseUrl, key, items, batch);
+            if (results === null) unanswered.push({ items, batch });
+            else record(items, results, iteration);
+          } catch (err) {
+            if (String(err).includes("write refused")) throw err;
+            unanswered.push({ items, batch });
+            return; // connection refused or reset: the server is gone
+          }
         }
-      }
-    };
-    const ingest = Promise.all(Array.from({ length: clients }, (_, c) => client(c)));
-    const killAfterMs = rand(killWindow.min, killWindow.max);
-    await sleep(killAfterMs);
-    await running.kill9();
-    dead = true;
-    await ingest;
-    await scraper;
-    stats.rotations += rotations;
+      };
+      const ingest = Promise.all(Array.from({ length: clients }, (_, c) => client(c)));
+      const killAfterMs = rand(killWindow.min, killWindow.max);
+      await sleep(killAfterMs);
+      await running.kill9();
+      dead = true;
+      await ingest;
+      await scraper;
+      stats.rotations += rotations;
 
-    if (Math.random() < 0.25) {
-      stats.startupKills++;
-      await killDuringStartup(dataDir, shards, segmentBytes, rand(20, 400));
+      if (Math.random() < 0.25) {
+        stats.startupKills++;
+        await killDuringStartup(dataDir, shards, segmentBytes, rand(20, 400));
+      }
+      server = await start();
+      const full = (iteration + 1) % (opts.fullCheckEvery ?? 1) === 0;
+      const v = await verify(server, key, acked, changes.log, iteration, seen, full);
+      stats.iterations++;
+      if (v.problems.length === 0) stats.checksPassed++;
+      else {
+        stats.checksFailed++;
+        stats.problems.push(...v.problems.slice(0, 20));
+      }
+      log(
+        `server iteration ${iteration + 1}/${opts.iterations}: killed after ${killAfterMs} ms, ` +
+          `+${acked.size - ackedBefore} acked (${acked.size} total, ${unanswered.length} requests unanswered), ` +
+          `lost ${v.lost}, duplicated ${v.duplicated}, lsn gaps ${v.gaps}, shard LSNs ${v.maxLsn.join("/")}, ` +
+          `torn tails ${v.tornTails}, rotations ${rotations}, ` +
+          `retractions ${stats.retracts}, votes ${stats.votes}, supersessions ${stats.supersedes}${v.problems.length > 0 ? ` — ${v.problems[0]}` : ""}`,
+      );
     }
+
+    // A clean stop and start must keep everything too (checkpoint + recycled segments path).
+    const code = await server.stop();
+    if (code !== 0) stats.problems.push(`SIGTERM exit code ${code}`);
     server = await start();
-    const full = (iteration + 1) % (opts.fullCheckEvery ?? 1) === 0;
-    const v = await verify(server, key, acked, changes.log, iteration, seen, full);
-    stats.iterations++;
-    if (v.problems.length === 0) stats.checksPassed++;
+    const v = await verify(server, key, acked, changes.log, 0, seen, true);
+    if (v.problems.length === 0 && code === 0) stats.checksPassed++;
     else {
       stats.checksFailed++;
       stats.problems.push(...v.problems.slice(0, 20));
     }
     log(
-      `server iteration ${iteration + 1}/${opts.iterations}: killed after ${killAfterMs} ms, ` +
-        `+${acked.size - ackedBefore} acked (${acked.size} total, ${unanswered.length} requests unanswered), ` +
-        `lost ${v.lost}, duplicated ${v.duplicated}, lsn gaps ${v.gaps}, shard LSNs ${v.maxLsn.join("/")}, ` +
-        `torn tails ${v.tornTails}, rotations ${rotations}, ` +
-        `retractions ${stats.retracts}, votes ${stats.votes}, supersessions ${stats.supersedes}${v.problems.length > 0 ? ` — ${v.problems[0]}` : ""}`,
+      `after a clean restart: ${acked.size} acked, lost ${v.lost}, duplicated ${v.duplicated}, lsn gaps ${v.gaps}`,
     );
+    stats.maxLsn = v.maxLsn;
+  } catch (err) {
+    // An aborted loop must not leave its server running.
+    await server.kill9();
+    throw err;
   }
-
-  // A clean stop and start must keep everything too (checkpoint + recycled segments path).
-  const code = await server.stop();
-  if (code !== 0) stats.problems.push(`SIGTERM exit code ${code}`);
-  server = await start();
-  const v = await verify(server, key, acked, changes.log, 0, seen, true);
-  if (v.problems.length === 0 && code === 0) stats.checksPassed++;
-  else {
-    stats.checksFailed++;
-    stats.problems.push(...v.problems.slice(0, 20));
-  }
-  log(
-    `after a clean restart: ${acked.size} acked, lost ${v.lost}, duplicated ${v.duplicated}, lsn gaps ${v.gaps}`,
-  );
   await server.kill9();
   stats.acknowledged = acked.size;
-  stats.maxLsn = v.maxLsn;
   stats.lost = seen.lost.size;
   stats.duplicated = seen.duplicated.size;
   stats.lsnGaps = seen.gaps;
